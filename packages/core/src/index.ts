@@ -1,1 +1,14 @@
-export {};
+export * from './backoff.js';
+export * from './balancers.js';
+export * from './discovery.js';
+export * from './errors.js';
+export * from './health.js';
+export * from './instances.js';
+export * from './kv.js';
+export * from './logger.js';
+export * from './mirror.js';
+export * from './registration.js';
+export * from './tokens.js';
+export type * from './types.js';
+export * from './unsupported.js';
+export * from './validation.js';

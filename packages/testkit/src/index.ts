@@ -1,1 +1,4 @@
+export * from './discovery-contract.js';
+export * from './kv-contract.js';
+export * from './recorder.js';
 export * from './servers/index.js';

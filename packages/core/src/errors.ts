@@ -1,0 +1,105 @@
+/**
+ * Typed errors. Every error Rollcall throws is a {@link RollcallError} with a stable `code`,
+ * so callers can branch on `err.code` or `instanceof` without parsing messages.
+ * Messages never contain secrets: backends pass credentials through {@link redactSecrets}.
+ */
+export class RollcallError extends Error {
+  /** Stable machine-readable code, e.g. `ERR_VALIDATION`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Bad input, refused before any network call. `field` names the offending field (`instance.port`). */
+export class ValidationError extends RollcallError {
+  readonly field: string;
+  readonly reason: string;
+  constructor(field: string, reason: string) {
+    super('ERR_VALIDATION', `${field}: ${reason}`);
+    this.field = field;
+    this.reason = reason;
+  }
+}
+
+/** One problem found in a configuration object. */
+export interface ConfigIssue {
+  /** Dotted path of the field, e.g. `consul.pollIntervalMs`. */
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Bad configuration or backend options. Lists every bad field at once. */
+export class ConfigError extends RollcallError {
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: readonly ConfigIssue[] | string) {
+    const list = typeof issues === 'string' ? [{ path: '', message: issues }] : issues;
+    super('ERR_CONFIG', `invalid configuration: ${list.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
+    this.issues = list;
+  }
+}
+
+/** The backend could not be reached (or answered with a server error) and no last known good answer exists. */
+export class BackendUnavailableError extends RollcallError {
+  readonly backend: string;
+  constructor(backend: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_BACKEND_UNAVAILABLE', `${backend}: ${message}`, options);
+    this.backend = backend;
+  }
+}
+
+/** The backend refused our credentials (wrong password, missing or wrong ACL token). */
+export class PermissionDeniedError extends RollcallError {
+  readonly backend: string;
+  constructor(backend: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_PERMISSION_DENIED', `${backend}: ${message}`, options);
+    this.backend = backend;
+  }
+}
+
+/** The handle (discovery, backend, watch, lease) was closed before or during the call. */
+export class ClosedError extends RollcallError {
+  constructor(what: string) {
+    super('ERR_CLOSED', `${what} is closed`);
+  }
+}
+
+/** A lock or leadership could not be obtained within `timeoutMs`. */
+export class LockTimeoutError extends RollcallError {
+  readonly lock: string;
+  constructor(lock: string, timeoutMs: number) {
+    super('ERR_LOCK_TIMEOUT', `lock '${lock}' not acquired within ${timeoutMs} ms`);
+    this.lock = lock;
+  }
+}
+
+/** The call was aborted by the caller's `AbortSignal`. */
+export class AbortedError extends RollcallError {
+  constructor(reason?: unknown) {
+    super('ERR_ABORTED', 'the operation was aborted', { cause: reason });
+  }
+}
+
+/**
+ * Replaces every occurrence of each secret in `text` with `***`.
+ * Backends run every message that may echo a request (URLs, headers, server errors) through it.
+ */
+export function redactSecrets(text: string, secrets: readonly (string | undefined)[]): string {
+  let out = text;
+  for (const secret of secrets) {
+    if (secret && secret.length > 0) out = out.split(secret).join('***');
+  }
+  return out;
+}
+
+/** Wraps `error` (any thrown value) so that its message, and its cause chain's messages, carry no secret. */
+export function redactError(error: unknown, secrets: readonly (string | undefined)[]): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  const clean = redactSecrets(message, secrets);
+  if (error instanceof Error && clean === message && !(error.cause instanceof Error)) return error;
+  const copy = new Error(clean);
+  copy.name = error instanceof Error ? error.name : 'Error';
+  return copy;
+}

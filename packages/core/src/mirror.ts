@@ -1,0 +1,325 @@
+import { BackendUnavailableError, ClosedError } from './errors.js';
+
+/**
+ * One subscriber's queue of events: an async iterator that never blocks the producer.
+ * When a subscriber falls more than `maxQueued` events behind, its backlog is replaced by
+ * `catchUp()` (a fresh `sync` of the latest state), so a slow consumer costs bounded memory
+ * and never delays anyone else; it skips intermediate states but never misses the latest one.
+ */
+export class EventQueue<E> implements AsyncIterableIterator<E>, Disposable {
+  private readonly queued: E[] = [];
+  private waiter: ((result: IteratorResult<E>) => void) | undefined;
+  private closed = false;
+  /** How many times this subscriber's backlog was collapsed into a catch-up sync. */
+  collapses = 0;
+
+  constructor(
+    private readonly catchUp: () => E[],
+    private readonly maxQueued: number,
+    private readonly onClose: () => void,
+  ) {}
+
+  /** Delivers an event (called by the producer; never blocks). */
+  push(event: E): void {
+    if (this.closed) return;
+    const waiter = this.waiter;
+    if (waiter) {
+      this.waiter = undefined;
+      waiter({ value: event, done: false });
+      return;
+    }
+    this.queued.push(event);
+    if (this.queued.length > this.maxQueued) {
+      this.queued.length = 0;
+      this.queued.push(...this.catchUp());
+      this.collapses += 1;
+    }
+  }
+
+  /** Number of events waiting to be read. */
+  get backlog(): number {
+    return this.queued.length;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  next(): Promise<IteratorResult<E>> {
+    const event = this.queued.shift();
+    if (event !== undefined) return Promise.resolve({ value: event, done: false });
+    if (this.closed) return Promise.resolve({ value: undefined, done: true });
+    if (this.waiter) return Promise.reject(new Error('a watch supports one reader at a time'));
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  return(): Promise<IteratorResult<E>> {
+    this.close();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Ends the iteration; queued events are dropped. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queued.length = 0;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.({ value: undefined, done: true });
+    this.onClose();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** The mirrored state of one watched collection (a service's instances, or the keys under a prefix). */
+export interface MirrorState<V> {
+  /** Current entries by key (instance id, or config key). */
+  readonly entries: ReadonlyMap<string, V>;
+  /** True once the backend has answered at least once. */
+  readonly hasData: boolean;
+  /** True while the backend is unreachable: `entries` is the last known good state. */
+  readonly stale: boolean;
+  /** When the backend last confirmed `entries` (ms epoch). 0 before the first answer. */
+  readonly syncedAt: number;
+  /** The last upstream error, while stale (or before the first answer). */
+  readonly error: Error | undefined;
+  /** Bumped on every change to `entries` or `stale`; views cache derived objects by it. */
+  readonly version: number;
+}
+
+/** Turns mirror transitions into the events of one API (discovery or key/value). */
+export interface MirrorView<V, E> {
+  equals(a: V, b: V): boolean;
+  sync(state: MirrorState<V>): E;
+  change(state: MirrorState<V>, added: [string, V][], updated: [string, V][], removed: [string, V][]): E;
+  stale(state: MirrorState<V>, error: Error): E;
+}
+
+/**
+ * What a backend feeds into a {@link Mirror}. One upstream (a watch or a poller) per mirror.
+ * Calls must arrive in backend order.
+ */
+export interface MirrorFeed<V> {
+  /**
+   * The full authoritative list. Emits `sync` when it is the first answer, when the mirror was
+   * stale, or when `forceSync` is set (history lost, e.g. etcd compaction); otherwise a `change`
+   * with the difference, or nothing when nothing changed (it still refreshes `syncedAt`).
+   */
+  replace(entries: Iterable<[string, V]>, options?: { forceSync?: boolean }): void;
+  /** An incremental update (one backend transaction): entries put and keys deleted. */
+  apply(put: Iterable<[string, V]>, deleted: Iterable<string>): void;
+  /** The backend became unreachable: keep the entries, flag them stale, emit `stale` once. */
+  stale(error: Error): void;
+  /** The backend confirmed the current entries without changing them (a poll, a progress notify). */
+  confirm(): void;
+}
+
+/** Options of {@link Mirror}. */
+export interface MirrorOptions {
+  /** Events a subscriber may fall behind before its backlog collapses into a catch-up sync. Default 1000. */
+  maxQueued?: number;
+  /** Clock for `syncedAt`. Default `Date.now`. */
+  now?: () => number;
+  /** Backend name, for errors. */
+  backend: string;
+  /** What is mirrored, for errors (`service 'web'`). */
+  subject: string;
+}
+
+/**
+ * A local copy of one watched collection with a fan-out to any number of subscribers: the
+ * shared machinery behind every backend's watches and caches. A backend feeds it (one
+ * upstream per mirror); the mirror diffs, keeps the last known good state through outages,
+ * and delivers events to each subscriber's own bounded queue.
+ */
+export class Mirror<V, E> implements MirrorFeed<V> {
+  private entries = new Map<string, V>();
+  private hasData = false;
+  private isStale = false;
+  private syncedAt = 0;
+  private error: Error | undefined;
+  private version = 0;
+  private closed = false;
+  private readonly subscribers = new Set<EventQueue<E>>();
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly maxQueued: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly view: MirrorView<V, E>,
+    private readonly options: MirrorOptions,
+  ) {
+    this.maxQueued = options.maxQueued ?? 1000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The current state (a live view: read it, do not keep it). */
+  get state(): MirrorState<V> {
+    return {
+      entries: this.entries,
+      hasData: this.hasData,
+      stale: this.isStale,
+      syncedAt: this.syncedAt,
+      error: this.error,
+      version: this.version,
+    };
+  }
+
+  get subscriberCount(): number {
+    return this.subscribers.size;
+  }
+
+  /** Resolves once the backend has answered; rejects with {@link BackendUnavailableError} if it failed first. */
+  ready(): Promise<void> {
+    if (this.hasData) return Promise.resolve();
+    if (this.closed) return Promise.reject(new ClosedError(this.options.subject));
+    if (this.error) return Promise.reject(this.unavailable(this.error));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  /** Adds a subscriber. Its first event is `sync` (at once if the state is known, else on the first answer). */
+  subscribe(onClose?: () => void): EventQueue<E> {
+    if (this.closed) throw new ClosedError(this.options.subject);
+    const queue: EventQueue<E> = new EventQueue<E>(
+      () => this.catchUp(),
+      this.maxQueued,
+      () => {
+        this.subscribers.delete(queue);
+        onClose?.();
+      },
+    );
+    this.subscribers.add(queue);
+    if (this.hasData) for (const event of this.catchUp()) queue.push(event);
+    return queue;
+  }
+
+  replace(entries: Iterable<[string, V]>, options?: { forceSync?: boolean }): void {
+    if (this.closed) return;
+    const next = new Map(entries);
+    this.syncedAt = this.now();
+    if (!this.hasData || this.isStale || options?.forceSync) {
+      this.entries = next;
+      this.markFresh();
+      this.version += 1;
+      this.emit(this.view.sync(this.state));
+      return;
+    }
+    const added: [string, V][] = [];
+    const updated: [string, V][] = [];
+    const removed: [string, V][] = [];
+    for (const [key, value] of next) {
+      const old = this.entries.get(key);
+      if (old === undefined) added.push([key, value]);
+      else if (!this.view.equals(old, value)) updated.push([key, value]);
+    }
+    for (const [key, value] of this.entries) if (!next.has(key)) removed.push([key, value]);
+    if (added.length + updated.length + removed.length === 0) return;
+    this.entries = next;
+    this.version += 1;
+    this.emit(this.view.change(this.state, added, updated, removed));
+  }
+
+  apply(put: Iterable<[string, V]>, deleted: Iterable<string>): void {
+    if (this.closed) return;
+    if (!this.hasData) throw new Error('Mirror.apply before the first replace: a backend must sync first');
+    const wasStale = this.isStale;
+    const added: [string, V][] = [];
+    const updated: [string, V][] = [];
+    const removed: [string, V][] = [];
+    for (const key of deleted) {
+      const old = this.entries.get(key);
+      if (old !== undefined) {
+        this.entries.delete(key);
+        removed.push([key, old]);
+      }
+    }
+    for (const [key, value] of put) {
+      const old = this.entries.get(key);
+      this.entries.set(key, value);
+      // A key deleted and re-put in one transaction is an update, not a removal plus an addition.
+      const removedAt = old === undefined ? removed.findIndex(([k]) => k === key) : -1;
+      if (removedAt >= 0) {
+        const [[, previous]] = removed.splice(removedAt, 1) as [[string, V]];
+        if (!this.view.equals(previous, value)) updated.push([key, value]);
+      } else if (old === undefined) added.push([key, value]);
+      else if (!this.view.equals(old, value)) updated.push([key, value]);
+    }
+    this.syncedAt = this.now();
+    this.markFresh();
+    if (added.length + updated.length + removed.length === 0) {
+      if (wasStale) {
+        this.version += 1;
+        this.emit(this.view.sync(this.state));
+      }
+      return;
+    }
+    this.version += 1;
+    this.emit(this.view.change(this.state, added, updated, removed));
+  }
+
+  stale(error: Error): void {
+    if (this.closed) return;
+    this.error = error;
+    if (!this.hasData) {
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) w.reject(this.unavailable(error));
+      return;
+    }
+    if (this.isStale) return;
+    this.isStale = true;
+    this.version += 1;
+    this.emit(this.view.stale(this.state, error));
+  }
+
+  confirm(): void {
+    if (this.closed || !this.hasData || this.isStale) return;
+    this.syncedAt = this.now();
+    this.version += 1;
+  }
+
+  /** Ends every subscriber and rejects pending `ready()` calls. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.readyWaiters) w.reject(new ClosedError(this.options.subject));
+    this.readyWaiters = [];
+    for (const queue of [...this.subscribers]) queue.close();
+  }
+
+  private markFresh(): void {
+    this.isStale = false;
+    this.error = undefined;
+    if (!this.hasData) {
+      this.hasData = true;
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) w.resolve();
+    }
+  }
+
+  private catchUp(): E[] {
+    const state = this.state;
+    const events = [this.view.sync(state)];
+    if (state.stale && state.error) events.push(this.view.stale(state, state.error));
+    return events;
+  }
+
+  private emit(event: E): void {
+    for (const queue of this.subscribers) queue.push(event);
+  }
+
+  private unavailable(error: Error): Error {
+    if (error instanceof BackendUnavailableError || error.name === 'PermissionDeniedError') return error;
+    return new BackendUnavailableError(this.options.backend, `${this.options.subject}: ${error.message}`, { cause: error });
+  }
+}

@@ -1,0 +1,11 @@
+/**
+ * Dependency-injection tokens, as `Symbol.for('rollcall.<Name>')` so that two copies of
+ * `@rollcall/core` in one process still agree on them.
+ */
+export const TYPES = {
+  Backend: Symbol.for('rollcall.Backend'),
+  ServiceDiscovery: Symbol.for('rollcall.ServiceDiscovery'),
+  KeyValueSource: Symbol.for('rollcall.KeyValueSource'),
+  LockService: Symbol.for('rollcall.LockService'),
+  RollcallConfig: Symbol.for('rollcall.RollcallConfig'),
+} as const;

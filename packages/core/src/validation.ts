@@ -1,0 +1,193 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import { ValidationError } from './errors.js';
+import type { RegisterOptions, ServiceInstance } from './types.js';
+
+/** Default registration TTL in seconds. */
+export const DEFAULT_TTL_SECONDS = 10;
+/** Smallest TTL any backend honours (etcd rounds lower grants up to 2 s). */
+export const MIN_TTL_SECONDS = 2;
+/** Largest TTL accepted: one day. */
+export const MAX_TTL_SECONDS = 86_400;
+/** Largest instance weight. */
+export const MAX_WEIGHT = 10_000;
+/** Metadata keys with this prefix are reserved for backends (the Consul backend stores `version` there). */
+export const RESERVED_METADATA_PREFIX = 'rollcall_';
+
+const SERVICE_RE = /^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$/;
+const ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
+const META_KEY_RE = /^[A-Za-z0-9_-]{1,128}$/;
+const DNS_LABEL_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+// Any C0/C1 control character or DEL. Such characters could split keys, logs or HTTP headers.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+
+const INSTANCE_FIELDS = new Set(['id', 'service', 'host', 'port', 'version', 'tags', 'metadata', 'weight']);
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : String(value);
+}
+
+function requireString(field: string, value: unknown): string {
+  if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${describe(value)}`);
+  return value;
+}
+
+function checkNoEscape(field: string, value: string): void {
+  if (value.length === 0) throw new ValidationError(field, 'must not be empty');
+  if (CONTROL_RE.test(value)) throw new ValidationError(field, 'must not contain control characters');
+  if (value.includes('/')) throw new ValidationError(field, `must not contain '/' (got ${describe(value)})`);
+  if (value.includes('..') || value === '.') throw new ValidationError(field, `must not be '.' or contain '..' (got ${describe(value)})`);
+}
+
+/** Checks a service name (contract rule 1). Throws {@link ValidationError} naming `field`. */
+export function validateServiceName(service: unknown, field = 'service'): string {
+  const value = requireString(field, service);
+  checkNoEscape(field, value);
+  if (value.length > 63) throw new ValidationError(field, `must be at most 63 characters (got ${value.length})`);
+  if (!SERVICE_RE.test(value)) {
+    throw new ValidationError(
+      field,
+      `must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (got ${describe(value)})`,
+    );
+  }
+  return value;
+}
+
+/** Checks an instance id, lock name or election name: 1-128 chars of `[A-Za-z0-9._-]`. */
+export function validateId(id: unknown, field = 'id'): string {
+  const value = requireString(field, id);
+  checkNoEscape(field, value);
+  if (value.length > 128) throw new ValidationError(field, `must be at most 128 characters (got ${value.length})`);
+  if (!ID_RE.test(value)) throw new ValidationError(field, `must be characters of [A-Za-z0-9._-] (got ${describe(value)})`);
+  return value;
+}
+
+/** True for an IPv4 or IPv6 literal or an RFC 1123 DNS name. */
+export function isValidHost(host: string): boolean {
+  if (isIPv4(host) || isIPv6(host)) return true;
+  const name = host.endsWith('.') ? host.slice(0, -1) : host;
+  if (name.length === 0 || name.length > 253) return false;
+  return name.split('.').every((label) => DNS_LABEL_RE.test(label));
+}
+
+function validatePrintable(field: string, value: unknown, max: number): string {
+  const text = requireString(field, value);
+  if (text.length === 0) throw new ValidationError(field, 'must not be empty');
+  if (text.length > max) throw new ValidationError(field, `must be at most ${max} characters (got ${text.length})`);
+  if (CONTROL_RE.test(text)) throw new ValidationError(field, 'must not contain control characters');
+  return text;
+}
+
+/**
+ * Validates an instance (contract rule 1) and returns a frozen copy holding only the known fields,
+ * so later mutation of the caller's object cannot change what was registered.
+ */
+export function validateInstance(input: unknown, field = 'instance'): ServiceInstance {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ValidationError(field, `must be an object, got ${describe(input)}`);
+  }
+  const raw = input as Record<string, unknown>;
+  for (const key of Object.keys(raw)) {
+    if (!INSTANCE_FIELDS.has(key) && raw[key] !== undefined) throw new ValidationError(`${field}.${key}`, 'unknown field');
+  }
+  const service = validateServiceName(raw.service, `${field}.service`);
+  const id = validateId(raw.id, `${field}.id`);
+  const host = requireString(`${field}.host`, raw.host);
+  if (!isValidHost(host)) throw new ValidationError(`${field}.host`, `must be an IPv4 or IPv6 address or a DNS name (got ${describe(host)})`);
+  const port = raw.port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) {
+    throw new ValidationError(`${field}.port`, `must be an integer from 1 to 65535 (got ${describe(port)})`);
+  }
+  const out: ServiceInstance = { id, service, host, port };
+  if (raw.version !== undefined) out.version = validatePrintable(`${field}.version`, raw.version, 128);
+  if (raw.tags !== undefined) {
+    if (!Array.isArray(raw.tags)) throw new ValidationError(`${field}.tags`, `must be an array of strings, got ${describe(raw.tags)}`);
+    if (raw.tags.length > 64) throw new ValidationError(`${field}.tags`, `must hold at most 64 tags (got ${raw.tags.length})`);
+    out.tags = Object.freeze(raw.tags.map((tag, i) => validatePrintable(`${field}.tags[${i}]`, tag, 256))) as string[];
+  }
+  if (raw.metadata !== undefined) {
+    const meta = raw.metadata;
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+      throw new ValidationError(`${field}.metadata`, `must be an object of string values, got ${describe(meta)}`);
+    }
+    const entries = Object.entries(meta as Record<string, unknown>);
+    if (entries.length > 64) throw new ValidationError(`${field}.metadata`, `must hold at most 64 entries (got ${entries.length})`);
+    const copy: Record<string, string> = {};
+    for (const [key, value] of entries) {
+      const keyField = `${field}.metadata.${key}`;
+      if (!META_KEY_RE.test(key)) throw new ValidationError(keyField, 'key must be 1-128 characters of [A-Za-z0-9_-]');
+      if (key.startsWith(RESERVED_METADATA_PREFIX)) throw new ValidationError(keyField, `keys starting with '${RESERVED_METADATA_PREFIX}' are reserved`);
+      if (typeof value !== 'string') throw new ValidationError(keyField, `must be a string, got ${describe(value)}`);
+      if (value.length > 512) throw new ValidationError(keyField, `must be at most 512 characters (got ${value.length})`);
+      copy[key] = value;
+    }
+    out.metadata = Object.freeze(copy) as Record<string, string>;
+  }
+  if (raw.weight !== undefined) {
+    const weight = raw.weight;
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
+      throw new ValidationError(`${field}.weight`, `must be an integer from 1 to ${MAX_WEIGHT} (got ${describe(weight)})`);
+    }
+    out.weight = weight;
+  }
+  return Object.freeze(out);
+}
+
+/** Checks a TTL in seconds: an integer from {@link MIN_TTL_SECONDS} to {@link MAX_TTL_SECONDS}. */
+export function validateTtl(ttl: unknown, field = 'options.ttlSeconds', min = MIN_TTL_SECONDS): number {
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < min || ttl > MAX_TTL_SECONDS) {
+    throw new ValidationError(field, `must be an integer number of seconds from ${min} to ${MAX_TTL_SECONDS} (got ${describe(ttl)})`);
+  }
+  return ttl;
+}
+
+/** Validates {@link RegisterOptions} and applies the default TTL. */
+export function validateRegisterOptions(options: RegisterOptions | undefined): { ttlSeconds: number; signal?: AbortSignal } {
+  if (options === undefined) return { ttlSeconds: DEFAULT_TTL_SECONDS };
+  if (typeof options !== 'object' || options === null) throw new ValidationError('options', `must be an object, got ${describe(options)}`);
+  const ttlSeconds = options.ttlSeconds === undefined ? DEFAULT_TTL_SECONDS : validateTtl(options.ttlSeconds);
+  return options.signal ? { ttlSeconds, signal: options.signal } : { ttlSeconds };
+}
+
+function checkPath(field: string, path: string, allowEmpty: boolean): string {
+  const normalized = path.startsWith('/') ? path.slice(1) : path;
+  if (normalized.length === 0) {
+    if (allowEmpty) return normalized;
+    throw new ValidationError(field, 'must not be empty');
+  }
+  if (normalized.length > 512) throw new ValidationError(field, `must be at most 512 characters (got ${normalized.length})`);
+  if (CONTROL_RE.test(normalized)) throw new ValidationError(field, 'must not contain control characters');
+  const segments = normalized.split('/');
+  segments.forEach((segment, i) => {
+    const last = i === segments.length - 1;
+    if (segment === '..' || segment === '.') throw new ValidationError(field, `must not contain '.' or '..' segments (got ${describe(path)})`);
+    // An empty last segment is a trailing '/': allowed for prefixes only.
+    if (segment === '' && !(last && allowEmpty)) throw new ValidationError(field, `must not contain empty segments ('//') (got ${describe(path)})`);
+  });
+  return normalized;
+}
+
+/**
+ * Checks a configuration key and returns it normalized (one leading `/` removed):
+ * `/configs/app/prod/log_level` and `configs/app/prod/log_level` are the same key.
+ */
+export function normalizeKey(key: unknown, field = 'key'): string {
+  const path = checkPath(field, requireString(field, key), false);
+  if (path.endsWith('/')) throw new ValidationError(field, 'must not end with \'/\'');
+  return path;
+}
+
+/** Checks a key prefix (may be empty, may end with `/`) and returns it normalized like {@link normalizeKey}. */
+export function normalizePrefix(prefix: unknown, field = 'prefix'): string {
+  return checkPath(field, requireString(field, prefix), true);
+}
+
+/** Checks a configuration value: a string of at most 512 KiB (Consul's limit, applied everywhere for portability). */
+export function validateValue(value: unknown, field = 'value'): string {
+  const text = requireString(field, value);
+  if (Buffer.byteLength(text) > 512 * 1024) throw new ValidationError(field, 'must be at most 512 KiB');
+  return text;
+}

@@ -1,0 +1,149 @@
+import { type Backend, BackendUnavailableError, type KvEvent, ValidationError } from '@rollcall/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { uniqueService } from './discovery-contract.js';
+import { eventually, Recorder } from './recorder.js';
+
+/** What a backend hands the key/value compliance suite. */
+export interface KeyValueContractHarness {
+  /** A new client, as a separate process would make it. The suite closes the clients it makes. */
+  newClient(): Promise<Backend>;
+  /** Makes the backend unreachable for every client (with `restore`: the outage test). */
+  outage?(): Promise<void>;
+  restore?(): Promise<void>;
+  teardown?(): Promise<void>;
+}
+
+/** Timing and behaviour differences between backends. */
+export interface KeyValueCapabilities {
+  /** Longest time from a write to a watcher seeing it, in ms. Default 2000. */
+  propagationMs?: number;
+  /** Longest time from the end of an outage to a fresh `sync`, in ms. Default 15000. */
+  recoveryMs?: number;
+  /** The harness has `outage` and `restore`. Default false. */
+  outage?: boolean;
+}
+
+const changes = (events: KvEvent[]) => events.filter((e): e is Extract<KvEvent, { type: 'change' }> => e.type === 'change');
+
+/** The key/value compliance suite every backend runs. */
+export function describeKeyValueContract(
+  name: string,
+  harness: () => KeyValueContractHarness | Promise<KeyValueContractHarness>,
+  capabilities: KeyValueCapabilities = {},
+): void {
+  const propagationMs = capabilities.propagationMs ?? 2000;
+  const recoveryMs = capabilities.recoveryMs ?? 15_000;
+
+  describe(`${name}: key/value contract`, () => {
+    let h: KeyValueContractHarness;
+    const clients: Backend[] = [];
+    const client = async () => {
+      const c = await h.newClient();
+      clients.push(c);
+      return c;
+    };
+    const root = () => `rc-test/${uniqueService('kv')}/`;
+
+    beforeAll(async () => {
+      h = await harness();
+    });
+    afterEach(async () => {
+      await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+    });
+    afterAll(async () => {
+      await h?.teardown?.();
+    });
+
+    it('get, put, getAll and delete round-trip values exactly', async () => {
+      const { kv } = await client();
+      const p = root();
+      expect(await kv.get(`${p}missing`)).toBeUndefined();
+      const values = { plain: 'debug', json: '{"a":[1,2,{"b":null}]}', unicode: 'zürich ✓ 東京', empty: '', spaces: '  x  ' };
+      for (const [k, v] of Object.entries(values)) await kv.put(`${p}app/${k}`, v);
+      for (const [k, v] of Object.entries(values)) expect(await kv.get(`${p}app/${k}`)).toBe(v);
+      await kv.put(`${p}application/other`, 'not in app/');
+      const all = await kv.getAll(`${p}app/`);
+      expect(Object.fromEntries([...all].map(([k, v]) => [k.slice(`${p}app/`.length), v]))).toEqual(values);
+      expect([...all.keys()].every((k) => k.startsWith(`${p}app/`))).toBe(true);
+      expect(await kv.get(`/${p}app/plain`)).toBe('debug');
+      await kv.delete(`${p}app/plain`);
+      await kv.delete(`${p}app/plain`);
+      expect(await kv.get(`${p}app/plain`)).toBeUndefined();
+      const other = await client();
+      expect(await other.kv.get(`${p}application/other`)).toBe('not in app/');
+    });
+
+    it('refuses bad keys and values with a ValidationError naming the field', async () => {
+      const { kv } = await client();
+      for (const key of ['', '/', 'a//b', '../x', 'a/../b', 'a/./b', 'a\u0000b', 'trailing/']) {
+        const error = await kv.put(key, 'v').catch((e: unknown) => e);
+        expect(error, JSON.stringify(key)).toBeInstanceOf(ValidationError);
+        expect((error as ValidationError).field).toBe('key');
+      }
+      const error = await kv.put(`${root()}k`, 42 as unknown as string).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ValidationError);
+      expect((error as ValidationError).field).toBe('value');
+      await expect(kv.getAll('a//b')).rejects.toBeInstanceOf(ValidationError);
+      expect(() => kv.watchPrefix('../')).toThrow(ValidationError);
+    });
+
+    it('watchPrefix: sync with everything first, then one change per write, never keys outside the prefix', async () => {
+      const [a, b] = [await client(), await client()];
+      const p = root();
+      await a.kv.put(`${p}cfg/one`, '1');
+      const watch = new Recorder(b.kv.watchPrefix(`${p}cfg/`));
+      const first = await watch.next(() => true, { timeoutMs: propagationMs });
+      expect(first).toEqual({ type: 'sync', entries: new Map([[`${p}cfg/one`, '1']]) });
+      await a.kv.put(`${p}cfgx/outside`, 'no');
+      await a.kv.put(`${p}cfg/two`, '2');
+      await a.kv.put(`${p}cfg/one`, '1b');
+      await a.kv.delete(`${p}cfg/two`);
+      await watch.next((e) => e.type === 'change' && e.deleted.includes(`${p}cfg/two`), { timeoutMs: propagationMs * 2 });
+      const seen = changes(watch.events).map((c) => [...[...c.put].map(([k, v]) => `${k.slice(p.length)}=${v}`), ...c.deleted.map((k) => `-${k.slice(p.length)}`)].join());
+      expect(seen.join(' ')).not.toContain('outside');
+      const folded = new Map([[`${p}cfg/one`, '1']]);
+      for (const c of changes(watch.events)) {
+        for (const [k, v] of c.put) folded.set(k, v);
+        for (const k of c.deleted) folded.delete(k);
+      }
+      expect(folded).toEqual(new Map([[`${p}cfg/one`, '1b']]));
+      expect(seen.filter((s) => s.length > 0).length).toBeGreaterThanOrEqual(1);
+    });
+
+    it('watchPrefix: the deletion of the last key is delivered', async () => {
+      const [a, b] = [await client(), await client()];
+      const p = root();
+      await a.kv.put(`${p}only`, 'x');
+      const watch = new Recorder(b.kv.watchPrefix(p));
+      await watch.next((e) => e.type === 'sync', { timeoutMs: propagationMs });
+      await a.kv.delete(`${p}only`);
+      const change = await watch.next((e) => e.type === 'change', { timeoutMs: propagationMs * 2 });
+      expect(change).toEqual({ type: 'change', put: new Map(), deleted: [`${p}only`] });
+    });
+
+    if (capabilities.outage) {
+      it('watchPrefix: an outage gives stale, keeps nothing back, and resyncs on return', async () => {
+        const [a, b] = [await client(), await client()];
+        const p = root();
+        await a.kv.put(`${p}k`, 'v1');
+        const watch = new Recorder(b.kv.watchPrefix(p));
+        await watch.next((e) => e.type === 'sync', { timeoutMs: propagationMs });
+        if (!h.outage || !h.restore) throw new Error("capability 'outage' declared but the harness has no outage/restore hooks");
+        await h.outage();
+        try {
+          await watch.next((e) => e.type === 'stale', { timeoutMs: recoveryMs });
+          const error = await b.kv.get(`${p}k`).catch((e: unknown) => e);
+          expect(error).toBeInstanceOf(BackendUnavailableError);
+        } finally {
+          await h.restore();
+        }
+        await eventually(async () => (await a.kv.put(`${p}k`, 'v2'), true), { timeoutMs: recoveryMs });
+        const from = watch.events.findIndex((e) => e.type === 'stale') + 1;
+        await watch.next(
+          (e) => (e.type === 'sync' && e.entries.get(`${p}k`) === 'v2') || (e.type === 'change' && e.put.get(`${p}k`) === 'v2'),
+          { from, timeoutMs: recoveryMs },
+        );
+      });
+    }
+  });
+}
