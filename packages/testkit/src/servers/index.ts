@@ -1,1 +1,37 @@
-export {};
+/**
+ * Real-server test harnesses: etcd and Consul processes on free loopback ports with temp data dirs,
+ * fault helpers (kill / restart / pause / TCP partitions) and small polling utilities.
+ *
+ * The binaries come from `node scripts/install-servers.mjs` (run as `pretest`).
+ *
+ * @packageDocumentation
+ */
+export { consulBinary, etcdBinary, etcdctlBinary } from './binaries.js';
+export {
+  type ConsulAgent,
+  type ConsulPorts,
+  type StartConsulOptions,
+  startConsul,
+} from './consul.js';
+export {
+  type EtcdAuthOptions,
+  type EtcdCluster,
+  EtcdctlError,
+  type EtcdctlOptions,
+  type EtcdRestartOptions,
+  type EtcdServer,
+  type EtcdTlsFiles,
+  type StartEtcdClusterOptions,
+  type StartEtcdOptions,
+  startEtcd,
+  startEtcdCluster,
+} from './etcd.js';
+export {
+  type CountingHttpProxy,
+  type ProxyTarget,
+  type RecordedRequest,
+  startCountingHttpProxy,
+  startTcpProxy,
+  type TcpProxy,
+} from './proxy.js';
+export { freePort, repoRoot, type WaitForOptions, waitFor } from './util.js';
