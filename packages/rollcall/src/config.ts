@@ -1,0 +1,176 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ConfigError, type ConfigIssue } from '@rollcall/core';
+import { z } from 'zod';
+
+/** Backends `rollcallModule` knows by name. */
+export const BACKEND_NAMES = ['memory', 'etcd', 'consul', 'migrating'] as const;
+/** A backend name. */
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+const positiveMs = z.number().int().positive();
+
+/** Options of `createEtcdBackend` as they may appear in configuration. */
+export const etcdOptionsSchema = z
+  .object({
+    endpoints: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be http(s)://host:port')).min(1).optional(),
+    namespace: z.string().regex(/^\/(?:[^/\s]+\/)*$/, "must start and end with '/'").optional(),
+    kvPrefix: z.string().optional(),
+    auth: z.object({ username: z.string().min(1), password: z.string().min(1) }).strict().optional(),
+    tls: z.object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }).strict().optional(),
+    dialTimeoutMs: positiveMs.optional(),
+    callTimeoutMs: positiveMs.optional(),
+    cacheIdleMs: positiveMs.optional(),
+    maxQueuedEvents: positiveMs.optional(),
+  })
+  .strict();
+
+/** Options of `createConsulBackend` as they may appear in configuration. */
+export const consulOptionsSchema = z
+  .object({
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(1).max(65_535).optional(),
+    secure: z.boolean().optional(),
+    token: z.string().min(1).optional(),
+    pollIntervalMs: z.number().int().min(5000, 'must be at least 5000 (Consul is polled at most once per 5 s per service)').optional(),
+    deregisterCriticalAfter: z.union([z.string().regex(/^\d+(ms|s|m|h)$/, "must be a duration like '90s' or '1m'"), positiveMs]).optional(),
+    datacenter: z.string().min(1).optional(),
+    watchMode: z.enum(['poll', 'blocking']).optional(),
+    callTimeoutMs: positiveMs.optional(),
+    cacheIdleMs: positiveMs.optional(),
+    maxQueuedEvents: positiveMs.optional(),
+  })
+  .strict();
+
+/** The phases of a Consul-to-etcd migration. */
+export const MIGRATION_PHASES = ['dual-write', 'dual-read', 'cutover', 'done'] as const;
+
+const configSchema = z
+  .object({
+    backend: z.enum(BACKEND_NAMES),
+    etcd: etcdOptionsSchema.optional(),
+    consul: consulOptionsSchema.optional(),
+    migrating: z
+      .object({ from: z.enum(['memory', 'etcd', 'consul']), to: z.enum(['memory', 'etcd', 'consul']), phase: z.enum(MIGRATION_PHASES) })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+/** Options of the etcd backend (see `@rollcall/etcd`). */
+export type EtcdConfig = z.infer<typeof etcdOptionsSchema>;
+/** Options of the Consul backend (see `@rollcall/consul`). */
+export type ConsulConfig = z.infer<typeof consulOptionsSchema>;
+/** Which backend a process uses, and its options. */
+export type RollcallConfig = z.infer<typeof configSchema>;
+
+/** Options of {@link loadConfig}. */
+export interface LoadConfigOptions {
+  /** Section of the file to use. Default `ROLLCALL_ENV`, else `NODE_ENV`, else `development`. */
+  environment?: string;
+  /** Path of the configuration file. Default `rollcall.config.json` in the working directory (optional there; required when given). */
+  file?: string;
+  /** Environment variables. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+}
+
+/** Environments in which, with nothing configured, the in-memory backend is used. */
+const MEMORY_BY_DEFAULT = new Set(['development', 'test']);
+
+function issuesOf(error: z.ZodError, prefix = ''): ConfigIssue[] {
+  return error.issues.map((issue) => ({ path: [prefix, ...issue.path.map(String)].filter(Boolean).join('.'), message: issue.message }));
+}
+
+/** Parses `value` as a config object, throwing {@link ConfigError} with every bad field. */
+export function parseConfig(value: unknown): RollcallConfig {
+  const result = configSchema.safeParse(value);
+  if (!result.success) throw new ConfigError(issuesOf(result.error));
+  return result.data;
+}
+
+function setIn(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path.at(-1)!] = value;
+}
+
+/** Environment variables read by {@link loadConfig}, with the config path each sets. */
+export const ENV_VARIABLES: Record<string, { path: string[]; parse?: (v: string) => unknown; description: string }> = {
+  ROLLCALL_BACKEND: { path: ['backend'], description: 'backend name: memory, etcd, consul or migrating' },
+  ETCD_ENDPOINTS: { path: ['etcd', 'endpoints'], parse: (v) => v.split(',').map((s) => s.trim()).filter(Boolean), description: 'comma-separated etcd URLs' },
+  ETCD_NAMESPACE: { path: ['etcd', 'namespace'], description: 'key namespace, e.g. /rollcall/' },
+  ETCD_USERNAME: { path: ['etcd', 'auth', 'username'], description: 'etcd user' },
+  ETCD_PASSWORD: { path: ['etcd', 'auth', 'password'], description: 'etcd password (never logged)' },
+  ETCD_CA_FILE: { path: ['etcd', 'tls', 'ca'], description: 'PEM file of the CA that signed the etcd server certificate' },
+  ETCD_CERT_FILE: { path: ['etcd', 'tls', 'cert'], description: 'PEM client certificate file' },
+  ETCD_KEY_FILE: { path: ['etcd', 'tls', 'key'], description: 'PEM client key file' },
+  CONSUL_HTTP_TOKEN: { path: ['consul', 'token'], description: 'Consul ACL token (never logged)' },
+  CONSUL_HTTP_SSL: { path: ['consul', 'secure'], parse: (v) => v === 'true' || v === '1', description: 'true to use HTTPS' },
+  ROLLCALL_CONSUL_POLL_INTERVAL_MS: { path: ['consul', 'pollIntervalMs'], parse: Number, description: 'Consul poll interval in ms (>= 5000)' },
+  ROLLCALL_MIGRATION_PHASE: { path: ['migrating', 'phase'], description: 'dual-write, dual-read, cutover or done' },
+};
+
+/** Splits `CONSUL_HTTP_ADDR` (`host:port`, `http://host:port` or `https://host:port`) into options. */
+function consulAddress(value: string): Record<string, unknown> {
+  const match = /^(?:(https?):\/\/)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(value.trim());
+  if (!match) throw new ConfigError([{ path: 'CONSUL_HTTP_ADDR', message: `must be host:port or http(s)://host:port` }]);
+  const [, scheme, host, port] = match;
+  return { host: host!.replace(/^\[|\]$/g, ''), ...(port ? { port: Number(port) } : {}), ...(scheme ? { secure: scheme === 'https' } : {}) };
+}
+
+/**
+ * Reads `rollcall.config.json` (one section per environment, plus an optional `default`
+ * section underneath them all), then environment variables on top, and validates the result.
+ * Throws {@link ConfigError} listing every bad field. With nothing configured, `development`
+ * and `test` use the memory backend; other environments must name one.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): RollcallConfig {
+  const env = options.env ?? process.env;
+  const environment = options.environment ?? env.ROLLCALL_ENV ?? env.NODE_ENV ?? 'development';
+  const path = resolve(options.file ?? 'rollcall.config.json');
+  let merged: Record<string, unknown> = {};
+  if (existsSync(path)) {
+    let file: unknown;
+    try {
+      file = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (error) {
+      throw new ConfigError([{ path, message: `cannot read JSON: ${(error as Error).message}` }]);
+    }
+    if (typeof file !== 'object' || file === null || Array.isArray(file)) {
+      throw new ConfigError([{ path, message: 'must hold an object with one section per environment' }]);
+    }
+    const sections = file as Record<string, unknown>;
+    const section = (name: string) => structuredClone((sections[name] ?? {}) as Record<string, unknown>);
+    merged = deepMerge(section('default'), section(environment));
+  } else if (options.file) {
+    throw new ConfigError([{ path, message: 'file not found' }]);
+  }
+  for (const [name, spec] of Object.entries(ENV_VARIABLES)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') setIn(merged, spec.path, spec.parse ? spec.parse(value) : value);
+  }
+  if (env.CONSUL_HTTP_ADDR) merged.consul = { ...((merged.consul as object) ?? {}), ...consulAddress(env.CONSUL_HTTP_ADDR) };
+  if (merged.backend === undefined) {
+    if (!MEMORY_BY_DEFAULT.has(environment)) {
+      throw new ConfigError([
+        { path: 'backend', message: `no backend configured for environment '${environment}' (set ROLLCALL_BACKEND or the '${environment}' section of ${path})` },
+      ]);
+    }
+    merged.backend = 'memory';
+  }
+  return parseConfig(merged);
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  for (const [key, value] of Object.entries(over)) {
+    const current = base[key];
+    base[key] =
+      typeof value === 'object' && value !== null && !Array.isArray(value) && typeof current === 'object' && current !== null && !Array.isArray(current)
+        ? deepMerge(current as Record<string, unknown>, value as Record<string, unknown>)
+        : value;
+  }
+  return base;
+}

@@ -1,0 +1,40 @@
+import 'reflect-metadata';
+import { type Backend, type KeyValueSource, type LockService, type ServiceDiscovery, TYPES } from '@rollcall/core';
+import { Container, ContainerModule } from 'inversify';
+import { backendFactory } from './backends.js';
+import { loadConfig, parseConfig, type RollcallConfig } from './config.js';
+
+/**
+ * An inversify module binding `TYPES.RollcallConfig`, `TYPES.Backend`, `TYPES.ServiceDiscovery`,
+ * `TYPES.KeyValueSource` and `TYPES.LockService` as singletons for the backend `config.backend`
+ * names. The config is validated (and the backend looked up) now, so a bad one fails at start
+ * with a {@link ConfigError}; the backend itself is created on first resolution and closed when
+ * its binding is deactivated (`await container.unbindAllAsync()`).
+ */
+export function rollcallModule(config: RollcallConfig): ContainerModule {
+  const valid = parseConfig(config);
+  const create = backendFactory(valid);
+  return new ContainerModule(({ bind }) => {
+    bind<RollcallConfig>(TYPES.RollcallConfig).toConstantValue(valid);
+    bind<Backend>(TYPES.Backend)
+      .toDynamicValue(() => create(valid))
+      .inSingletonScope()
+      .onDeactivation((backend) => backend.close());
+    bind<ServiceDiscovery>(TYPES.ServiceDiscovery)
+      .toDynamicValue((ctx) => ctx.get<Backend>(TYPES.Backend).discovery)
+      .inSingletonScope();
+    bind<KeyValueSource>(TYPES.KeyValueSource)
+      .toDynamicValue((ctx) => ctx.get<Backend>(TYPES.Backend).kv)
+      .inSingletonScope();
+    bind<LockService>(TYPES.LockService)
+      .toDynamicValue((ctx) => ctx.get<Backend>(TYPES.Backend).locks)
+      .inSingletonScope();
+  });
+}
+
+/** A new inversify `Container` with {@link rollcallModule} loaded for `config` (default: {@link loadConfig}()). */
+export function createContainer(config?: RollcallConfig): Container {
+  const container = new Container();
+  container.load(rollcallModule(config ?? loadConfig()));
+  return container;
+}
