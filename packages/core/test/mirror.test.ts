@@ -1,0 +1,126 @@
+import { describe, expect, it } from 'vitest';
+import { BackendUnavailableError, ClosedError, Mirror, type MirrorView } from '../src/index.js';
+
+type Ev = { type: string; keys: string[]; detail?: string };
+const view: MirrorView<string, Ev> = {
+  equals: (a, b) => a === b,
+  sync: (s) => ({ type: 'sync', keys: [...s.entries.keys()].sort() }),
+  change: (s, a, u, r) => ({
+    type: 'change',
+    keys: [...s.entries.keys()].sort(),
+    detail: [...a.map(([k]) => `+${k}`), ...u.map(([k]) => `~${k}`), ...r.map(([k]) => `-${k}`)].join(),
+  }),
+  stale: (s, e) => ({ type: 'stale', keys: [...s.entries.keys()].sort(), detail: e.message }),
+};
+const mirror = (maxQueued = 1000) => new Mirror<string, Ev>(view, { backend: 'test', subject: 'thing', maxQueued });
+
+async function take(iter: AsyncIterator<Ev>, n: number): Promise<Ev[]> {
+  const out: Ev[] = [];
+  for (let i = 0; i < n; i++) out.push((await iter.next()).value as Ev);
+  return out;
+}
+
+describe('Mirror', () => {
+  it('sends sync first, then diffs; a replace that changes nothing emits nothing', async () => {
+    const m = mirror();
+    const q = m.subscribe();
+    m.replace([['a', '1']]);
+    m.replace([['a', '1']]);
+    m.replace([['a', '2'], ['b', '1']]);
+    m.apply([], ['a']);
+    m.apply([['b', '1']], []);
+    expect(q.backlog).toBe(3);
+    expect(await take(q, 3)).toEqual([
+      { type: 'sync', keys: ['a'] },
+      { type: 'change', keys: ['a', 'b'], detail: '+b,~a' },
+      { type: 'change', keys: ['b'], detail: '-a' },
+    ]);
+  });
+
+  it('a key deleted and put again in one transaction is an update', async () => {
+    const m = mirror();
+    m.replace([['k', 'old']]);
+    const q = m.subscribe();
+    m.apply([['k', 'new']], ['k']);
+    expect(await take(q, 2)).toEqual([
+      { type: 'sync', keys: ['k'] },
+      { type: 'change', keys: ['k'], detail: '~k' },
+    ]);
+  });
+
+  it('stale keeps the last known good entries, once; the next answer is a fresh sync', async () => {
+    const m = mirror();
+    m.replace([['a', '1']]);
+    const q = m.subscribe();
+    m.stale(new Error('down'));
+    m.stale(new Error('still down'));
+    expect(m.state.stale).toBe(true);
+    expect([...m.state.entries.keys()]).toEqual(['a']);
+    m.replace([['a', '1'], ['b', '2']]);
+    expect(await take(q, 3)).toEqual([
+      { type: 'sync', keys: ['a'] },
+      { type: 'stale', keys: ['a'], detail: 'down' },
+      { type: 'sync', keys: ['a', 'b'] },
+    ]);
+    // A late subscriber while stale gets the list and then the stale flag.
+    m.stale(new Error('again'));
+    expect(await take(m.subscribe(), 2)).toEqual([
+      { type: 'sync', keys: ['a', 'b'] },
+      { type: 'stale', keys: ['a', 'b'], detail: 'again' },
+    ]);
+  });
+
+  it('ready() waits for the first answer and rejects with BackendUnavailableError if the backend fails first', async () => {
+    const ok = mirror();
+    const waiting = ok.ready();
+    ok.replace([]);
+    await expect(waiting).resolves.toBeUndefined();
+    const bad = mirror();
+    const failing = bad.ready();
+    bad.stale(new Error('connection refused'));
+    await expect(failing).rejects.toBeInstanceOf(BackendUnavailableError);
+    await expect(bad.ready()).rejects.toThrow(/connection refused/);
+    const closed = mirror();
+    const pending = closed.ready();
+    closed.close();
+    await expect(pending).rejects.toBeInstanceOf(ClosedError);
+  });
+
+  it('a slow subscriber neither blocks others nor grows without bound: it catches up to the latest state', async () => {
+    const m = mirror(10);
+    const slow = m.subscribe();
+    const fast = m.subscribe();
+    m.replace([]);
+    const seen: Ev[] = [];
+    const reader = (async () => {
+      for await (const e of fast) {
+        seen.push(e);
+        if (e.keys.length === 500) break;
+      }
+    })();
+    for (let i = 0; i < 500; i++) {
+      m.apply([[`k${String(i).padStart(3, '0')}`, 'v']], []);
+      await Promise.resolve();
+    }
+    await reader;
+    expect(seen).toHaveLength(501);
+    expect(slow.backlog).toBeLessThanOrEqual(11);
+    expect(slow.collapses).toBeGreaterThan(0);
+    const events: Ev[] = [];
+    while (slow.backlog > 0) events.push((await slow.next()).value as Ev);
+    // Whatever was skipped, the last thing the slow reader sees is the full latest state.
+    const last = events.at(-1)!;
+    expect(last.keys).toHaveLength(500);
+    expect(events.some((e) => e.type === 'sync' && e.keys.length > 1)).toBe(true);
+  });
+
+  it('close ends every subscriber and later pushes are ignored', async () => {
+    const m = mirror();
+    m.replace([['a', '1']]);
+    const q = m.subscribe();
+    m.close();
+    m.apply([['b', '1']], []);
+    expect(await q.next()).toEqual({ value: undefined, done: true });
+    expect(() => m.subscribe()).toThrow(ClosedError);
+  });
+});

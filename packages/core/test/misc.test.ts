@@ -1,0 +1,112 @@
+import { createServer } from 'node:http';
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import {
+  Backoff,
+  createHealthHandler,
+  type DiscoveryHealth,
+  diffInstances,
+  installGracefulShutdown,
+  redactError,
+  retryForever,
+  sleep,
+  validateInstance,
+  ValidationError,
+} from '../src/index.js';
+
+describe('Backoff', () => {
+  it('grows exponentially with jitter between half and full delay, capped', () => {
+    const low = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0 });
+    expect([1, 2, 3, 4, 5, 6].map(() => low.next())).toEqual([50, 100, 200, 400, 500, 500]);
+    const high = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0.999999 });
+    const delays = [1, 2, 3, 4, 5].map(() => Math.round(high.next()));
+    expect(delays).toEqual([100, 200, 400, 800, 1000]);
+    high.reset();
+    expect(Math.round(high.next())).toBe(100);
+  });
+
+  it('retryForever keeps going past any count until success, and stops on abort', async () => {
+    let calls = 0;
+    const value = await retryForever(
+      async () => {
+        calls += 1;
+        if (calls < 25) throw new Error('not yet');
+        return 'ok';
+      },
+      { backoff: new Backoff({ initialMs: 1, maxMs: 2 }) },
+    );
+    expect(value).toBe('ok');
+    expect(calls).toBe(25);
+    const controller = new AbortController();
+    const forever = retryForever(() => Promise.reject(new Error('never')), { backoff: new Backoff({ initialMs: 1, maxMs: 5 }), signal: controller.signal });
+    setTimeout(() => controller.abort(), 30);
+    await expect(forever).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    await expect(sleep(10_000, AbortSignal.abort())).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+  });
+});
+
+describe('validation and diff', () => {
+  it('returns a frozen copy that later mutation of the input cannot change', () => {
+    const input = { id: 'a', service: 'web', host: 'web-1.internal', port: 80, tags: ['x'], metadata: { zone: 'a' } };
+    const valid = validateInstance(input);
+    input.tags.push('y');
+    input.metadata.zone = 'b';
+    expect(valid.tags).toEqual(['x']);
+    expect(valid.metadata).toEqual({ zone: 'a' });
+    expect(Object.isFrozen(valid)).toBe(true);
+    for (const host of ['::1', '10.0.0.1', 'a.b-c.example', 'localhost']) expect(validateInstance({ ...input, host }).host).toBe(host);
+    expect(() => validateInstance({ ...input, metadata: { rollcall_id: 'x' } })).toThrow(ValidationError);
+    expect(() => validateInstance(null)).toThrow(/instance: must be an object/);
+  });
+
+  it('diffInstances reports added, removed and updated by id', () => {
+    const a = { id: 'a', service: 's', host: 'h', port: 1 };
+    const b = { id: 'b', service: 's', host: 'h', port: 2 };
+    expect(diffInstances([a, b], [{ ...b, port: 3 }, { ...a }, { id: 'c', service: 's', host: 'h', port: 4 }])).toEqual({
+      added: [{ id: 'c', service: 's', host: 'h', port: 4 }],
+      removed: [],
+      updated: [{ ...b, port: 3 }],
+    });
+  });
+
+  it('redactError removes secrets from messages', () => {
+    const e = redactError(new Error('auth failed for root:hunter2 at http://x'), ['hunter2']);
+    expect(e.message).toBe('auth failed for root:*** at http://x');
+  });
+});
+
+describe('health', () => {
+  const serve = async (health: DiscoveryHealth) => {
+    const server = createServer(createHealthHandler({ health: async () => health }));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const res = await fetch(`http://127.0.0.1:${port}/health`);
+    const body = await res.json();
+    server.close();
+    return { status: res.status, body };
+  };
+
+  it('answers 200 only when the backend is reachable and every own registration is active', async () => {
+    const base = { backend: 'memory', reachable: true, watches: [], registrations: [{ service: 'web', id: 'a', state: 'active' as const, losses: 0 }] };
+    expect(await serve(base)).toMatchObject({ status: 200, body: { status: 'pass', backend: 'memory' } });
+    const recovering = { ...base, registrations: [{ service: 'web', id: 'a', state: 'recovering' as const, losses: 1, error: 'lease lost' }] };
+    expect(await serve(recovering)).toMatchObject({ status: 503, body: { status: 'fail', registrations: [{ state: 'recovering' }] } });
+    expect(await serve({ ...base, reachable: false, error: 'connection refused' })).toMatchObject({ status: 503 });
+  });
+
+  it('graceful shutdown deregisters first, drains, then exits', async () => {
+    const steps: string[] = [];
+    const emitter = new EventEmitter();
+    const registration = { deregister: async () => void steps.push('deregister') };
+    const discovery = {
+      activeRegistrations: [registration],
+      close: async () => void steps.push('close'),
+    } as never;
+    const exited = new Promise<number>((resolve) => {
+      installGracefulShutdown({ discovery, drainMs: 20, emitter, exit: resolve, beforeExit: () => void steps.push('beforeExit') });
+    });
+    emitter.emit('SIGTERM', 'SIGTERM');
+    expect(await exited).toBe(0);
+    expect(steps).toEqual(['deregister', 'beforeExit', 'close']);
+  });
+});
