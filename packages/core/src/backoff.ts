@@ -80,7 +80,10 @@ export interface RetryOptions {
  * Runs `attempt` until it succeeds, sleeping a backoff delay between failures. There is no
  * retry limit: a registration must never give up while its process lives. Only `signal` stops it.
  */
-export async function retryForever<T>(attempt: (n: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+export async function retryForever<T>(
+  attempt: (n: number) => Promise<T>,
+  options: RetryOptions = {},
+): Promise<T> {
   const backoff = options.backoff ?? new Backoff();
   for (let n = 0; ; n++) {
     throwIfAborted(options.signal);

@@ -160,7 +160,10 @@ class ConsistentHash implements Balancer {
 }
 
 /** Creates a balancer. Feed it each snapshot's `instances` with `update`, then `pick` per call. */
-export function createBalancer(strategy: BalancerStrategy = 'round-robin', options: BalancerOptions = {}): Balancer {
+export function createBalancer(
+  strategy: BalancerStrategy = 'round-robin',
+  options: BalancerOptions = {},
+): Balancer {
   switch (strategy) {
     case 'round-robin':
       return new RoundRobin();

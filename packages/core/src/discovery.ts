@@ -4,7 +4,15 @@ import { instanceEquals, makeSnapshot } from './instances.js';
 import { type Logger, silentLogger } from './logger.js';
 import { type EventQueue, Mirror, type MirrorFeed, type MirrorState, type MirrorView } from './mirror.js';
 import { ManagedRegistration, type RegistrationControl } from './registration.js';
-import type { DiscoveryEvent, Registration, RegisterOptions, ServiceDiscovery, ServiceInstance, ServiceWatch, Snapshot } from './types.js';
+import type {
+  DiscoveryEvent,
+  RegisterOptions,
+  Registration,
+  ServiceDiscovery,
+  ServiceInstance,
+  ServiceWatch,
+  Snapshot,
+} from './types.js';
 import { validateInstance, validateRegisterOptions, validateServiceName } from './validation.js';
 
 /**
@@ -86,7 +94,10 @@ class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
     return this.cached.snapshot;
   }
   equals = instanceEquals;
-  sync: MirrorView<ServiceInstance, DiscoveryEvent>['sync'] = (state) => ({ type: 'sync', snapshot: this.snapshot(state) });
+  sync: MirrorView<ServiceInstance, DiscoveryEvent>['sync'] = (state) => ({
+    type: 'sync',
+    snapshot: this.snapshot(state),
+  });
   change: MirrorView<ServiceInstance, DiscoveryEvent>['change'] = (state, added, updated, removed) => ({
     type: 'change',
     snapshot: this.snapshot(state),
@@ -157,15 +168,27 @@ export class ManagedDiscovery implements ServiceDiscovery {
     this.assertOpen();
     const key = registrationKey(valid);
     if (this.registrations.has(key)) {
-      throw new ValidationError('instance.id', `'${valid.id}' of service '${valid.service}' is already registered by this client; deregister it first`);
+      throw new ValidationError(
+        'instance.id',
+        `'${valid.id}' of service '${valid.service}' is already registered by this client; deregister it first`,
+      );
     }
-    const registration = new ManagedRegistration(valid, ttlSeconds, (r) => this.remove(r), (e) =>
-      this.options.logger.error('registration listener threw', { error: String(e) }),
+    const registration = new ManagedRegistration(
+      valid,
+      ttlSeconds,
+      (r) => this.remove(r),
+      (e) => this.options.logger.error('registration listener threw', { error: String(e) }),
     );
     registration.on('lost', (error) =>
-      this.options.logger.warn('registration lost; re-registering', { service: valid.service, id: valid.id, error: error?.message }),
+      this.options.logger.warn('registration lost; re-registering', {
+        service: valid.service,
+        id: valid.id,
+        error: error?.message,
+      }),
     );
-    registration.on('restored', () => this.options.logger.info('registration restored', { service: valid.service, id: valid.id }));
+    registration.on('restored', () =>
+      this.options.logger.info('registration restored', { service: valid.service, id: valid.id }),
+    );
     this.registrations.set(key, registration);
     try {
       await abortable(this.driver.register(registration, signal), signal);
@@ -319,6 +342,9 @@ export class ManagedDiscovery implements ServiceDiscovery {
 }
 
 /** Builds the shared {@link ServiceDiscovery} over a backend's driver. */
-export function createServiceDiscovery(driver: DiscoveryDriver, options?: DiscoveryOptions): ManagedDiscovery {
+export function createServiceDiscovery(
+  driver: DiscoveryDriver,
+  options?: DiscoveryOptions,
+): ManagedDiscovery {
   return new ManagedDiscovery(driver, options);
 }

@@ -36,7 +36,10 @@ export class ConfigError extends RollcallError {
   readonly issues: readonly ConfigIssue[];
   constructor(issues: readonly ConfigIssue[] | string) {
     const list = typeof issues === 'string' ? [{ path: '', message: issues }] : issues;
-    super('ERR_CONFIG', `invalid configuration: ${list.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
+    super(
+      'ERR_CONFIG',
+      `invalid configuration: ${list.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`,
+    );
     this.issues = list;
   }
 }

@@ -38,7 +38,9 @@ export function createHealthHandler(
       },
       (error: unknown) => {
         res.writeHead(503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: 'fail', error: error instanceof Error ? error.message : String(error) }));
+        res.end(
+          JSON.stringify({ status: 'fail', error: error instanceof Error ? error.message : String(error) }),
+        );
       },
     );
   };
@@ -92,7 +94,9 @@ export function installGracefulShutdown(options: GracefulShutdownOptions): () =>
         await options.discovery.close();
       } catch (error) {
         code = 1;
-        logger.error('shutdown step failed', { error: error instanceof Error ? error.message : String(error) });
+        logger.error('shutdown step failed', {
+          error: error instanceof Error ? error.message : String(error),
+        });
       }
       exit(code);
     })();

@@ -52,7 +52,10 @@ export interface InstanceDiff {
 }
 
 /** Compares two lists of one service by id; `updated` holds the new version of each changed instance. */
-export function diffInstances(previous: Iterable<ServiceInstance>, next: Iterable<ServiceInstance>): InstanceDiff {
+export function diffInstances(
+  previous: Iterable<ServiceInstance>,
+  next: Iterable<ServiceInstance>,
+): InstanceDiff {
   const before = new Map<string, ServiceInstance>();
   for (const i of previous) before.set(i.id, i);
   const added: ServiceInstance[] = [];

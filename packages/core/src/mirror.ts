@@ -320,6 +320,8 @@ export class Mirror<V, E> implements MirrorFeed<V> {
 
   private unavailable(error: Error): Error {
     if (error instanceof BackendUnavailableError || error.name === 'PermissionDeniedError') return error;
-    return new BackendUnavailableError(this.options.backend, `${this.options.subject}: ${error.message}`, { cause: error });
+    return new BackendUnavailableError(this.options.backend, `${this.options.subject}: ${error.message}`, {
+      cause: error,
+    });
   }
 }

@@ -10,6 +10,7 @@ export class NotSupportedError extends RollcallError {
 
 /** A {@link LockService} whose every call rejects with {@link NotSupportedError}, for backends without locks. */
 export function unsupportedLocks(backend: string): LockService {
-  const fail = () => Promise.reject(new NotSupportedError(`the ${backend} backend does not provide locks yet`));
+  const fail = () =>
+    Promise.reject(new NotSupportedError(`the ${backend} backend does not provide locks yet`));
   return { acquire: fail, tryAcquire: fail, withLock: fail, campaign: fail, leader: fail };
 }

@@ -24,7 +24,8 @@ const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 const INSTANCE_FIELDS = new Set(['id', 'service', 'host', 'port', 'version', 'tags', 'metadata', 'weight']);
 
 function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'object' ? 'an object' : String(value);
@@ -39,14 +40,16 @@ function checkNoEscape(field: string, value: string): void {
   if (value.length === 0) throw new ValidationError(field, 'must not be empty');
   if (CONTROL_RE.test(value)) throw new ValidationError(field, 'must not contain control characters');
   if (value.includes('/')) throw new ValidationError(field, `must not contain '/' (got ${describe(value)})`);
-  if (value.includes('..') || value === '.') throw new ValidationError(field, `must not be '.' or contain '..' (got ${describe(value)})`);
+  if (value.includes('..') || value === '.')
+    throw new ValidationError(field, `must not be '.' or contain '..' (got ${describe(value)})`);
 }
 
 /** Checks a service name (contract rule 1). Throws {@link ValidationError} naming `field`. */
 export function validateServiceName(service: unknown, field = 'service'): string {
   const value = requireString(field, service);
   checkNoEscape(field, value);
-  if (value.length > 63) throw new ValidationError(field, `must be at most 63 characters (got ${value.length})`);
+  if (value.length > 63)
+    throw new ValidationError(field, `must be at most 63 characters (got ${value.length})`);
   if (!SERVICE_RE.test(value)) {
     throw new ValidationError(
       field,
@@ -60,8 +63,10 @@ export function validateServiceName(service: unknown, field = 'service'): string
 export function validateId(id: unknown, field = 'id'): string {
   const value = requireString(field, id);
   checkNoEscape(field, value);
-  if (value.length > 128) throw new ValidationError(field, `must be at most 128 characters (got ${value.length})`);
-  if (!ID_RE.test(value)) throw new ValidationError(field, `must be characters of [A-Za-z0-9._-] (got ${describe(value)})`);
+  if (value.length > 128)
+    throw new ValidationError(field, `must be at most 128 characters (got ${value.length})`);
+  if (!ID_RE.test(value))
+    throw new ValidationError(field, `must be characters of [A-Za-z0-9._-] (got ${describe(value)})`);
   return value;
 }
 
@@ -76,7 +81,8 @@ export function isValidHost(host: string): boolean {
 function validatePrintable(field: string, value: unknown, max: number): string {
   const text = requireString(field, value);
   if (text.length === 0) throw new ValidationError(field, 'must not be empty');
-  if (text.length > max) throw new ValidationError(field, `must be at most ${max} characters (got ${text.length})`);
+  if (text.length > max)
+    throw new ValidationError(field, `must be at most ${max} characters (got ${text.length})`);
   if (CONTROL_RE.test(text)) throw new ValidationError(field, 'must not contain control characters');
   return text;
 }
@@ -91,12 +97,17 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
   }
   const raw = input as Record<string, unknown>;
   for (const key of Object.keys(raw)) {
-    if (!INSTANCE_FIELDS.has(key) && raw[key] !== undefined) throw new ValidationError(`${field}.${key}`, 'unknown field');
+    if (!INSTANCE_FIELDS.has(key) && raw[key] !== undefined)
+      throw new ValidationError(`${field}.${key}`, 'unknown field');
   }
   const service = validateServiceName(raw.service, `${field}.service`);
   const id = validateId(raw.id, `${field}.id`);
   const host = requireString(`${field}.host`, raw.host);
-  if (!isValidHost(host)) throw new ValidationError(`${field}.host`, `must be an IPv4 or IPv6 address or a DNS name (got ${describe(host)})`);
+  if (!isValidHost(host))
+    throw new ValidationError(
+      `${field}.host`,
+      `must be an IPv4 or IPv6 address or a DNS name (got ${describe(host)})`,
+    );
   const port = raw.port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) {
     throw new ValidationError(`${field}.port`, `must be an integer from 1 to 65535 (got ${describe(port)})`);
@@ -104,24 +115,36 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
   const out: ServiceInstance = { id, service, host, port };
   if (raw.version !== undefined) out.version = validatePrintable(`${field}.version`, raw.version, 128);
   if (raw.tags !== undefined) {
-    if (!Array.isArray(raw.tags)) throw new ValidationError(`${field}.tags`, `must be an array of strings, got ${describe(raw.tags)}`);
-    if (raw.tags.length > 64) throw new ValidationError(`${field}.tags`, `must hold at most 64 tags (got ${raw.tags.length})`);
-    out.tags = Object.freeze(raw.tags.map((tag, i) => validatePrintable(`${field}.tags[${i}]`, tag, 256))) as string[];
+    if (!Array.isArray(raw.tags))
+      throw new ValidationError(`${field}.tags`, `must be an array of strings, got ${describe(raw.tags)}`);
+    if (raw.tags.length > 64)
+      throw new ValidationError(`${field}.tags`, `must hold at most 64 tags (got ${raw.tags.length})`);
+    out.tags = Object.freeze(
+      raw.tags.map((tag, i) => validatePrintable(`${field}.tags[${i}]`, tag, 256)),
+    ) as string[];
   }
   if (raw.metadata !== undefined) {
     const meta = raw.metadata;
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
-      throw new ValidationError(`${field}.metadata`, `must be an object of string values, got ${describe(meta)}`);
+      throw new ValidationError(
+        `${field}.metadata`,
+        `must be an object of string values, got ${describe(meta)}`,
+      );
     }
     const entries = Object.entries(meta as Record<string, unknown>);
-    if (entries.length > 64) throw new ValidationError(`${field}.metadata`, `must hold at most 64 entries (got ${entries.length})`);
+    if (entries.length > 64)
+      throw new ValidationError(`${field}.metadata`, `must hold at most 64 entries (got ${entries.length})`);
     const copy: Record<string, string> = {};
     for (const [key, value] of entries) {
       const keyField = `${field}.metadata.${key}`;
-      if (!META_KEY_RE.test(key)) throw new ValidationError(keyField, 'key must be 1-128 characters of [A-Za-z0-9_-]');
-      if (key.startsWith(RESERVED_METADATA_PREFIX)) throw new ValidationError(keyField, `keys starting with '${RESERVED_METADATA_PREFIX}' are reserved`);
-      if (typeof value !== 'string') throw new ValidationError(keyField, `must be a string, got ${describe(value)}`);
-      if (value.length > 512) throw new ValidationError(keyField, `must be at most 512 characters (got ${value.length})`);
+      if (!META_KEY_RE.test(key))
+        throw new ValidationError(keyField, 'key must be 1-128 characters of [A-Za-z0-9_-]');
+      if (key.startsWith(RESERVED_METADATA_PREFIX))
+        throw new ValidationError(keyField, `keys starting with '${RESERVED_METADATA_PREFIX}' are reserved`);
+      if (typeof value !== 'string')
+        throw new ValidationError(keyField, `must be a string, got ${describe(value)}`);
+      if (value.length > 512)
+        throw new ValidationError(keyField, `must be at most 512 characters (got ${value.length})`);
       copy[key] = value;
     }
     out.metadata = Object.freeze(copy) as Record<string, string>;
@@ -129,7 +152,10 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
   if (raw.weight !== undefined) {
     const weight = raw.weight;
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
-      throw new ValidationError(`${field}.weight`, `must be an integer from 1 to ${MAX_WEIGHT} (got ${describe(weight)})`);
+      throw new ValidationError(
+        `${field}.weight`,
+        `must be an integer from 1 to ${MAX_WEIGHT} (got ${describe(weight)})`,
+      );
     }
     out.weight = weight;
   }
@@ -139,15 +165,22 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
 /** Checks a TTL in seconds: an integer from {@link MIN_TTL_SECONDS} to {@link MAX_TTL_SECONDS}. */
 export function validateTtl(ttl: unknown, field = 'options.ttlSeconds', min = MIN_TTL_SECONDS): number {
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < min || ttl > MAX_TTL_SECONDS) {
-    throw new ValidationError(field, `must be an integer number of seconds from ${min} to ${MAX_TTL_SECONDS} (got ${describe(ttl)})`);
+    throw new ValidationError(
+      field,
+      `must be an integer number of seconds from ${min} to ${MAX_TTL_SECONDS} (got ${describe(ttl)})`,
+    );
   }
   return ttl;
 }
 
 /** Validates {@link RegisterOptions} and applies the default TTL. */
-export function validateRegisterOptions(options: RegisterOptions | undefined): { ttlSeconds: number; signal?: AbortSignal } {
+export function validateRegisterOptions(options: RegisterOptions | undefined): {
+  ttlSeconds: number;
+  signal?: AbortSignal;
+} {
   if (options === undefined) return { ttlSeconds: DEFAULT_TTL_SECONDS };
-  if (typeof options !== 'object' || options === null) throw new ValidationError('options', `must be an object, got ${describe(options)}`);
+  if (typeof options !== 'object' || options === null)
+    throw new ValidationError('options', `must be an object, got ${describe(options)}`);
   const ttlSeconds = options.ttlSeconds === undefined ? DEFAULT_TTL_SECONDS : validateTtl(options.ttlSeconds);
   return options.signal ? { ttlSeconds, signal: options.signal } : { ttlSeconds };
 }
@@ -158,14 +191,17 @@ function checkPath(field: string, path: string, allowEmpty: boolean): string {
     if (allowEmpty) return normalized;
     throw new ValidationError(field, 'must not be empty');
   }
-  if (normalized.length > 512) throw new ValidationError(field, `must be at most 512 characters (got ${normalized.length})`);
+  if (normalized.length > 512)
+    throw new ValidationError(field, `must be at most 512 characters (got ${normalized.length})`);
   if (CONTROL_RE.test(normalized)) throw new ValidationError(field, 'must not contain control characters');
   const segments = normalized.split('/');
   segments.forEach((segment, i) => {
     const last = i === segments.length - 1;
-    if (segment === '..' || segment === '.') throw new ValidationError(field, `must not contain '.' or '..' segments (got ${describe(path)})`);
+    if (segment === '..' || segment === '.')
+      throw new ValidationError(field, `must not contain '.' or '..' segments (got ${describe(path)})`);
     // An empty last segment is a trailing '/': allowed for prefixes only.
-    if (segment === '' && !(last && allowEmpty)) throw new ValidationError(field, `must not contain empty segments ('//') (got ${describe(path)})`);
+    if (segment === '' && !(last && allowEmpty))
+      throw new ValidationError(field, `must not contain empty segments ('//') (got ${describe(path)})`);
   });
   return normalized;
 }
@@ -176,7 +212,7 @@ function checkPath(field: string, path: string, allowEmpty: boolean): string {
  */
 export function normalizeKey(key: unknown, field = 'key'): string {
   const path = checkPath(field, requireString(field, key), false);
-  if (path.endsWith('/')) throw new ValidationError(field, 'must not end with \'/\'');
+  if (path.endsWith('/')) throw new ValidationError(field, "must not end with '/'");
   return path;
 }
 

@@ -2,7 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createBalancer, type ServiceInstance } from '../src/index.js';
 
-const inst = (id: string, weight?: number): ServiceInstance => ({ id, service: 's', host: '127.0.0.1', port: 1, ...(weight ? { weight } : {}) });
+const inst = (id: string, weight?: number): ServiceInstance => ({
+  id,
+  service: 's',
+  host: '127.0.0.1',
+  port: 1,
+  ...(weight ? { weight } : {}),
+});
 const count = (picks: (ServiceInstance | undefined)[]) => {
   const c: Record<string, number> = {};
   for (const p of picks) c[p!.id] = (c[p!.id] ?? 0) + 1;
@@ -60,26 +66,30 @@ describe('balancers', () => {
   it('consistent hashing (property): adding or removing one of N instances moves about 1/N of keys, only to or from it', () => {
     const keys = Array.from({ length: 3000 }, (_, i) => `key-${i}`);
     fc.assert(
-      fc.property(fc.uniqueArray(fc.stringMatching(/^[a-z0-9-]{1,12}$/), { minLength: 3, maxLength: 24 }), fc.nat(), (ids, pick) => {
-        const n = ids.length;
-        const before = createBalancer('consistent-hash');
-        before.update(ids.map((id) => inst(id)));
-        const removedId = ids[pick % n]!;
-        const after = createBalancer('consistent-hash');
-        after.update(ids.filter((id) => id !== removedId).map((id) => inst(id)));
-        let moved = 0;
-        for (const key of keys) {
-          const was = before.pick(key)!.id;
-          const now = after.pick(key)!.id;
-          if (was !== now) {
-            moved += 1;
-            // Only keys of the removed instance move; adding it back is the same property reversed.
-            if (was !== removedId) return false;
+      fc.property(
+        fc.uniqueArray(fc.stringMatching(/^[a-z0-9-]{1,12}$/), { minLength: 3, maxLength: 24 }),
+        fc.nat(),
+        (ids, pick) => {
+          const n = ids.length;
+          const before = createBalancer('consistent-hash');
+          before.update(ids.map((id) => inst(id)));
+          const removedId = ids[pick % n]!;
+          const after = createBalancer('consistent-hash');
+          after.update(ids.filter((id) => id !== removedId).map((id) => inst(id)));
+          let moved = 0;
+          for (const key of keys) {
+            const was = before.pick(key)!.id;
+            const now = after.pick(key)!.id;
+            if (was !== now) {
+              moved += 1;
+              // Only keys of the removed instance move; adding it back is the same property reversed.
+              if (was !== removedId) return false;
+            }
           }
-        }
-        const fraction = moved / keys.length;
-        return fraction <= 2.2 / n + 0.02;
-      }),
+          const fraction = moved / keys.length;
+          return fraction <= 2.2 / n + 0.02;
+        },
+      ),
       { numRuns: 60, seed: 42 },
     );
   });

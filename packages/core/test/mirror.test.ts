@@ -12,7 +12,8 @@ const view: MirrorView<string, Ev> = {
   }),
   stale: (s, e) => ({ type: 'stale', keys: [...s.entries.keys()].sort(), detail: e.message }),
 };
-const mirror = (maxQueued = 1000) => new Mirror<string, Ev>(view, { backend: 'test', subject: 'thing', maxQueued });
+const mirror = (maxQueued = 1000) =>
+  new Mirror<string, Ev>(view, { backend: 'test', subject: 'thing', maxQueued });
 
 async function take(iter: AsyncIterator<Ev>, n: number): Promise<Ev[]> {
   const out: Ev[] = [];
@@ -26,7 +27,10 @@ describe('Mirror', () => {
     const q = m.subscribe();
     m.replace([['a', '1']]);
     m.replace([['a', '1']]);
-    m.replace([['a', '2'], ['b', '1']]);
+    m.replace([
+      ['a', '2'],
+      ['b', '1'],
+    ]);
     m.apply([], ['a']);
     m.apply([['b', '1']], []);
     expect(q.backlog).toBe(3);
@@ -56,7 +60,10 @@ describe('Mirror', () => {
     m.stale(new Error('still down'));
     expect(m.state.stale).toBe(true);
     expect([...m.state.entries.keys()]).toEqual(['a']);
-    m.replace([['a', '1'], ['b', '2']]);
+    m.replace([
+      ['a', '1'],
+      ['b', '2'],
+    ]);
     expect(await take(q, 3)).toEqual([
       { type: 'sync', keys: ['a'] },
       { type: 'stale', keys: ['a'], detail: 'down' },

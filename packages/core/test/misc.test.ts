@@ -1,5 +1,5 @@
-import { createServer } from 'node:http';
 import { EventEmitter } from 'node:events';
+import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import {
   Backoff,
@@ -10,8 +10,8 @@ import {
   redactError,
   retryForever,
   sleep,
-  validateInstance,
   ValidationError,
+  validateInstance,
 } from '../src/index.js';
 
 describe('Backoff', () => {
@@ -38,7 +38,10 @@ describe('Backoff', () => {
     expect(value).toBe('ok');
     expect(calls).toBe(25);
     const controller = new AbortController();
-    const forever = retryForever(() => Promise.reject(new Error('never')), { backoff: new Backoff({ initialMs: 1, maxMs: 5 }), signal: controller.signal });
+    const forever = retryForever(() => Promise.reject(new Error('never')), {
+      backoff: new Backoff({ initialMs: 1, maxMs: 5 }),
+      signal: controller.signal,
+    });
     setTimeout(() => controller.abort(), 30);
     await expect(forever).rejects.toMatchObject({ code: 'ERR_ABORTED' });
     await expect(sleep(10_000, AbortSignal.abort())).rejects.toMatchObject({ code: 'ERR_ABORTED' });
@@ -47,14 +50,22 @@ describe('Backoff', () => {
 
 describe('validation and diff', () => {
   it('returns a frozen copy that later mutation of the input cannot change', () => {
-    const input = { id: 'a', service: 'web', host: 'web-1.internal', port: 80, tags: ['x'], metadata: { zone: 'a' } };
+    const input = {
+      id: 'a',
+      service: 'web',
+      host: 'web-1.internal',
+      port: 80,
+      tags: ['x'],
+      metadata: { zone: 'a' },
+    };
     const valid = validateInstance(input);
     input.tags.push('y');
     input.metadata.zone = 'b';
     expect(valid.tags).toEqual(['x']);
     expect(valid.metadata).toEqual({ zone: 'a' });
     expect(Object.isFrozen(valid)).toBe(true);
-    for (const host of ['::1', '10.0.0.1', 'a.b-c.example', 'localhost']) expect(validateInstance({ ...input, host }).host).toBe(host);
+    for (const host of ['::1', '10.0.0.1', 'a.b-c.example', 'localhost'])
+      expect(validateInstance({ ...input, host }).host).toBe(host);
     expect(() => validateInstance({ ...input, metadata: { rollcall_id: 'x' } })).toThrow(ValidationError);
     expect(() => validateInstance(null)).toThrow(/instance: must be an object/);
   });
@@ -62,7 +73,9 @@ describe('validation and diff', () => {
   it('diffInstances reports added, removed and updated by id', () => {
     const a = { id: 'a', service: 's', host: 'h', port: 1 };
     const b = { id: 'b', service: 's', host: 'h', port: 2 };
-    expect(diffInstances([a, b], [{ ...b, port: 3 }, { ...a }, { id: 'c', service: 's', host: 'h', port: 4 }])).toEqual({
+    expect(
+      diffInstances([a, b], [{ ...b, port: 3 }, { ...a }, { id: 'c', service: 's', host: 'h', port: 4 }]),
+    ).toEqual({
       added: [{ id: 'c', service: 's', host: 'h', port: 4 }],
       removed: [],
       updated: [{ ...b, port: 3 }],
@@ -87,11 +100,26 @@ describe('health', () => {
   };
 
   it('answers 200 only when the backend is reachable and every own registration is active', async () => {
-    const base = { backend: 'memory', reachable: true, watches: [], registrations: [{ service: 'web', id: 'a', state: 'active' as const, losses: 0 }] };
+    const base = {
+      backend: 'memory',
+      reachable: true,
+      watches: [],
+      registrations: [{ service: 'web', id: 'a', state: 'active' as const, losses: 0 }],
+    };
     expect(await serve(base)).toMatchObject({ status: 200, body: { status: 'pass', backend: 'memory' } });
-    const recovering = { ...base, registrations: [{ service: 'web', id: 'a', state: 'recovering' as const, losses: 1, error: 'lease lost' }] };
-    expect(await serve(recovering)).toMatchObject({ status: 503, body: { status: 'fail', registrations: [{ state: 'recovering' }] } });
-    expect(await serve({ ...base, reachable: false, error: 'connection refused' })).toMatchObject({ status: 503 });
+    const recovering = {
+      ...base,
+      registrations: [
+        { service: 'web', id: 'a', state: 'recovering' as const, losses: 1, error: 'lease lost' },
+      ],
+    };
+    expect(await serve(recovering)).toMatchObject({
+      status: 503,
+      body: { status: 'fail', registrations: [{ state: 'recovering' }] },
+    });
+    expect(await serve({ ...base, reachable: false, error: 'connection refused' })).toMatchObject({
+      status: 503,
+    });
   });
 
   it('graceful shutdown deregisters first, drains, then exits', async () => {
@@ -103,7 +131,13 @@ describe('health', () => {
       close: async () => void steps.push('close'),
     } as never;
     const exited = new Promise<number>((resolve) => {
-      installGracefulShutdown({ discovery, drainMs: 20, emitter, exit: resolve, beforeExit: () => void steps.push('beforeExit') });
+      installGracefulShutdown({
+        discovery,
+        drainMs: 20,
+        emitter,
+        exit: resolve,
+        beforeExit: () => void steps.push('beforeExit'),
+      });
     });
     emitter.emit('SIGTERM', 'SIGTERM');
     expect(await exited).toBe(0);

@@ -1,7 +1,6 @@
 import {
   type Backend,
   ClosedError,
-  normalizeKey,
   createKeyValueSource,
   createServiceDiscovery,
   type DiscoveryDriver,
@@ -10,6 +9,7 @@ import {
   type ManagedDiscovery,
   type ManagedKeyValueSource,
   type MirrorFeed,
+  normalizeKey,
   type RegistrationControl,
   type ServiceInstance,
   unsupportedLocks,
@@ -160,8 +160,14 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
   };
   const kv = Object.assign(createKeyValueSource(kvDriver), {
     async batch(put: Record<string, string>, deleted: string[] = []): Promise<void> {
-      const puts = Object.entries(put).map(([k, v]) => [normalizeKey(k), validateValue(v, `value of ${k}`)] as [string, string]);
-      store.kvWrite(client, puts, deleted.map((k) => normalizeKey(k)));
+      const puts = Object.entries(put).map(
+        ([k, v]) => [normalizeKey(k), validateValue(v, `value of ${k}`)] as [string, string],
+      );
+      store.kvWrite(
+        client,
+        puts,
+        deleted.map((k) => normalizeKey(k)),
+      );
     },
   });
   let closing: Promise<void> | undefined;

@@ -243,7 +243,10 @@ export class MemoryStore {
 
   /** @internal */
   watchKv(client: StoreClient, prefix: string, feed: MirrorFeed<string>): () => void {
-    const entry = { prefix, listener: (put: [string, string][], deleted: string[]) => feed.apply(put, deleted) };
+    const entry = {
+      prefix,
+      listener: (put: [string, string][], deleted: string[]) => feed.apply(put, deleted),
+    };
     this.kvListeners.add(entry);
     try {
       feed.replace(this.kvGetAll(client, prefix));

@@ -37,7 +37,14 @@ describeDiscoveryContract(
       teardown: async () => store.dispose(),
     };
   },
-  { crash: true, outage: true, upstreamCount: true, propagationMs: 500, expiryGraceMs: 500, recoveryMs: 1000 },
+  {
+    crash: true,
+    outage: true,
+    upstreamCount: true,
+    propagationMs: 500,
+    expiryGraceMs: 500,
+    recoveryMs: 1000,
+  },
 );
 
 describeKeyValueContract(

@@ -16,7 +16,8 @@ async function optional(pkg: string, load: () => Promise<BackendFactory>): Promi
     return { factory: await load() };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return { missing: `package ${pkg} is not installed (npm install ${pkg})` };
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND')
+      return { missing: `package ${pkg} is not installed (npm install ${pkg})` };
     throw error;
   }
 }
@@ -47,7 +48,9 @@ export function registerBackend(name: BackendName, factory: BackendFactory): voi
 
 /** The backend names that can be created in this installation. */
 export function availableBackends(): BackendName[] {
-  return (Object.entries(available) as [BackendName, Loaded][]).filter(([, l]) => 'factory' in l).map(([n]) => n);
+  return (Object.entries(available) as [BackendName, Loaded][])
+    .filter(([, l]) => 'factory' in l)
+    .map(([n]) => n);
 }
 
 /** The factory for `config.backend`, or a {@link ConfigError} naming it and listing the valid ones. */
@@ -56,6 +59,9 @@ export function backendFactory(config: RollcallConfig): BackendFactory {
   if (loaded && 'factory' in loaded) return loaded.factory;
   const why = loaded && 'missing' in loaded ? loaded.missing : 'not available in this version';
   throw new ConfigError([
-    { path: 'backend', message: `backend '${config.backend}' cannot be used: ${why}; valid backends: ${availableBackends().join(', ')}` },
+    {
+      path: 'backend',
+      message: `backend '${config.backend}' cannot be used: ${why}; valid backends: ${availableBackends().join(', ')}`,
+    },
   ]);
 }

@@ -18,13 +18,24 @@ export interface CliIo {
 
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+  return rows.map((r) =>
+    r
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 function instanceRows(snapshot: Snapshot): string[][] {
   return [
     ['ID', 'ADDRESS', 'VERSION', 'WEIGHT', 'TAGS'],
-    ...snapshot.instances.map((i) => [i.id, `${i.host}:${i.port}`, i.version ?? '-', String(i.weight ?? 1), (i.tags ?? []).join(',') || '-']),
+    ...snapshot.instances.map((i) => [
+      i.id,
+      `${i.host}:${i.port}`,
+      i.version ?? '-',
+      String(i.weight ?? 1),
+      (i.tags ?? []).join(',') || '-',
+    ]),
   ];
 }
 
@@ -46,8 +57,15 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const open = (): Backend => {
     if (io.backend) return io.backend;
     const global = program.opts<{ env?: string; config?: string; backend?: string }>();
-    const env = { ...(io.env ?? process.env), ...(global.backend ? { ROLLCALL_BACKEND: global.backend } : {}) };
-    const config = loadConfig({ env, ...(global.env ? { environment: global.env } : {}), ...(global.config ? { file: global.config } : {}) });
+    const env = {
+      ...(io.env ?? process.env),
+      ...(global.backend ? { ROLLCALL_BACKEND: global.backend } : {}),
+    };
+    const config = loadConfig({
+      env,
+      ...(global.env ? { environment: global.env } : {}),
+      ...(global.config ? { file: global.config } : {}),
+    });
     backend = backendFactory(config)(config);
     return backend;
   };
@@ -79,9 +97,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       for await (const event of watch) {
         if (json()) io.stdout(JSON.stringify(event));
         else if (event.type === 'change') {
-          const parts = [...event.added.map((i) => `+${i.id}`), ...event.removed.map((i) => `-${i.id}`), ...event.updated.map((i) => `~${i.id}`)];
+          const parts = [
+            ...event.added.map((i) => `+${i.id}`),
+            ...event.removed.map((i) => `-${i.id}`),
+            ...event.updated.map((i) => `~${i.id}`),
+          ];
           io.stdout(`change ${parts.join(' ')} (${event.snapshot.instances.length} instances)`);
-        } else if (event.type === 'stale') io.stdout(`stale: ${event.error.message} (keeping ${event.snapshot.instances.length} instances)`);
+        } else if (event.type === 'stale')
+          io.stdout(`stale: ${event.error.message} (keeping ${event.snapshot.instances.length} instances)`);
         else io.stdout(`sync ${event.snapshot.instances.map((i) => i.id).join(' ') || '(none)'}`);
       }
     });
@@ -107,7 +130,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     const message = error instanceof Error ? error.message : String(error);
     io.stderr(`rollcall: ${message}`);
-    return error instanceof RollcallError && (error.code === 'ERR_CONFIG' || error.code === 'ERR_VALIDATION') ? 2 : 1;
+    return error instanceof RollcallError && (error.code === 'ERR_CONFIG' || error.code === 'ERR_VALIDATION')
+      ? 2
+      : 1;
   } finally {
     await backend?.close();
   }

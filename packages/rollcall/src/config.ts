@@ -13,11 +13,23 @@ const positiveMs = z.number().int().positive();
 /** Options of `createEtcdBackend` as they may appear in configuration. */
 export const etcdOptionsSchema = z
   .object({
-    endpoints: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be http(s)://host:port')).min(1).optional(),
-    namespace: z.string().regex(/^\/(?:[^/\s]+\/)*$/, "must start and end with '/'").optional(),
+    endpoints: z
+      .array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be http(s)://host:port'))
+      .min(1)
+      .optional(),
+    namespace: z
+      .string()
+      .regex(/^\/(?:[^/\s]+\/)*$/, "must start and end with '/'")
+      .optional(),
     kvPrefix: z.string().optional(),
-    auth: z.object({ username: z.string().min(1), password: z.string().min(1) }).strict().optional(),
-    tls: z.object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }).strict().optional(),
+    auth: z
+      .object({ username: z.string().min(1), password: z.string().min(1) })
+      .strict()
+      .optional(),
+    tls: z
+      .object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() })
+      .strict()
+      .optional(),
     dialTimeoutMs: positiveMs.optional(),
     callTimeoutMs: positiveMs.optional(),
     cacheIdleMs: positiveMs.optional(),
@@ -32,8 +44,14 @@ export const consulOptionsSchema = z
     port: z.number().int().min(1).max(65_535).optional(),
     secure: z.boolean().optional(),
     token: z.string().min(1).optional(),
-    pollIntervalMs: z.number().int().min(5000, 'must be at least 5000 (Consul is polled at most once per 5 s per service)').optional(),
-    deregisterCriticalAfter: z.union([z.string().regex(/^\d+(ms|s|m|h)$/, "must be a duration like '90s' or '1m'"), positiveMs]).optional(),
+    pollIntervalMs: z
+      .number()
+      .int()
+      .min(5000, 'must be at least 5000 (Consul is polled at most once per 5 s per service)')
+      .optional(),
+    deregisterCriticalAfter: z
+      .union([z.string().regex(/^\d+(ms|s|m|h)$/, "must be a duration like '90s' or '1m'"), positiveMs])
+      .optional(),
     datacenter: z.string().min(1).optional(),
     watchMode: z.enum(['poll', 'blocking']).optional(),
     callTimeoutMs: positiveMs.optional(),
@@ -51,7 +69,11 @@ const configSchema = z
     etcd: etcdOptionsSchema.optional(),
     consul: consulOptionsSchema.optional(),
     migrating: z
-      .object({ from: z.enum(['memory', 'etcd', 'consul']), to: z.enum(['memory', 'etcd', 'consul']), phase: z.enum(MIGRATION_PHASES) })
+      .object({
+        from: z.enum(['memory', 'etcd', 'consul']),
+        to: z.enum(['memory', 'etcd', 'consul']),
+        phase: z.enum(MIGRATION_PHASES),
+      })
       .strict()
       .optional(),
   })
@@ -78,7 +100,10 @@ export interface LoadConfigOptions {
 const MEMORY_BY_DEFAULT = new Set(['development', 'test']);
 
 function issuesOf(error: z.ZodError, prefix = ''): ConfigIssue[] {
-  return error.issues.map((issue) => ({ path: [prefix, ...issue.path.map(String)].filter(Boolean).join('.'), message: issue.message }));
+  return error.issues.map((issue) => ({
+    path: [prefix, ...issue.path.map(String)].filter(Boolean).join('.'),
+    message: issue.message,
+  }));
 }
 
 /** Parses `value` as a config object, throwing {@link ConfigError} with every bad field. */
@@ -98,27 +123,59 @@ function setIn(target: Record<string, unknown>, path: string[], value: unknown):
 }
 
 /** Environment variables read by {@link loadConfig}, with the config path each sets. */
-export const ENV_VARIABLES: Record<string, { path: string[]; parse?: (v: string) => unknown; description: string }> = {
+export const ENV_VARIABLES: Record<
+  string,
+  { path: string[]; parse?: (v: string) => unknown; description: string }
+> = {
   ROLLCALL_BACKEND: { path: ['backend'], description: 'backend name: memory, etcd, consul or migrating' },
-  ETCD_ENDPOINTS: { path: ['etcd', 'endpoints'], parse: (v) => v.split(',').map((s) => s.trim()).filter(Boolean), description: 'comma-separated etcd URLs' },
+  ETCD_ENDPOINTS: {
+    path: ['etcd', 'endpoints'],
+    parse: (v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    description: 'comma-separated etcd URLs',
+  },
   ETCD_NAMESPACE: { path: ['etcd', 'namespace'], description: 'key namespace, e.g. /rollcall/' },
   ETCD_USERNAME: { path: ['etcd', 'auth', 'username'], description: 'etcd user' },
   ETCD_PASSWORD: { path: ['etcd', 'auth', 'password'], description: 'etcd password (never logged)' },
-  ETCD_CA_FILE: { path: ['etcd', 'tls', 'ca'], description: 'PEM file of the CA that signed the etcd server certificate' },
+  ETCD_CA_FILE: {
+    path: ['etcd', 'tls', 'ca'],
+    description: 'PEM file of the CA that signed the etcd server certificate',
+  },
   ETCD_CERT_FILE: { path: ['etcd', 'tls', 'cert'], description: 'PEM client certificate file' },
   ETCD_KEY_FILE: { path: ['etcd', 'tls', 'key'], description: 'PEM client key file' },
   CONSUL_HTTP_TOKEN: { path: ['consul', 'token'], description: 'Consul ACL token (never logged)' },
-  CONSUL_HTTP_SSL: { path: ['consul', 'secure'], parse: (v) => v === 'true' || v === '1', description: 'true to use HTTPS' },
-  ROLLCALL_CONSUL_POLL_INTERVAL_MS: { path: ['consul', 'pollIntervalMs'], parse: Number, description: 'Consul poll interval in ms (>= 5000)' },
-  ROLLCALL_MIGRATION_PHASE: { path: ['migrating', 'phase'], description: 'dual-write, dual-read, cutover or done' },
+  CONSUL_HTTP_SSL: {
+    path: ['consul', 'secure'],
+    parse: (v) => v === 'true' || v === '1',
+    description: 'true to use HTTPS',
+  },
+  ROLLCALL_CONSUL_POLL_INTERVAL_MS: {
+    path: ['consul', 'pollIntervalMs'],
+    parse: Number,
+    description: 'Consul poll interval in ms (>= 5000)',
+  },
+  ROLLCALL_MIGRATION_PHASE: {
+    path: ['migrating', 'phase'],
+    description: 'dual-write, dual-read, cutover or done',
+  },
 };
 
 /** Splits `CONSUL_HTTP_ADDR` (`host:port`, `http://host:port` or `https://host:port`) into options. */
 function consulAddress(value: string): Record<string, unknown> {
   const match = /^(?:(https?):\/\/)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(value.trim());
-  if (!match) throw new ConfigError([{ path: 'CONSUL_HTTP_ADDR', message: `must be host:port or http(s)://host:port` }]);
+  if (!match)
+    throw new ConfigError([
+      { path: 'CONSUL_HTTP_ADDR', message: `must be host:port or http(s)://host:port` },
+    ]);
   const [, scheme, host, port] = match;
-  return { host: host!.replace(/^\[|\]$/g, ''), ...(port ? { port: Number(port) } : {}), ...(scheme ? { secure: scheme === 'https' } : {}) };
+  return {
+    host: host!.replace(/^\[|\]$/g, ''),
+    ...(port ? { port: Number(port) } : {}),
+    ...(scheme ? { secure: scheme === 'https' } : {}),
+  };
 }
 
 /**
@@ -152,11 +209,15 @@ export function loadConfig(options: LoadConfigOptions = {}): RollcallConfig {
     const value = env[name];
     if (value !== undefined && value !== '') setIn(merged, spec.path, spec.parse ? spec.parse(value) : value);
   }
-  if (env.CONSUL_HTTP_ADDR) merged.consul = { ...((merged.consul as object) ?? {}), ...consulAddress(env.CONSUL_HTTP_ADDR) };
+  if (env.CONSUL_HTTP_ADDR)
+    merged.consul = { ...((merged.consul as object) ?? {}), ...consulAddress(env.CONSUL_HTTP_ADDR) };
   if (merged.backend === undefined) {
     if (!MEMORY_BY_DEFAULT.has(environment)) {
       throw new ConfigError([
-        { path: 'backend', message: `no backend configured for environment '${environment}' (set ROLLCALL_BACKEND or the '${environment}' section of ${path})` },
+        {
+          path: 'backend',
+          message: `no backend configured for environment '${environment}' (set ROLLCALL_BACKEND or the '${environment}' section of ${path})`,
+        },
       ]);
     }
     merged.backend = 'memory';
@@ -168,7 +229,12 @@ function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>)
   for (const [key, value] of Object.entries(over)) {
     const current = base[key];
     base[key] =
-      typeof value === 'object' && value !== null && !Array.isArray(value) && typeof current === 'object' && current !== null && !Array.isArray(current)
+      typeof value === 'object' &&
+      value !== null &&
+      !Array.isArray(value) &&
+      typeof current === 'object' &&
+      current !== null &&
+      !Array.isArray(current)
         ? deepMerge(current as Record<string, unknown>, value as Record<string, unknown>)
         : value;
   }

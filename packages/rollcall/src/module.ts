@@ -1,5 +1,11 @@
 import 'reflect-metadata';
-import { type Backend, type KeyValueSource, type LockService, type ServiceDiscovery, TYPES } from '@rollcall/core';
+import {
+  type Backend,
+  type KeyValueSource,
+  type LockService,
+  type ServiceDiscovery,
+  TYPES,
+} from '@rollcall/core';
 import { Container, ContainerModule } from 'inversify';
 import { backendFactory } from './backends.js';
 import { loadConfig, parseConfig, type RollcallConfig } from './config.js';

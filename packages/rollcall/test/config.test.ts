@@ -16,19 +16,30 @@ const file = configFile({
   default: { consul: { pollIntervalMs: 6000 } },
   development: { backend: 'memory' },
   staging: { backend: 'consul', consul: { host: 'consul.staging', port: 8500 } },
-  production: { backend: 'etcd', etcd: { endpoints: ['http://etcd-1:2379', 'http://etcd-2:2379'], namespace: '/prod/' } },
+  production: {
+    backend: 'etcd',
+    etcd: { endpoints: ['http://etcd-1:2379', 'http://etcd-2:2379'], namespace: '/prod/' },
+  },
 });
 
 describe('loadConfig', () => {
   it('picks the section by environment, then ROLLCALL_ENV, then NODE_ENV, then development', () => {
     expect(loadConfig({ file, env: {} }).backend).toBe('memory');
     expect(loadConfig({ file, env: { NODE_ENV: 'production' } }).backend).toBe('etcd');
-    expect(loadConfig({ file, env: { NODE_ENV: 'production', ROLLCALL_ENV: 'staging' } }).backend).toBe('consul');
-    expect(loadConfig({ file, environment: 'development', env: { ROLLCALL_ENV: 'staging' } }).backend).toBe('memory');
+    expect(loadConfig({ file, env: { NODE_ENV: 'production', ROLLCALL_ENV: 'staging' } }).backend).toBe(
+      'consul',
+    );
+    expect(loadConfig({ file, environment: 'development', env: { ROLLCALL_ENV: 'staging' } }).backend).toBe(
+      'memory',
+    );
   });
 
   it('merges the default section under the environment and environment variables on top', () => {
-    const staging = loadConfig({ file, environment: 'staging', env: { CONSUL_HTTP_ADDR: 'https://consul.internal:8501', CONSUL_HTTP_TOKEN: 's3cr3t' } });
+    const staging = loadConfig({
+      file,
+      environment: 'staging',
+      env: { CONSUL_HTTP_ADDR: 'https://consul.internal:8501', CONSUL_HTTP_TOKEN: 's3cr3t' },
+    });
     expect(staging).toEqual({
       backend: 'consul',
       consul: { host: 'consul.internal', port: 8501, secure: true, token: 's3cr3t', pollIntervalMs: 6000 },
@@ -38,15 +49,26 @@ describe('loadConfig', () => {
       environment: 'production',
       env: { ETCD_ENDPOINTS: 'http://a:2379, http://b:2379', ETCD_USERNAME: 'svc', ETCD_PASSWORD: 'hunter2' },
     });
-    expect(prod.etcd).toEqual({ endpoints: ['http://a:2379', 'http://b:2379'], namespace: '/prod/', auth: { username: 'svc', password: 'hunter2' } });
-    expect(loadConfig({ file, environment: 'production', env: { ROLLCALL_BACKEND: 'memory' } }).backend).toBe('memory');
+    expect(prod.etcd).toEqual({
+      endpoints: ['http://a:2379', 'http://b:2379'],
+      namespace: '/prod/',
+      auth: { username: 'svc', password: 'hunter2' },
+    });
+    expect(loadConfig({ file, environment: 'production', env: { ROLLCALL_BACKEND: 'memory' } }).backend).toBe(
+      'memory',
+    );
   });
 
   it('throws a ConfigError listing every bad field, without echoing secrets', () => {
     const bad = configFile({
       production: {
         backend: 'etcd',
-        etcd: { endpoints: ['etcd:2379'], callTimeoutMs: -1, auth: { username: 'u', password: 'topsecret' }, endpointz: [] },
+        etcd: {
+          endpoints: ['etcd:2379'],
+          callTimeoutMs: -1,
+          auth: { username: 'u', password: 'topsecret' },
+          endpointz: [],
+        },
         consul: { pollIntervalMs: 1000 },
       },
     });
@@ -90,7 +112,10 @@ describe('loadConfig', () => {
     expect(availableBackends()).toContain('memory');
     const error = (() => {
       try {
-        rollcallModule({ backend: 'migrating', migrating: { from: 'consul', to: 'etcd', phase: 'dual-write' } });
+        rollcallModule({
+          backend: 'migrating',
+          migrating: { from: 'consul', to: 'etcd', phase: 'dual-write' },
+        });
       } catch (e) {
         return e as ConfigError;
       }

@@ -30,7 +30,12 @@ describe('dependency injection', () => {
     await discovery.register({ id: 'o1', service: 'orders', host: '10.0.0.1', port: 8080 });
     await discovery.register({ id: 'o2', service: 'orders', host: '10.0.0.2', port: 8080 });
     const checkout = container.get(CheckoutService);
-    expect(await checkout.orderEndpoints(4)).toEqual(['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.1:8080', '10.0.0.2:8080']);
+    expect(await checkout.orderEndpoints(4)).toEqual([
+      '10.0.0.1:8080',
+      '10.0.0.2:8080',
+      '10.0.0.1:8080',
+      '10.0.0.2:8080',
+    ]);
     await container.unbindAllAsync();
     await expect(discovery.getInstances('orders')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
   });
@@ -54,7 +59,10 @@ describe('dependency injection', () => {
     container.rebind<ServiceDiscovery>(TYPES.ServiceDiscovery).toConstantValue(own.discovery);
     container.bind(CheckoutService).toSelf();
     await own.discovery.register({ id: 'x', service: 'orders', host: 'orders.internal', port: 443 });
-    expect(await container.get(CheckoutService).orderEndpoints(2)).toEqual(['orders.internal:443', 'orders.internal:443']);
+    expect(await container.get(CheckoutService).orderEndpoints(2)).toEqual([
+      'orders.internal:443',
+      'orders.internal:443',
+    ]);
     await own.close();
   });
 });

@@ -66,10 +66,17 @@ export function uniqueService(base: string): string {
 }
 
 function instance(service: string, id: string, extra: Partial<ServiceInstance> = {}): ServiceInstance {
-  return { id, service, host: '127.0.0.1', port: 8000 + (Number.parseInt(id.replace(/\D/g, ''), 10) % 1000 || 1), ...extra };
+  return {
+    id,
+    service,
+    host: '127.0.0.1',
+    port: 8000 + (Number.parseInt(id.replace(/\D/g, ''), 10) % 1000 || 1),
+    ...extra,
+  };
 }
 
-const ids = (event: { snapshot: { instances: readonly ServiceInstance[] } }) => event.snapshot.instances.map((i) => i.id);
+const ids = (event: { snapshot: { instances: readonly ServiceInstance[] } }) =>
+  event.snapshot.instances.map((i) => i.id);
 
 /**
  * The discovery compliance suite: one test per rule of the contract that the harness can
@@ -239,8 +246,12 @@ export function describeDiscoveryContract(
       await a.discovery.register(instance(service, 'i2'));
       await a.discovery.register(instance(service, 'i3'));
       await r1.deregister();
-      await watch.next((e) => e.type !== 'stale' && ids(e).join() === 'i2,i3', { timeoutMs: propagationMs * 2 });
-      const changes = watch.events.filter((e): e is Extract<DiscoveryEvent, { type: 'change' }> => e.type === 'change');
+      await watch.next((e) => e.type !== 'stale' && ids(e).join() === 'i2,i3', {
+        timeoutMs: propagationMs * 2,
+      });
+      const changes = watch.events.filter(
+        (e): e is Extract<DiscoveryEvent, { type: 'change' }> => e.type === 'change',
+      );
       const folded = new Set<string>();
       for (const change of changes) {
         for (const added of change.added) {
@@ -255,12 +266,9 @@ export function describeDiscoveryContract(
       }
       expect([...folded].sort()).toEqual(['i2', 'i3']);
       if (eventPerWrite) {
-        expect(changes.map((c) => [...c.added.map((i) => `+${i.id}`), ...c.removed.map((i) => `-${i.id}`)].join())).toEqual([
-          '+i1',
-          '+i2',
-          '+i3',
-          '-i1',
-        ]);
+        expect(
+          changes.map((c) => [...c.added.map((i) => `+${i.id}`), ...c.removed.map((i) => `-${i.id}`)].join()),
+        ).toEqual(['+i1', '+i2', '+i3', '-i1']);
       }
     });
 
@@ -296,99 +304,130 @@ export function describeDiscoveryContract(
       expect((await fresh.discovery.getInstances(web)).instances.map((i) => i.id)).toEqual(['w1']);
     });
 
-    itWhen(capabilities.upstreamCount)('rule 7: one backend watch per service, however many watchers and reads', async () => {
-      const upstreams = need(h.upstreams, 'upstreams');
-      const [a, b] = [await client(), await client()];
-      const service = uniqueService('fanout');
-      await a.discovery.register(instance(service, 'i1'));
-      const watches = Array.from({ length: 50 }, () => new Recorder(b.discovery.watch(service)));
-      await Promise.all(Array.from({ length: 50 }, () => b.discovery.getInstances(service)));
-      expect(upstreams(b, service)).toBe(1);
-      await a.discovery.register(instance(service, 'i2'));
-      await Promise.all(watches.map((w) => w.next((e) => ids(e).join() === 'i1,i2', { timeoutMs: propagationMs * 2 })));
-      const first = await b.discovery.getInstances(service);
-      const second = await b.discovery.getInstances(service);
-      expect(second.instances).toBe(first.instances);
-      expect(upstreams(b, service)).toBe(1);
-    });
+    itWhen(capabilities.upstreamCount)(
+      'rule 7: one backend watch per service, however many watchers and reads',
+      async () => {
+        const upstreams = need(h.upstreams, 'upstreams');
+        const [a, b] = [await client(), await client()];
+        const service = uniqueService('fanout');
+        await a.discovery.register(instance(service, 'i1'));
+        const watches = Array.from({ length: 50 }, () => new Recorder(b.discovery.watch(service)));
+        await Promise.all(Array.from({ length: 50 }, () => b.discovery.getInstances(service)));
+        expect(upstreams(b, service)).toBe(1);
+        await a.discovery.register(instance(service, 'i2'));
+        await Promise.all(
+          watches.map((w) => w.next((e) => ids(e).join() === 'i1,i2', { timeoutMs: propagationMs * 2 })),
+        );
+        const first = await b.discovery.getInstances(service);
+        const second = await b.discovery.getInstances(service);
+        expect(second.instances).toBe(first.instances);
+        expect(upstreams(b, service)).toBe(1);
+      },
+    );
 
     describe('faults', () => {
-      itWhen(capabilities.crash)('rule 4: a client that dies without closing disappears from watchers within the TTL', async () => {
-        const crash = need(h.crash, 'crash');
-        const [a, b] = [await client(), await client()];
-        const service = uniqueService('crash');
-        await a.discovery.register(instance(service, 'dies'), { ttlSeconds: ttl });
-        await b.discovery.register(instance(service, 'lives'), { ttlSeconds: ttl });
-        const watch = new Recorder(b.discovery.watch(service));
-        await watch.next((e) => ids(e).join() === 'dies,lives', { timeoutMs: propagationMs });
-        await crash(a);
-        const crashedAt = Date.now();
-        await elapse(ttl * 1000);
-        const removal = await watch.next((e) => e.type === 'change' && e.removed.some((i) => i.id === 'dies'), {
-          timeoutMs: expiryGraceMs + (h.elapse ? 1000 : 0) + propagationMs,
-        });
-        expect(Date.now() - crashedAt).toBeLessThanOrEqual(ttl * 1000 + expiryGraceMs + propagationMs);
-        expect(ids(removal)).toEqual(['lives']);
-      });
+      itWhen(capabilities.crash)(
+        'rule 4: a client that dies without closing disappears from watchers within the TTL',
+        async () => {
+          const crash = need(h.crash, 'crash');
+          const [a, b] = [await client(), await client()];
+          const service = uniqueService('crash');
+          await a.discovery.register(instance(service, 'dies'), { ttlSeconds: ttl });
+          await b.discovery.register(instance(service, 'lives'), { ttlSeconds: ttl });
+          const watch = new Recorder(b.discovery.watch(service));
+          await watch.next((e) => ids(e).join() === 'dies,lives', { timeoutMs: propagationMs });
+          await crash(a);
+          const crashedAt = Date.now();
+          await elapse(ttl * 1000);
+          const removal = await watch.next(
+            (e) => e.type === 'change' && e.removed.some((i) => i.id === 'dies'),
+            {
+              timeoutMs: expiryGraceMs + (h.elapse ? 1000 : 0) + propagationMs,
+            },
+          );
+          expect(Date.now() - crashedAt).toBeLessThanOrEqual(ttl * 1000 + expiryGraceMs + propagationMs);
+          expect(ids(removal)).toEqual(['lives']);
+        },
+      );
 
-      itWhen(capabilities.outage)('rules 6 and 8: an outage gives stale with the last known good list, never an empty one', async () => {
-        const outage = need(h.outage, 'outage');
-        const restore = need(h.restore, 'restore');
-        const [a, b] = [await client(), await client()];
-        const service = uniqueService('outage');
-        await a.discovery.register(instance(service, 'i1'), { ttlSeconds: 30 });
-        await a.discovery.register(instance(service, 'i2'), { ttlSeconds: 30 });
-        const watch = new Recorder(b.discovery.watch(service));
-        await watch.next((e) => ids(e).join() === 'i1,i2', { timeoutMs: propagationMs });
-        const before = await b.discovery.getInstances(service);
-        await outage();
-        try {
-          const stale = await watch.next((e) => e.type === 'stale', { timeoutMs: recoveryMs });
-          expect(stale.type === 'stale' && stale.error).toBeInstanceOf(Error);
-          expect(ids(stale)).toEqual(['i1', 'i2']);
-          expect(stale.snapshot.stale).toBe(true);
-          const during = await b.discovery.getInstances(service);
-          expect(during.stale).toBe(true);
-          expect(during.instances).toEqual(before.instances);
-          for (const e of watch.events) expect(ids(e).length, 'an outage must never empty the list').toBe(2);
-          const never = uniqueService('never-seen');
-          const error = await b.discovery.getInstances(never).catch((e: unknown) => e);
-          expect(error).toBeInstanceOf(BackendUnavailableError);
-          expect((error as BackendUnavailableError).code).toBe('ERR_BACKEND_UNAVAILABLE');
-        } finally {
-          await restore();
-        }
-        const from = watch.events.findIndex((e) => e.type === 'stale') + 1;
-        const back = await watch.next((e) => e.type !== 'stale' && !e.snapshot.stale, { from, timeoutMs: recoveryMs });
-        expect(ids(back)).toEqual(['i1', 'i2']);
-        await eventually(async () => !(await b.discovery.getInstances(service)).stale, { timeoutMs: recoveryMs });
-      });
+      itWhen(capabilities.outage)(
+        'rules 6 and 8: an outage gives stale with the last known good list, never an empty one',
+        async () => {
+          const outage = need(h.outage, 'outage');
+          const restore = need(h.restore, 'restore');
+          const [a, b] = [await client(), await client()];
+          const service = uniqueService('outage');
+          await a.discovery.register(instance(service, 'i1'), { ttlSeconds: 30 });
+          await a.discovery.register(instance(service, 'i2'), { ttlSeconds: 30 });
+          const watch = new Recorder(b.discovery.watch(service));
+          await watch.next((e) => ids(e).join() === 'i1,i2', { timeoutMs: propagationMs });
+          const before = await b.discovery.getInstances(service);
+          await outage();
+          try {
+            const stale = await watch.next((e) => e.type === 'stale', { timeoutMs: recoveryMs });
+            expect(stale.type === 'stale' && stale.error).toBeInstanceOf(Error);
+            expect(ids(stale)).toEqual(['i1', 'i2']);
+            expect(stale.snapshot.stale).toBe(true);
+            const during = await b.discovery.getInstances(service);
+            expect(during.stale).toBe(true);
+            expect(during.instances).toEqual(before.instances);
+            for (const e of watch.events)
+              expect(ids(e).length, 'an outage must never empty the list').toBe(2);
+            const never = uniqueService('never-seen');
+            const error = await b.discovery.getInstances(never).catch((e: unknown) => e);
+            expect(error).toBeInstanceOf(BackendUnavailableError);
+            expect((error as BackendUnavailableError).code).toBe('ERR_BACKEND_UNAVAILABLE');
+          } finally {
+            await restore();
+          }
+          const from = watch.events.findIndex((e) => e.type === 'stale') + 1;
+          const back = await watch.next((e) => e.type !== 'stale' && !e.snapshot.stale, {
+            from,
+            timeoutMs: recoveryMs,
+          });
+          expect(ids(back)).toEqual(['i1', 'i2']);
+          await eventually(async () => !(await b.discovery.getInstances(service)).stale, {
+            timeoutMs: recoveryMs,
+          });
+        },
+      );
 
-      itWhen(capabilities.outage)('rule 3: a registration the backend dropped during an outage is lost, then restored by itself', async () => {
-        const outage = need(h.outage, 'outage');
-        const restore = need(h.restore, 'restore');
-        const [a, b] = [await client(), await client()];
-        const service = uniqueService('recover');
-        const registration = await a.discovery.register(instance(service, 'phoenix'), { ttlSeconds: ttl });
-        const events: string[] = [];
-        registration.on('lost', (error) => events.push(`lost:${error instanceof Error}`));
-        const unsubscribe = registration.on('restored', () => events.push('restored'));
-        await outage();
-        try {
-          await elapse(ttl * 1000 + 1500);
-        } finally {
-          await restore();
-        }
-        await eventually(() => events.includes('restored'), { timeoutMs: recoveryMs, message: `events: ${events}` });
-        expect(events).toEqual(['lost:true', 'restored']);
-        expect(registration.state).toBe('active');
-        unsubscribe();
-        await eventually(async () => (await b.discovery.getInstances(service)).instances.some((i) => i.id === 'phoenix'), {
-          timeoutMs: propagationMs + recoveryMs,
-        });
-        const fresh = await client();
-        expect((await fresh.discovery.getInstances(service)).instances.map((i) => i.id)).toEqual(['phoenix']);
-      });
+      itWhen(capabilities.outage)(
+        'rule 3: a registration the backend dropped during an outage is lost, then restored by itself',
+        async () => {
+          const outage = need(h.outage, 'outage');
+          const restore = need(h.restore, 'restore');
+          const [a, b] = [await client(), await client()];
+          const service = uniqueService('recover');
+          const registration = await a.discovery.register(instance(service, 'phoenix'), { ttlSeconds: ttl });
+          const events: string[] = [];
+          registration.on('lost', (error) => events.push(`lost:${error instanceof Error}`));
+          const unsubscribe = registration.on('restored', () => events.push('restored'));
+          await outage();
+          try {
+            await elapse(ttl * 1000 + 1500);
+          } finally {
+            await restore();
+          }
+          await eventually(() => events.includes('restored'), {
+            timeoutMs: recoveryMs,
+            message: `events: ${events}`,
+          });
+          expect(events).toEqual(['lost:true', 'restored']);
+          expect(registration.state).toBe('active');
+          unsubscribe();
+          await eventually(
+            async () => (await b.discovery.getInstances(service)).instances.some((i) => i.id === 'phoenix'),
+            {
+              timeoutMs: propagationMs + recoveryMs,
+            },
+          );
+          const fresh = await client();
+          expect((await fresh.discovery.getInstances(service)).instances.map((i) => i.id)).toEqual([
+            'phoenix',
+          ]);
+        },
+      );
     });
   });
 }

@@ -23,7 +23,8 @@ export interface KeyValueCapabilities {
   outage?: boolean;
 }
 
-const changes = (events: KvEvent[]) => events.filter((e): e is Extract<KvEvent, { type: 'change' }> => e.type === 'change');
+const changes = (events: KvEvent[]) =>
+  events.filter((e): e is Extract<KvEvent, { type: 'change' }> => e.type === 'change');
 
 /** The key/value compliance suite every backend runs. */
 export function describeKeyValueContract(
@@ -58,7 +59,13 @@ export function describeKeyValueContract(
       const { kv } = await client();
       const p = root();
       expect(await kv.get(`${p}missing`)).toBeUndefined();
-      const values = { plain: 'debug', json: '{"a":[1,2,{"b":null}]}', unicode: 'zürich ✓ 東京', empty: '', spaces: '  x  ' };
+      const values = {
+        plain: 'debug',
+        json: '{"a":[1,2,{"b":null}]}',
+        unicode: 'zürich ✓ 東京',
+        empty: '',
+        spaces: '  x  ',
+      };
       for (const [k, v] of Object.entries(values)) await kv.put(`${p}app/${k}`, v);
       for (const [k, v] of Object.entries(values)) expect(await kv.get(`${p}app/${k}`)).toBe(v);
       await kv.put(`${p}application/other`, 'not in app/');
@@ -98,8 +105,15 @@ export function describeKeyValueContract(
       await a.kv.put(`${p}cfg/two`, '2');
       await a.kv.put(`${p}cfg/one`, '1b');
       await a.kv.delete(`${p}cfg/two`);
-      await watch.next((e) => e.type === 'change' && e.deleted.includes(`${p}cfg/two`), { timeoutMs: propagationMs * 2 });
-      const seen = changes(watch.events).map((c) => [...[...c.put].map(([k, v]) => `${k.slice(p.length)}=${v}`), ...c.deleted.map((k) => `-${k.slice(p.length)}`)].join());
+      await watch.next((e) => e.type === 'change' && e.deleted.includes(`${p}cfg/two`), {
+        timeoutMs: propagationMs * 2,
+      });
+      const seen = changes(watch.events).map((c) =>
+        [
+          ...[...c.put].map(([k, v]) => `${k.slice(p.length)}=${v}`),
+          ...c.deleted.map((k) => `-${k.slice(p.length)}`),
+        ].join(),
+      );
       expect(seen.join(' ')).not.toContain('outside');
       const folded = new Map([[`${p}cfg/one`, '1']]);
       for (const c of changes(watch.events)) {
@@ -128,7 +142,8 @@ export function describeKeyValueContract(
         await a.kv.put(`${p}k`, 'v1');
         const watch = new Recorder(b.kv.watchPrefix(p));
         await watch.next((e) => e.type === 'sync', { timeoutMs: propagationMs });
-        if (!h.outage || !h.restore) throw new Error("capability 'outage' declared but the harness has no outage/restore hooks");
+        if (!h.outage || !h.restore)
+          throw new Error("capability 'outage' declared but the harness has no outage/restore hooks");
         await h.outage();
         try {
           await watch.next((e) => e.type === 'stale', { timeoutMs: recoveryMs });
@@ -137,10 +152,18 @@ export function describeKeyValueContract(
         } finally {
           await h.restore();
         }
-        await eventually(async () => (await a.kv.put(`${p}k`, 'v2'), true), { timeoutMs: recoveryMs });
+        await eventually(
+          async () => {
+            await a.kv.put(`${p}k`, 'v2');
+            return true;
+          },
+          { timeoutMs: recoveryMs },
+        );
         const from = watch.events.findIndex((e) => e.type === 'stale') + 1;
         await watch.next(
-          (e) => (e.type === 'sync' && e.entries.get(`${p}k`) === 'v2') || (e.type === 'change' && e.put.get(`${p}k`) === 'v2'),
+          (e) =>
+            (e.type === 'sync' && e.entries.get(`${p}k`) === 'v2') ||
+            (e.type === 'change' && e.put.get(`${p}k`) === 'v2'),
           { from, timeoutMs: recoveryMs },
         );
       });

@@ -19,7 +19,9 @@ export async function eventually<T>(
     }
     if (Date.now() >= deadline) {
       const why = last instanceof Error ? ` (last error: ${last.message})` : '';
-      throw new Error(`timed out after ${options.timeoutMs ?? 10_000} ms: ${options.message ?? 'condition not met'}${why}`);
+      throw new Error(
+        `timed out after ${options.timeoutMs ?? 10_000} ms: ${options.message ?? 'condition not met'}${why}`,
+      );
     }
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 25));
   }
@@ -45,11 +47,15 @@ export class Recorder<E> {
   }
 
   /** Waits for an event (after index `from`) matching `predicate`; returns it. */
-  async next(predicate: (event: E) => boolean, options: { timeoutMs?: number; from?: number; message?: string } = {}): Promise<E> {
+  async next(
+    predicate: (event: E) => boolean,
+    options: { timeoutMs?: number; from?: number; message?: string } = {},
+  ): Promise<E> {
     const from = options.from ?? 0;
     return eventually(() => this.events.slice(from).find(predicate), {
       timeoutMs: options.timeoutMs ?? 10_000,
-      message: options.message ?? `no matching event among ${JSON.stringify(this.events.slice(from)).slice(0, 500)}`,
+      message:
+        options.message ?? `no matching event among ${JSON.stringify(this.events.slice(from)).slice(0, 500)}`,
     });
   }
 
