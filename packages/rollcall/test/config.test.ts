@@ -1,12 +1,18 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@rollcall/core';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { availableBackends, createContainer, loadConfig, rollcallModule } from '../src/index.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
 
 function configFile(content: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), 'rollcall-config-'));
+  dirs.push(dir);
   const file = join(dir, 'rollcall.config.json');
   writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
   return file;
