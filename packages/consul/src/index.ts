@@ -1,1 +1,17 @@
-export {};
+/**
+ * `@rollcall/consul`: the Rollcall backend on a Consul agent.
+ *
+ * @packageDocumentation
+ */
+export { ConsulHttpError } from './api.js';
+export { type ConsulBackend, createConsulBackend, simulateCrash } from './backend.js';
+export { CONSUL_MAX_META, checkIdOf, decodeHealthEntry, registrationBody, serviceIdOf } from './codec.js';
+export { BLOCKING_WAIT_MS, HEARTBEAT_RETRY_MAX_MS } from './discovery.js';
+export { KV_MIN_INTERVAL_MS, KV_WAIT_MS } from './kv.js';
+export {
+  CONSUL_MIN_DEREGISTER_MS,
+  type ConsulOptions,
+  type ConsulWatchMode,
+  MIN_POLL_INTERVAL_MS,
+  parseGoDuration,
+} from './options.js';

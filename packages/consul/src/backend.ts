@@ -1,0 +1,106 @@
+import {
+  type Backend,
+  createKeyValueSource,
+  createServiceDiscovery,
+  type ManagedDiscovery,
+  type ManagedKeyValueSource,
+  silentLogger,
+  unsupportedLocks,
+} from '@rollcall/core';
+import { ConsulApi } from './api.js';
+import { ConsulDiscoveryDriver } from './discovery.js';
+import { ConsulKvDriver } from './kv.js';
+import {
+  CONSUL_MIN_DEREGISTER_MS,
+  type ConsulOptions,
+  type ConsulWatchMode,
+  resolveOptions,
+} from './options.js';
+
+/** The Consul backend: discovery and key/value over one agent connection (locks come later). */
+export interface ConsulBackend extends Backend {
+  readonly name: 'consul';
+  readonly discovery: ManagedDiscovery;
+  readonly kv: ManagedKeyValueSource;
+  /** The agent's HTTP address, e.g. `http://127.0.0.1:8500` (never the token). */
+  readonly address: string;
+  /** The watch mode in use. */
+  readonly watchMode: ConsulWatchMode;
+  /** Number of upstream pollers this client runs for `service`: 0 or 1, however many watchers (diagnostics, tests). */
+  pollerCount(service: string): number;
+  /** Number of upstream blocking queries this client runs for a key prefix: 0 or 1 (diagnostics, tests). */
+  kvWatchCount(prefix: string): number;
+}
+
+const drivers = new WeakMap<ConsulBackend, ConsulDiscoveryDriver>();
+
+/**
+ * Creates a backend on a Consul agent (the `consul` npm client, HTTP API v1). Options are validated
+ * up front: bad ones throw a `ConfigError` listing every bad field. Nothing is sent until the first call.
+ *
+ * @example
+ * const backend = createConsulBackend({ host: '127.0.0.1', port: 8500, token: process.env.CONSUL_HTTP_TOKEN });
+ * await using registration = await backend.discovery.register({ id: 'a1', service: 'orders', host: '10.0.0.5', port: 8080 });
+ */
+export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend {
+  const resolved = resolveOptions(options);
+  const logger = resolved.logger ?? silentLogger;
+  if (resolved.deregisterCriticalAfterMs < CONSUL_MIN_DEREGISTER_MS) {
+    logger.info('consul raises deregisterCriticalAfter below 1m to 1m', {
+      deregisterCriticalAfter: resolved.deregisterCriticalAfter,
+    });
+  }
+  const api = new ConsulApi(resolved);
+  const driver = new ConsulDiscoveryDriver(api, {
+    pollIntervalMs: resolved.pollIntervalMs,
+    watchMode: resolved.watchMode,
+    deregisterCriticalAfter: resolved.deregisterCriticalAfter,
+    backoff: resolved.backoff,
+    logger,
+  });
+  const kvDriver = new ConsulKvDriver(api, { backoff: resolved.backoff, logger });
+  const discovery = createServiceDiscovery(driver, resolved.discovery);
+  const kv = createKeyValueSource(
+    kvDriver,
+    resolved.discovery.maxQueuedEvents ? { maxQueuedEvents: resolved.discovery.maxQueuedEvents } : {},
+  );
+  let closing: Promise<void> | undefined;
+  const backend: ConsulBackend = {
+    name: 'consul',
+    discovery,
+    kv,
+    locks: unsupportedLocks('consul'),
+    address: api.address,
+    watchMode: resolved.watchMode,
+    pollerCount: (service) => driver.pollerCount(service),
+    kvWatchCount: (prefix) => kvDriver.watchCount(prefix),
+    close() {
+      closing ??= (async () => {
+        kv.close();
+        kvDriver.close();
+        try {
+          await discovery.close();
+        } finally {
+          api.destroy();
+        }
+      })();
+      return closing;
+    },
+    [Symbol.asyncDispose]() {
+      return backend.close();
+    },
+  };
+  drivers.set(backend, driver);
+  return backend;
+}
+
+/**
+ * Test hook: makes `backend` behave like a process killed without closing. Its heartbeats and
+ * pollers stop and nothing is deregistered, so its instances leave watchers only when their TTL
+ * checks go critical. `close()` afterwards releases local resources and sends nothing.
+ */
+export function simulateCrash(backend: ConsulBackend): void {
+  const driver = drivers.get(backend);
+  if (!driver) throw new TypeError('simulateCrash: not a backend made by createConsulBackend');
+  driver.crash();
+}

@@ -1,0 +1,345 @@
+import {
+  AbortedError,
+  BackendUnavailableError,
+  Backoff,
+  type BackoffOptions,
+  type DiscoveryDriver,
+  type Logger,
+  type MirrorFeed,
+  type RegistrationControl,
+  retryForever,
+  type ServiceInstance,
+  sleep,
+} from '@rollcall/core';
+import { type ConsulApi, isUnknownCheck, isUnknownService } from './api.js';
+import { checkConsulLimits, checkIdOf, decodeHealth, registrationBody, serviceIdOf } from './codec.js';
+import type { ConsulWatchMode } from './options.js';
+
+/** Heartbeat retries after a failed check pass are never further apart than this (nor than the heartbeat interval). */
+export const HEARTBEAT_RETRY_MAX_MS = 1000;
+/** `wait` of a blocking query on a service (Consul adds up to wait/16 of jitter). */
+export const BLOCKING_WAIT_MS = 30_000;
+/** How long `register` waits for the agent to show a registration in `/v1/health/service` before retrying it. */
+const VISIBLE_DEADLINE_MS = 3000;
+
+/** What the discovery driver needs of the backend options (no token: the API layer alone holds it). */
+export interface DiscoveryDriverOptions {
+  pollIntervalMs: number;
+  watchMode: ConsulWatchMode;
+  deregisterCriticalAfter: string;
+  backoff: BackoffOptions;
+  logger: Logger;
+}
+
+interface Held {
+  control: RegistrationControl;
+  /** Aborts on deregister/close (the control's signal) or when the client dies (simulated crash, close). */
+  stop: AbortSignal;
+  /** The heartbeat loop; settles once it has stopped and its last request has finished. */
+  loop: Promise<void>;
+}
+
+const isAbort = (error: unknown) => error instanceof AbortedError;
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/**
+ * The Consul discovery driver: agent services with a TTL check kept passing by a heartbeat per
+ * registration, and one poller (or rate-limited blocking query) per watched service. Everything
+ * else (validation, caching, fan-out, stale lists, registration handles) is core's.
+ */
+export class ConsulDiscoveryDriver implements DiscoveryDriver {
+  readonly backend = 'consul';
+  private readonly held = new Map<RegistrationControl, Held>();
+  private readonly pollers = new Map<string, number>();
+  /** Aborted when the client closes or dies: stops every heartbeat and poller. */
+  private readonly lifetime = new AbortController();
+  private crashed = false;
+
+  constructor(
+    private readonly api: ConsulApi,
+    private readonly options: DiscoveryDriverOptions,
+  ) {}
+
+  // ---- registration ----
+
+  async register(control: RegistrationControl, signal?: AbortSignal): Promise<void> {
+    checkConsulLimits(control.instance);
+    const stop = AbortSignal.any([control.signal, this.lifetime.signal]);
+    const attempt = signal ? AbortSignal.any([stop, signal]) : stop;
+    await this.putAndConfirm(control, attempt);
+    if (stop.aborted) return;
+    const held: Held = { control, stop, loop: Promise.resolve() };
+    held.loop = this.heartbeat(held).catch((error) => {
+      this.options.logger.error('consul heartbeat loop failed', {
+        ...this.who(control),
+        error: message(error),
+      });
+    });
+    this.held.set(control, held);
+  }
+
+  async deregister(control: RegistrationControl): Promise<void> {
+    const held = this.held.get(control);
+    this.held.delete(control);
+    // The control's signal is aborted already: wait for the heartbeat to stop so that no pass or
+    // re-registration in flight can land after the deregistration and bring the service back.
+    await held?.loop;
+    if (this.crashed) return;
+    try {
+      await this.api.deregisterService(serviceIdOf(control.instance));
+    } catch (error) {
+      if (isUnknownService(error)) return;
+      throw new BackendUnavailableError(
+        'consul',
+        `deregister ${this.label(control)}: ${message(error).replace(/^consul: /, '')}; its TTL check stops being passed, so it leaves watchers within ${control.ttlSeconds} s`,
+      );
+    }
+  }
+
+  /**
+   * Registers the instance and resolves once a fresh `GET /v1/health/service/<name>?passing` shows
+   * it. Re-registering over a service whose check is critical keeps the check critical (Consul keeps
+   * an existing check's status), so an instance that does not show up gets its check passed.
+   */
+  private async putAndConfirm(control: RegistrationControl, signal: AbortSignal): Promise<void> {
+    const { instance, ttlSeconds } = control;
+    await this.api.registerService(
+      registrationBody(instance, ttlSeconds, this.options.deregisterCriticalAfter),
+    );
+    const deadline = Date.now() + VISIBLE_DEADLINE_MS;
+    const filter = `Service.ID == "${serviceIdOf(instance)}"`;
+    for (let round = 0; ; round++) {
+      const answer = await this.api.healthService(instance.service, { filter, signal, local: true });
+      if (decodeHealth(answer.data, instance.service).some(([id]) => id === instance.id)) return;
+      if (Date.now() >= deadline) {
+        throw new BackendUnavailableError(
+          'consul',
+          `register ${this.label(control)}: the agent accepted it but /v1/health/service does not show it passing after ${VISIBLE_DEADLINE_MS} ms`,
+        );
+      }
+      if (round === 0) await this.api.passCheck(checkIdOf(instance), signal);
+      await sleep(Math.min(50 * 2 ** round, 500), signal);
+    }
+  }
+
+  /**
+   * Passes the TTL check every ttl/3. A pass the agent refuses because it does not know the check
+   * (agent restarted: state lost) is a loss: `lost`, re-register with no retry limit, `restored`.
+   * A pass that fails because the agent cannot be reached is retried (at most
+   * {@link HEARTBEAT_RETRY_MAX_MS} apart) without calling it a loss, until the agent answers again;
+   * if by then no pass reached it for longer than the TTL, the check has gone critical and every
+   * watcher dropped the instance: that is reported as `lost` and, once passed again, `restored`.
+   */
+  private async heartbeat(held: Held): Promise<void> {
+    const { control, stop } = held;
+    const ttlMs = control.ttlSeconds * 1000;
+    const intervalMs = ttlMs / 3;
+    const retryBackoff = new Backoff({
+      ...this.options.backoff,
+      maxMs: Math.min(this.options.backoff.maxMs ?? 5000, intervalMs, HEARTBEAT_RETRY_MAX_MS),
+    });
+    const checkId = checkIdOf(control.instance);
+    let lastPass = Date.now();
+    let delay = intervalMs;
+    let failures = 0;
+    while (!stop.aborted) {
+      try {
+        await sleep(delay, stop);
+      } catch {
+        return;
+      }
+      const sentAt = Date.now();
+      try {
+        await this.api.passCheck(checkId, stop);
+        const silentMs = sentAt - lastPass;
+        lastPass = sentAt;
+        delay = intervalMs;
+        retryBackoff.reset();
+        if (failures > 0)
+          this.options.logger.info('consul heartbeat reaches the agent again', {
+            ...this.who(control),
+            failures,
+          });
+        failures = 0;
+        if (silentMs > ttlMs) {
+          control.lost(
+            new BackendUnavailableError(
+              'consul',
+              `${this.label(control)}: no heartbeat reached the agent for ${Math.round(silentMs)} ms (TTL ${control.ttlSeconds} s): its check went critical and watchers dropped it`,
+            ),
+          );
+          control.restored();
+        }
+      } catch (error) {
+        if (stop.aborted || isAbort(error)) return;
+        if (isUnknownCheck(error)) {
+          control.lost(
+            new BackendUnavailableError(
+              'consul',
+              `${this.label(control)}: the agent no longer knows the registration (agent restarted?)`,
+            ),
+          );
+          try {
+            await retryForever(() => this.putAndConfirm(control, stop), {
+              backoff: retryBackoff,
+              signal: stop,
+              onError: (e, n, wait) =>
+                this.options.logger.warn('consul re-registration failed; retrying', {
+                  ...this.who(control),
+                  attempt: n + 1,
+                  retryInMs: Math.round(wait),
+                  error: message(e),
+                }),
+            });
+          } catch (e) {
+            if (stop.aborted || isAbort(e)) return;
+            throw e;
+          }
+          lastPass = Date.now();
+          failures = 0;
+          delay = intervalMs;
+          control.restored();
+          continue;
+        }
+        failures += 1;
+        delay = retryBackoff.next();
+        const log = failures === 1 ? this.options.logger.warn : this.options.logger.debug;
+        log.call(this.options.logger, 'consul heartbeat failed; retrying', {
+          ...this.who(control),
+          failures,
+          retryInMs: Math.round(delay),
+          error: message(error),
+        });
+      }
+    }
+  }
+
+  // ---- discovery ----
+
+  watch(service: string, feed: MirrorFeed<ServiceInstance>): () => void {
+    const stop = new AbortController();
+    const signal = AbortSignal.any([stop.signal, this.lifetime.signal]);
+    this.pollers.set(service, (this.pollers.get(service) ?? 0) + 1);
+    void this.poll(service, feed, signal).catch((error) =>
+      this.options.logger.error('consul poller failed', { service, error: message(error) }),
+    );
+    let stopped = false;
+    return () => {
+      if (stopped) return;
+      stopped = true;
+      stop.abort();
+      const left = (this.pollers.get(service) ?? 1) - 1;
+      if (left > 0) this.pollers.set(service, left);
+      else this.pollers.delete(service);
+    };
+  }
+
+  /** Number of pollers this client runs for `service` (core guarantees at most one). */
+  pollerCount(service: string): number {
+    return this.pollers.get(service) ?? 0;
+  }
+
+  /**
+   * The one upstream of a watched service. Requests start at least `pollIntervalMs` apart, always
+   * (in blocking mode too, however often the service changes); after errors a jittered backoff is
+   * added on top. After an outage, an answer that removes instances is confirmed by the next one
+   * before it is published (the list stays stale meanwhile): an agent restart loses every
+   * registration until its owner re-registers, and watchers should not see that as "all gone".
+   */
+  private async poll(service: string, feed: MirrorFeed<ServiceInstance>, signal: AbortSignal): Promise<void> {
+    const blocking = this.options.watchMode === 'blocking';
+    const backoff = new Backoff(this.options.backoff);
+    let index = 0n;
+    let lastStart = Number.NEGATIVE_INFINITY;
+    let extraMs = 0;
+    let failing = false;
+    let confirming = false;
+    let known = new Set<string>();
+    while (!signal.aborted) {
+      const wait = lastStart + this.options.pollIntervalMs + extraMs - Date.now();
+      if (wait > 0) {
+        try {
+          await sleep(wait, signal);
+        } catch {
+          return;
+        }
+      }
+      lastStart = Date.now();
+      try {
+        const block = blocking && !confirming && index > 0n;
+        const answer = await this.api.healthService(
+          service,
+          block ? { index, waitMs: BLOCKING_WAIT_MS, signal } : { signal },
+        );
+        // Consul's index only grows; one that goes backwards (agent restarted, snapshot restored) starts over.
+        index = answer.index === undefined || answer.index < index ? 0n : answer.index;
+        const list = decodeHealth(answer.data, service);
+        extraMs = 0;
+        backoff.reset();
+        if (failing && !confirming && [...known].some((id) => !list.some(([k]) => k === id))) {
+          confirming = true;
+          this.options.logger.info(
+            'consul answers again but instances are missing; confirming with the next poll',
+            { service },
+          );
+          continue;
+        }
+        if (failing) this.options.logger.info('consul poller recovered', { service });
+        failing = false;
+        confirming = false;
+        known = new Set(list.map(([id]) => id));
+        feed.replace(list);
+      } catch (error) {
+        if (signal.aborted || isAbort(error)) return;
+        if (!failing)
+          this.options.logger.warn('consul poll failed; serving the last known list', {
+            service,
+            error: message(error),
+          });
+        failing = true;
+        confirming = false;
+        index = 0n;
+        extraMs = backoff.next();
+        feed.stale(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+  }
+
+  async listServices(): Promise<string[]> {
+    const services = await this.api.catalogServices();
+    // `consul` is the servers' own service, not an application's.
+    return Object.keys(services).filter((name) => name !== 'consul');
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    const leader = await this.api.leader(signal);
+    if (!leader)
+      throw new BackendUnavailableError(
+        'consul',
+        `the agent at ${this.api.address} answers but the cluster has no leader`,
+      );
+  }
+
+  async close(): Promise<void> {
+    this.lifetime.abort();
+    await Promise.allSettled([...this.held.values()].map((h) => h.loop));
+    this.held.clear();
+  }
+
+  /**
+   * Test hook: behave like a process killed without closing. Heartbeats and pollers stop, nothing
+   * is deregistered (later deregistrations and `close()` send nothing).
+   */
+  crash(): void {
+    this.crashed = true;
+    this.lifetime.abort();
+  }
+
+  private label(control: RegistrationControl): string {
+    return `${control.instance.service}/${control.instance.id}`;
+  }
+
+  private who(control: RegistrationControl): Record<string, string> {
+    return { service: control.instance.service, id: control.instance.id };
+  }
+}

@@ -1,0 +1,139 @@
+import {
+  AbortedError,
+  Backoff,
+  type BackoffOptions,
+  type KvDriver,
+  type Logger,
+  type MirrorFeed,
+  sleep,
+} from '@rollcall/core';
+import type { ConsulApi, KvItem } from './api.js';
+
+/** Least time between two requests of one prefix watch (a blocking query answers at once on a change). */
+export const KV_MIN_INTERVAL_MS = 1000;
+/** `wait` of a prefix watch's blocking query. */
+export const KV_WAIT_MS = 30_000;
+
+/** What the key/value driver needs of the backend options. */
+export interface KvDriverOptions {
+  backoff: BackoffOptions;
+  logger: Logger;
+}
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/**
+ * Consul stores values as bytes and sends them base64-encoded in JSON; the client decodes them as
+ * UTF-8. An empty value arrives as `null`. Keys ending in `/` are "folders" made by the Consul UI,
+ * not Rollcall keys (a Rollcall key never ends with `/`): they are skipped.
+ */
+function toEntries(items: readonly KvItem[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const item of items) {
+    if (typeof item?.Key !== 'string' || item.Key.endsWith('/')) continue;
+    out.set(item.Key, typeof item.Value === 'string' ? item.Value : '');
+  }
+  return out;
+}
+
+/** The Consul key/value driver: `/v1/kv/<key>`, and prefix watches by rate-limited blocking queries. */
+export class ConsulKvDriver implements KvDriver {
+  readonly backend = 'consul';
+  private readonly lifetime = new AbortController();
+  private readonly watches = new Map<string, number>();
+
+  constructor(
+    private readonly api: ConsulApi,
+    private readonly options: KvDriverOptions,
+  ) {}
+
+  async get(key: string): Promise<string | undefined> {
+    const item = await this.api.kvGet(key);
+    if (!item) return undefined;
+    return typeof item.Value === 'string' ? item.Value : '';
+  }
+
+  async getAll(prefix: string): Promise<Map<string, string>> {
+    const { data } = await this.api.kvList(prefix);
+    return toEntries(data);
+  }
+
+  async put(key: string, value: string): Promise<void> {
+    await this.api.kvSet(key, value);
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.api.kvDelete(key);
+  }
+
+  watch(prefix: string, feed: MirrorFeed<string>): () => void {
+    const stop = new AbortController();
+    const signal = AbortSignal.any([stop.signal, this.lifetime.signal]);
+    this.watches.set(prefix, (this.watches.get(prefix) ?? 0) + 1);
+    void this.follow(prefix, feed, signal).catch((error) =>
+      this.options.logger.error('consul key/value watch failed', { prefix, error: message(error) }),
+    );
+    let stopped = false;
+    return () => {
+      if (stopped) return;
+      stopped = true;
+      stop.abort();
+      const left = (this.watches.get(prefix) ?? 1) - 1;
+      if (left > 0) this.watches.set(prefix, left);
+      else this.watches.delete(prefix);
+    };
+  }
+
+  /** Number of upstream watches this client runs for `prefix`. */
+  watchCount(prefix: string): number {
+    return this.watches.get(prefix) ?? 0;
+  }
+
+  /**
+   * One prefix watch: blocking queries on `?recurse`, at least {@link KV_MIN_INTERVAL_MS} apart
+   * (plus a jittered backoff after errors), the index reset to 0 when it goes backwards. Each
+   * answer is the full contents of the prefix; core diffs it into `change` events.
+   */
+  private async follow(prefix: string, feed: MirrorFeed<string>, signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff(this.options.backoff);
+    let index = 0n;
+    let lastStart = Number.NEGATIVE_INFINITY;
+    let extraMs = 0;
+    let failing = false;
+    while (!signal.aborted) {
+      const wait = lastStart + KV_MIN_INTERVAL_MS + extraMs - Date.now();
+      if (wait > 0) {
+        try {
+          await sleep(wait, signal);
+        } catch {
+          return;
+        }
+      }
+      lastStart = Date.now();
+      try {
+        const answer = await this.api.kvList(prefix, { index, waitMs: KV_WAIT_MS, signal });
+        index = answer.index === undefined || answer.index < index ? 0n : answer.index;
+        extraMs = 0;
+        backoff.reset();
+        if (failing) this.options.logger.info('consul key/value watch recovered', { prefix });
+        failing = false;
+        feed.replace(toEntries(answer.data));
+      } catch (error) {
+        if (signal.aborted || error instanceof AbortedError) return;
+        if (!failing)
+          this.options.logger.warn('consul key/value watch failed; retrying', {
+            prefix,
+            error: message(error),
+          });
+        failing = true;
+        index = 0n;
+        extraMs = backoff.next();
+        feed.stale(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+  }
+
+  close(): void {
+    this.lifetime.abort();
+  }
+}

@@ -1,0 +1,295 @@
+import {
+  type BackoffOptions,
+  ConfigError,
+  type ConfigIssue,
+  type DiscoveryOptions,
+  isValidHost,
+  type Logger,
+} from '@rollcall/core';
+
+/** How discovery follows a service. */
+export type ConsulWatchMode = 'poll' | 'blocking';
+
+/**
+ * Options of {@link createConsulBackend}. Every field is optional; the default is given beside it.
+ * Bad options throw a `ConfigError` listing every bad field before anything is sent.
+ */
+export interface ConsulOptions extends DiscoveryOptions {
+  /** Agent host name or IP address. Default `'127.0.0.1'`. */
+  host?: string;
+  /** Agent HTTP(S) port. Default `8500`. */
+  port?: number;
+  /** Talk HTTPS to the agent. Default `false`. */
+  secure?: boolean;
+  /**
+   * ACL token, sent as the `X-Consul-Token` header on every request. Default: none (the agent's
+   * default token applies). It never appears in an error message or a log line.
+   */
+  token?: string;
+  /**
+   * Milliseconds between two requests for one watched service (in `poll` mode: one
+   * `GET /v1/health/service/<name>?passing` per interval; in `blocking` mode: the least time between
+   * two blocking queries). Default `5000`; minimum `5000` (a lower value is a `ConfigError`).
+   */
+  pollIntervalMs?: number;
+  /**
+   * How long a registration's TTL check may stay critical before Consul removes the service (the
+   * check's `DeregisterCriticalServiceAfter`): a Go duration string (`'90s'`, `'1m30s'`) or a number
+   * of milliseconds. Default `'1m'`. Consul raises any value below 1 minute to 1 minute (and its
+   * reaper runs every 30 s), so a crashed process's entry is removed from the catalog 1-1.5 min
+   * after its check went critical; it leaves every `?passing` watcher at once when the check fails.
+   */
+  deregisterCriticalAfter?: string | number;
+  /**
+   * Datacenter for discovery reads, `listServices` and key/value calls (the `dc` query parameter).
+   * Default: the agent's own datacenter. Registrations always go to the local agent, hence its datacenter.
+   */
+  datacenter?: string;
+  /**
+   * `'poll'`: one plain request per `pollIntervalMs` per watched service. `'blocking'`: Consul
+   * blocking queries (`index` + `wait`), answered at once on a change, but still never more than one
+   * request per `pollIntervalMs` per service. Default `'poll'`.
+   */
+  watchMode?: ConsulWatchMode;
+  /** Deadline in ms of every non-blocking HTTP call (blocking queries get their wait time on top). Default `5000`. */
+  callTimeoutMs?: number;
+  /**
+   * Delays between retries after errors (pollers, key/value watches, re-registration). Default
+   * `{ initialMs: 100, maxMs: 5000, multiplier: 2 }` with equal jitter. Heartbeat retries are
+   * additionally capped at 1 s (and at the heartbeat interval) so that registrations come back quickly.
+   */
+  backoff?: BackoffOptions;
+}
+
+/** Options after validation, with defaults applied. */
+export interface ResolvedConsulOptions {
+  host: string;
+  port: number;
+  secure: boolean;
+  token: string | undefined;
+  pollIntervalMs: number;
+  /** As sent to Consul (a Go duration string). */
+  deregisterCriticalAfter: string;
+  /** Milliseconds, for the warning below 1 minute. */
+  deregisterCriticalAfterMs: number;
+  datacenter: string | undefined;
+  watchMode: ConsulWatchMode;
+  callTimeoutMs: number;
+  backoff: BackoffOptions;
+  discovery: DiscoveryOptions;
+  logger: Logger | undefined;
+}
+
+/** The smallest `pollIntervalMs`: the contract allows at most one request per 5 s per watched service. */
+export const MIN_POLL_INTERVAL_MS = 5000;
+/** Consul raises `DeregisterCriticalServiceAfter` values below this to it. */
+export const CONSUL_MIN_DEREGISTER_MS = 60_000;
+
+const KNOWN = new Set([
+  'host',
+  'port',
+  'secure',
+  'token',
+  'pollIntervalMs',
+  'deregisterCriticalAfter',
+  'datacenter',
+  'watchMode',
+  'callTimeoutMs',
+  'backoff',
+  'cacheIdleMs',
+  'maxQueuedEvents',
+  'logger',
+  'now',
+]);
+
+const UNIT_NS: Record<string, number> = {
+  ns: 1,
+  us: 1e3,
+  µs: 1e3,
+  μs: 1e3,
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
+};
+const DURATION_RE =
+  /^(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h)(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))*$/;
+const PART_RE = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: a token holding control characters cannot go in a header
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+const DC_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Parses a Go duration string (`'1m30s'`, `'250ms'`) into milliseconds, or `undefined` when it is not one. */
+export function parseGoDuration(text: string): number | undefined {
+  if (!DURATION_RE.test(text)) return undefined;
+  let ns = 0;
+  for (const [, amount, unit] of text.matchAll(PART_RE))
+    ns += Number(amount) * (UNIT_NS[unit as string] as number);
+  return ns / 1e6;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : typeof value === 'function' ? 'a function' : String(value);
+}
+
+function integer(value: unknown, min: number, max: number): boolean {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
+}
+
+/**
+ * Validates {@link ConsulOptions} and applies the defaults. Throws one `ConfigError` listing every
+ * bad field. The token's value is never echoed.
+ */
+export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsulOptions {
+  const issues: ConfigIssue[] = [];
+  const bad = (path: string, message: string) => issues.push({ path, message });
+  if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
+    throw new ConfigError([
+      { path: '', message: `Consul options must be an object, got ${describe(input)}` },
+    ]);
+  }
+  const o = (input ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!KNOWN.has(key) && o[key] !== undefined) bad(key, 'unknown option');
+  }
+
+  const host = o.host ?? '127.0.0.1';
+  if (typeof host !== 'string' || !isValidHost(host))
+    bad('host', `must be a host name or IP address (got ${describe(host)})`);
+  const port = o.port ?? 8500;
+  if (!integer(port, 1, 65_535)) bad('port', `must be an integer from 1 to 65535 (got ${describe(port)})`);
+  const secure = o.secure ?? false;
+  if (typeof secure !== 'boolean') bad('secure', `must be a boolean (got ${describe(secure)})`);
+  const token = o.token;
+  if (token !== undefined) {
+    // Never describe the value: it is a secret.
+    if (typeof token !== 'string') bad('token', `must be a string (got ${typeof token})`);
+    else if (token.length === 0)
+      bad('token', 'must not be empty (leave it out to use the agent default token)');
+    else if (CONTROL_RE.test(token) || token.trim() !== token)
+      bad('token', 'must not contain control characters or surrounding spaces');
+  }
+  const pollIntervalMs = o.pollIntervalMs ?? 5000;
+  if (typeof pollIntervalMs !== 'number' || !Number.isInteger(pollIntervalMs)) {
+    bad(
+      'pollIntervalMs',
+      `must be an integer number of milliseconds, at least ${MIN_POLL_INTERVAL_MS} (got ${describe(pollIntervalMs)})`,
+    );
+  } else if (pollIntervalMs < MIN_POLL_INTERVAL_MS) {
+    bad(
+      'pollIntervalMs',
+      `must be at least ${MIN_POLL_INTERVAL_MS} ms: Consul is asked at most once per 5 s per watched service (got ${pollIntervalMs})`,
+    );
+  } else if (pollIntervalMs > 3_600_000) {
+    bad('pollIntervalMs', `must be at most 3600000 (one hour) (got ${pollIntervalMs})`);
+  }
+
+  let deregisterCriticalAfter = '1m';
+  let deregisterCriticalAfterMs = 60_000;
+  const dca = o.deregisterCriticalAfter;
+  if (dca !== undefined) {
+    if (typeof dca === 'string') {
+      const ms = parseGoDuration(dca);
+      if (ms === undefined || ms <= 0)
+        bad(
+          'deregisterCriticalAfter',
+          `must be a positive Go duration such as '90s' or '1m30s' (got ${describe(dca)})`,
+        );
+      else {
+        deregisterCriticalAfter = dca;
+        deregisterCriticalAfterMs = ms;
+      }
+    } else if (typeof dca === 'number' && Number.isInteger(dca) && dca > 0) {
+      deregisterCriticalAfter = `${dca}ms`;
+      deregisterCriticalAfterMs = dca;
+    } else {
+      bad(
+        'deregisterCriticalAfter',
+        `must be a Go duration string or a positive integer number of milliseconds (got ${describe(dca)})`,
+      );
+    }
+  }
+
+  const datacenter = o.datacenter;
+  if (datacenter !== undefined && (typeof datacenter !== 'string' || !DC_RE.test(datacenter))) {
+    bad('datacenter', `must be 1-64 characters of [A-Za-z0-9_.-] (got ${describe(datacenter)})`);
+  }
+  const watchMode = o.watchMode ?? 'poll';
+  if (watchMode !== 'poll' && watchMode !== 'blocking')
+    bad('watchMode', `must be 'poll' or 'blocking' (got ${describe(watchMode)})`);
+  const callTimeoutMs = o.callTimeoutMs ?? 5000;
+  if (!integer(callTimeoutMs, 100, 600_000))
+    bad('callTimeoutMs', `must be an integer from 100 to 600000 (got ${describe(callTimeoutMs)})`);
+  if (o.cacheIdleMs !== undefined && !integer(o.cacheIdleMs, 0, Number.MAX_SAFE_INTEGER)) {
+    bad(
+      'cacheIdleMs',
+      `must be a non-negative integer number of milliseconds (got ${describe(o.cacheIdleMs)})`,
+    );
+  }
+  if (o.maxQueuedEvents !== undefined && !integer(o.maxQueuedEvents, 1, Number.MAX_SAFE_INTEGER)) {
+    bad('maxQueuedEvents', `must be a positive integer (got ${describe(o.maxQueuedEvents)})`);
+  }
+  if (o.now !== undefined && typeof o.now !== 'function')
+    bad('now', `must be a function (got ${describe(o.now)})`);
+  const logger = o.logger as Logger | undefined;
+  if (logger !== undefined) {
+    const ok =
+      typeof logger === 'object' &&
+      logger !== null &&
+      (['debug', 'info', 'warn', 'error'] as const).every((level) => typeof logger[level] === 'function');
+    if (!ok) bad('logger', 'must be an object with debug, info, warn and error functions');
+  }
+  const backoff = o.backoff as BackoffOptions | undefined;
+  if (backoff !== undefined) {
+    if (typeof backoff !== 'object' || backoff === null || Array.isArray(backoff))
+      bad('backoff', `must be an object (got ${describe(backoff)})`);
+    else {
+      const { initialMs, maxMs, multiplier, random } = backoff;
+      if (
+        initialMs !== undefined &&
+        !(typeof initialMs === 'number' && initialMs > 0 && Number.isFinite(initialMs))
+      ) {
+        bad('backoff.initialMs', `must be a positive number (got ${describe(initialMs)})`);
+      }
+      if (maxMs !== undefined && !(typeof maxMs === 'number' && maxMs > 0 && Number.isFinite(maxMs))) {
+        bad('backoff.maxMs', `must be a positive number (got ${describe(maxMs)})`);
+      } else if (typeof maxMs === 'number' && maxMs < (typeof initialMs === 'number' ? initialMs : 100)) {
+        bad('backoff.maxMs', `must be at least backoff.initialMs (got ${maxMs})`);
+      }
+      if (
+        multiplier !== undefined &&
+        !(typeof multiplier === 'number' && multiplier >= 1 && Number.isFinite(multiplier))
+      ) {
+        bad('backoff.multiplier', `must be a number of at least 1 (got ${describe(multiplier)})`);
+      }
+      if (random !== undefined && typeof random !== 'function')
+        bad('backoff.random', `must be a function (got ${describe(random)})`);
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  const discovery: DiscoveryOptions = {};
+  if (o.cacheIdleMs !== undefined) discovery.cacheIdleMs = o.cacheIdleMs as number;
+  if (o.maxQueuedEvents !== undefined) discovery.maxQueuedEvents = o.maxQueuedEvents as number;
+  if (o.now !== undefined) discovery.now = o.now as () => number;
+  if (logger !== undefined) discovery.logger = logger;
+  return {
+    host: host as string,
+    port: port as number,
+    secure: secure as boolean,
+    token: token as string | undefined,
+    pollIntervalMs: pollIntervalMs as number,
+    deregisterCriticalAfter,
+    deregisterCriticalAfterMs,
+    datacenter: datacenter as string | undefined,
+    watchMode: watchMode as ConsulWatchMode,
+    callTimeoutMs: callTimeoutMs as number,
+    backoff: backoff ?? {},
+    discovery,
+    logger,
+  };
+}
