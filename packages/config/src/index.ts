@@ -1,1 +1,8 @@
-export {};
+export {
+  createLiveConfig,
+  type LiveConfig,
+  LiveConfigError,
+  type LiveConfigOptions,
+  type LiveConfigOrigin,
+  parseValue,
+} from './live-config.js';
