@@ -1,0 +1,122 @@
+import {
+  type Backend,
+  createKeyValueSource,
+  createServiceDiscovery,
+  type ManagedDiscovery,
+  type ManagedKeyValueSource,
+  unsupportedLocks,
+} from '@rollcall/core';
+import { EtcdConnection } from './connection.js';
+import { EtcdDiscoveryDriver } from './discovery.js';
+import { EtcdKvDriver } from './kv.js';
+import { type EtcdOptions, resolveEtcdOptions } from './options.js';
+
+/** What an etcd backend reports about its connection, for tests, benchmarks and health pages. */
+export interface EtcdBackendStats {
+  /** Leases held now (one per distinct registration TTL; normally 1, 0 before the first registration). */
+  leases: number;
+  /** Leases granted since the start (grows only when etcd dropped one and it was replaced). */
+  leasesGranted: number;
+  /** Keepalive requests sent on the keepalive stream(s) since the start. */
+  keepalives: number;
+  /** Times etcd dropped a lease and its registrations were re-put. */
+  leaseLosses: number;
+  /** etcd watches held now, by watched service. */
+  serviceWatches: Record<string, number>;
+  /** etcd watches held now, by key/value prefix. */
+  kvWatches: Record<string, number>;
+}
+
+/** The etcd backend: discovery and key/value over one etcd3 client. Locks come in a later release. */
+export interface EtcdBackend extends Backend {
+  readonly name: 'etcd';
+  readonly discovery: ManagedDiscovery;
+  readonly kv: ManagedKeyValueSource;
+  /** The options in force, with defaults applied (the password is not repeated here). */
+  readonly options: {
+    endpoints: readonly string[];
+    namespace: string;
+    kvPrefix: string;
+    callTimeoutMs: number;
+    dialTimeoutMs: number;
+  };
+  /** Counters of leases, keepalives and watches. */
+  stats(): EtcdBackendStats;
+  /** Number of etcd watches this client holds for `service`. */
+  upstreams(service: string): number;
+}
+
+const internals = new WeakMap<EtcdBackend, { discovery: EtcdDiscoveryDriver; kv: EtcdKvDriver }>();
+
+/**
+ * Creates an etcd backend. No connection is made until the first call; bad options throw a
+ * `ConfigError` listing every bad field at once.
+ *
+ * @example
+ * const backend = createEtcdBackend({ endpoints: ['http://10.0.0.5:2379'] });
+ * await using registration = await backend.discovery.register({ id: 'a1', service: 'orders', host: '10.0.0.9', port: 8080 });
+ */
+export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
+  const resolved = resolveEtcdOptions(options);
+  const conn = new EtcdConnection(resolved);
+  const discoveryDriver = new EtcdDiscoveryDriver(conn);
+  const kvDriver = new EtcdKvDriver(conn);
+  const discovery = createServiceDiscovery(discoveryDriver, resolved.discovery);
+  const kv = createKeyValueSource(
+    kvDriver,
+    resolved.discovery.maxQueuedEvents ? { maxQueuedEvents: resolved.discovery.maxQueuedEvents } : {},
+  );
+  let closing: Promise<void> | undefined;
+  const count = <T>(map: Map<string, Set<T>>) => Object.fromEntries([...map].map(([k, s]) => [k, s.size]));
+  const backend: EtcdBackend = {
+    name: 'etcd',
+    discovery,
+    kv,
+    locks: unsupportedLocks('etcd'),
+    options: Object.freeze({
+      endpoints: Object.freeze([...resolved.endpoints]),
+      namespace: resolved.namespace,
+      kvPrefix: resolved.kvPrefix,
+      callTimeoutMs: resolved.callTimeoutMs,
+      dialTimeoutMs: resolved.dialTimeoutMs,
+    }),
+    stats() {
+      const keepers = [...discoveryDriver.keepers.values()];
+      return {
+        leases: keepers.filter((k) => k.hasLease).length,
+        leasesGranted: keepers.reduce((n, k) => n + k.stats.granted, 0),
+        keepalives: keepers.reduce((n, k) => n + k.stats.keepalives, 0),
+        leaseLosses: keepers.reduce((n, k) => n + k.stats.losses, 0),
+        serviceWatches: count(discoveryDriver.watches),
+        kvWatches: count(kvDriver.watches),
+      };
+    },
+    upstreams: (service) => discoveryDriver.upstreams(service),
+    close() {
+      closing ??= (async () => {
+        kv.close();
+        // Deregisters every instance, stops the watches, then the driver revokes the lease(s) and closes the client.
+        await discovery.close();
+      })();
+      return closing;
+    },
+    [Symbol.asyncDispose]() {
+      return backend.close();
+    },
+  };
+  internals.set(backend, { discovery: discoveryDriver, kv: kvDriver });
+  return backend;
+}
+
+/**
+ * For tests: makes `backend` behave like a killed process. Keepalives stop and the connection
+ * drops without revoking the lease or deleting anything, so its instances disappear from every
+ * watcher only when the lease expires (within the TTL). Later calls throw `ClosedError`;
+ * `close()` still resolves.
+ */
+export function simulateCrash(backend: Backend): void {
+  const parts = internals.get(backend as EtcdBackend);
+  if (!parts) throw new TypeError('simulateCrash: not an etcd backend made by createEtcdBackend');
+  parts.kv.stopAll();
+  parts.discovery.crash();
+}

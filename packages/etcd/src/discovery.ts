@@ -1,0 +1,143 @@
+import {
+  abortable,
+  type DiscoveryDriver,
+  type MirrorFeed,
+  type RegistrationControl,
+  type ServiceInstance,
+  validateInstance,
+} from '@rollcall/core';
+import type { EtcdConnection } from './connection.js';
+import { LeaseKeeper } from './leases.js';
+import { type PrefixCodec, PrefixWatch } from './prefix-watch.js';
+
+/**
+ * The etcd discovery driver: an instance is the key `<namespace>services/<service>/<id>` holding
+ * the instance as JSON, on the client's shared lease; a service is watched on the prefix
+ * `<namespace>services/<service>/` (trailing separator: `web` never sees `web-admin`).
+ */
+export class EtcdDiscoveryDriver implements DiscoveryDriver {
+  readonly backend = 'etcd';
+  /** One lease keeper per distinct TTL (normally one). */
+  readonly keepers = new Map<number, LeaseKeeper>();
+  /** Live etcd watches, by service. */
+  readonly watches = new Map<string, Set<PrefixWatch<ServiceInstance>>>();
+  private readonly servicesRoot: string;
+
+  constructor(private readonly conn: EtcdConnection) {
+    this.servicesRoot = `${conn.options.namespace}services/`;
+  }
+
+  /** The etcd key of an instance. */
+  instanceKey(instance: Pick<ServiceInstance, 'service' | 'id'>): string {
+    return `${this.servicePrefix(instance.service)}${instance.id}`;
+  }
+
+  /** The etcd prefix of a service's instances, with its trailing separator. */
+  servicePrefix(service: string): string {
+    return `${this.servicesRoot}${service}/`;
+  }
+
+  async register(control: RegistrationControl): Promise<void> {
+    this.conn.assertOpen();
+    let keeper = this.keepers.get(control.ttlSeconds);
+    if (!keeper) {
+      keeper = new LeaseKeeper(this.conn, control.ttlSeconds);
+      this.keepers.set(control.ttlSeconds, keeper);
+    }
+    await keeper.register(control, this.instanceKey(control.instance), JSON.stringify(control.instance));
+  }
+
+  async deregister(control: RegistrationControl): Promise<void> {
+    const keeper = this.keepers.get(control.ttlSeconds);
+    const key = this.instanceKey(control.instance);
+    if (keeper) await keeper.deregister(control, key);
+    else if (!this.conn.crashed) {
+      await this.conn.call('deregister', (o) => this.conn.client.delete().key(key).options(o).exec());
+    }
+  }
+
+  watch(service: string, feed: MirrorFeed<ServiceInstance>): () => void {
+    const prefix = this.servicePrefix(service);
+    const logger = this.conn.options.logger;
+    const codec: PrefixCodec<ServiceInstance> = {
+      id: (key) => {
+        if (!key.startsWith(prefix)) return undefined;
+        const id = key.slice(prefix.length);
+        return id.length === 0 || id.includes('/') ? undefined : id;
+      },
+      decode: (id, value, key) => {
+        try {
+          const instance = validateInstance(JSON.parse(value.toString('utf8')));
+          if (instance.service !== service || instance.id !== id) {
+            logger.warn('etcd: skipping an instance stored under another service or id', {
+              key,
+              service: instance.service,
+              id: instance.id,
+            });
+            return undefined;
+          }
+          return instance;
+        } catch (error) {
+          logger.warn('etcd: skipping a key that does not hold a valid instance', {
+            key,
+            error: error instanceof Error ? error.message : String(error),
+          });
+          return undefined;
+        }
+      },
+    };
+    const watch = new PrefixWatch(this.conn, prefix, codec, feed, `service '${service}'`);
+    let set = this.watches.get(service);
+    if (!set) {
+      set = new Set();
+      this.watches.set(service, set);
+    }
+    set.add(watch);
+    watch.start();
+    return () => {
+      watch.stop();
+      const current = this.watches.get(service);
+      current?.delete(watch);
+      if (current?.size === 0) this.watches.delete(service);
+    };
+  }
+
+  /** Number of etcd watches this client holds for `service` (1 while anything watches or caches it). */
+  upstreams(service: string): number {
+    return this.watches.get(service)?.size ?? 0;
+  }
+
+  async listServices(): Promise<string[]> {
+    this.conn.assertOpen();
+    const keys = await this.conn.call('list services', (o) =>
+      this.conn.client.getAll().prefix(this.servicesRoot).options(o).keys(),
+    );
+    const names = new Set<string>();
+    for (const key of keys) {
+      const rest = key.slice(this.servicesRoot.length);
+      const slash = rest.indexOf('/');
+      if (slash > 0 && slash < rest.length - 1) names.add(rest.slice(0, slash));
+    }
+    return [...names];
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    await abortable(this.conn.ping(signal), signal);
+  }
+
+  /** Revokes the leases (their keys go at once), then closes the client: revoking after close would loop on ClientClosedError. */
+  async close(): Promise<void> {
+    for (const watches of this.watches.values()) for (const w of watches) w.stop();
+    this.watches.clear();
+    if (this.conn.isOpen) await Promise.all([...this.keepers.values()].map((k) => k.close()));
+    this.conn.close();
+  }
+
+  /** Simulates a killed process: keepalives stop, nothing is revoked or deleted, the connection drops. */
+  crash(): void {
+    for (const keeper of this.keepers.values()) keeper.abandon();
+    for (const watches of this.watches.values()) for (const w of watches) w.stop();
+    this.watches.clear();
+    this.conn.close(true);
+  }
+}

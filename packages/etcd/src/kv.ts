@@ -1,0 +1,99 @@
+import type { KvDriver, MirrorFeed } from '@rollcall/core';
+import type { EtcdConnection } from './connection.js';
+import { PrefixWatch } from './prefix-watch.js';
+
+/**
+ * The etcd key/value driver. Keys arrive validated and normalized (no leading `/`); key `k` is the
+ * etcd key `<kvPrefix>k`. Watches share {@link PrefixWatch} with discovery.
+ */
+export class EtcdKvDriver implements KvDriver {
+  readonly backend = 'etcd';
+  /** Live etcd watches, by (normalized) prefix. */
+  readonly watches = new Map<string, Set<PrefixWatch<string>>>();
+  private readonly root: string;
+
+  constructor(private readonly conn: EtcdConnection) {
+    this.root = conn.options.kvPrefix;
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    this.conn.assertOpen();
+    const value = await this.conn.call(`get '${key}'`, (o) =>
+      this.conn.client
+        .get(this.root + key)
+        .options(o)
+        .string(),
+    );
+    return value ?? undefined;
+  }
+
+  async getAll(prefix: string): Promise<Map<string, string>> {
+    this.conn.assertOpen();
+    const all = await this.conn.call(`get prefix '${prefix}'`, (o) =>
+      this.conn.client
+        .getAll()
+        .prefix(this.root + prefix)
+        .options(o)
+        .strings(),
+    );
+    const out = new Map<string, string>();
+    for (const [key, value] of Object.entries(all)) out.set(key.slice(this.root.length), value);
+    return out;
+  }
+
+  async put(key: string, value: string): Promise<void> {
+    this.conn.assertOpen();
+    await this.conn.call(`put '${key}'`, (o) =>
+      this.conn.client
+        .put(this.root + key)
+        .value(value)
+        .options(o)
+        .exec(),
+    );
+  }
+
+  async delete(key: string): Promise<void> {
+    this.conn.assertOpen();
+    await this.conn.call(`delete '${key}'`, (o) =>
+      this.conn.client
+        .delete()
+        .key(this.root + key)
+        .options(o)
+        .exec(),
+    );
+  }
+
+  watch(prefix: string, feed: MirrorFeed<string>): () => void {
+    const full = this.root + prefix;
+    const root = this.root;
+    const watch = new PrefixWatch<string>(
+      this.conn,
+      full,
+      {
+        id: (key) => (key.startsWith(full) ? key.slice(root.length) : undefined),
+        decode: (_id, value) => value.toString('utf8'),
+      },
+      feed,
+      `prefix '${prefix}'`,
+    );
+    let set = this.watches.get(prefix);
+    if (!set) {
+      set = new Set();
+      this.watches.set(prefix, set);
+    }
+    set.add(watch);
+    watch.start();
+    return () => {
+      watch.stop();
+      const current = this.watches.get(prefix);
+      current?.delete(watch);
+      if (current?.size === 0) this.watches.delete(prefix);
+    };
+  }
+
+  /** Stops every watch (a simulated crash). */
+  stopAll(): void {
+    for (const set of this.watches.values()) for (const w of set) w.stop();
+    this.watches.clear();
+  }
+}

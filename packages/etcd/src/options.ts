@@ -1,0 +1,311 @@
+import { readFileSync } from 'node:fs';
+import {
+  type BackoffOptions,
+  ConfigError,
+  type ConfigIssue,
+  type DiscoveryOptions,
+  type Logger,
+  silentLogger,
+} from '@rollcall/core';
+
+/** Username and password for etcd's built-in authentication. The password never appears in errors or logs. */
+export interface EtcdAuthOptions {
+  username: string;
+  password: string;
+}
+
+/** TLS material, as paths of PEM files read once when the backend is created. */
+export interface EtcdTlsOptions {
+  /** CA certificate(s) that signed the etcd server certificate. Default: the system's trusted roots. */
+  ca?: string;
+  /** Client certificate, for servers started with `--client-cert-auth`. Needs `key`. Default: none. */
+  cert?: string;
+  /** Private key of `cert`. Default: none. */
+  key?: string;
+}
+
+/** Options of {@link createEtcdBackend}. Every field is optional; the defaults suit a local etcd. */
+export interface EtcdOptions extends DiscoveryOptions {
+  /** etcd client URLs, `http://host:port` or `https://host:port` (all one scheme). Default `['http://127.0.0.1:2379']`. */
+  endpoints?: string[];
+  /** Prefix of every discovery key: an instance is `<namespace>services/<service>/<id>`. Must end with `/`. Default `'/rollcall/'`. */
+  namespace?: string;
+  /** Prefix of key/value keys: key `configs/app/x` is etcd key `<kvPrefix>configs/app/x`. Empty or ending with `/`. Default `'/'`. */
+  kvPrefix?: string;
+  /** Username/password authentication. Default: none. */
+  auth?: EtcdAuthOptions;
+  /** TLS files. Needs `https://` endpoints. Default: none (plain TCP, or system roots for `https://` endpoints). */
+  tls?: EtcdTlsOptions;
+  /** Deadline in ms of the password-to-token exchange and cap on the delay between reconnection attempts. Default 5000. */
+  dialTimeoutMs?: number;
+  /** Deadline in ms of every unary call (get, put, delete, grant, revoke, ...); never applied to watch or keepalive streams. Default 5000. */
+  callTimeoutMs?: number;
+  /**
+   * Interval in ms of gRPC keepalive pings on open streams; a ping unanswered within
+   * min(keepaliveMs, callTimeoutMs) drops the connection, so a frozen or partitioned server turns
+   * watches `stale` within about twice this. Keep it >= the server's `--grpc-keepalive-min-time`
+   * (etcd's default is 5 s). Default 5000.
+   */
+  keepaliveMs?: number;
+  /** Delays between re-registration and watch re-sync attempts (capped exponential, no retry limit). Default core's `Backoff` (100 ms doubling to 5000 ms). */
+  backoff?: BackoffOptions;
+}
+
+/** {@link EtcdOptions} with defaults applied and files read. */
+export interface ResolvedEtcdOptions {
+  endpoints: string[];
+  namespace: string;
+  kvPrefix: string;
+  auth: EtcdAuthOptions | undefined;
+  tls: { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined;
+  dialTimeoutMs: number;
+  callTimeoutMs: number;
+  keepaliveMs: number;
+  backoff: BackoffOptions;
+  logger: Logger;
+  discovery: DiscoveryOptions;
+}
+
+/** Default values of {@link EtcdOptions}. */
+export const ETCD_DEFAULTS = Object.freeze({
+  endpoints: Object.freeze(['http://127.0.0.1:2379']) as readonly string[],
+  namespace: '/rollcall/',
+  kvPrefix: '/',
+  dialTimeoutMs: 5000,
+  callTimeoutMs: 5000,
+  keepaliveMs: 5000,
+});
+
+const KNOWN = new Set([
+  'endpoints',
+  'namespace',
+  'kvPrefix',
+  'auth',
+  'tls',
+  'dialTimeoutMs',
+  'callTimeoutMs',
+  'keepaliveMs',
+  'backoff',
+  'cacheIdleMs',
+  'maxQueuedEvents',
+  'now',
+  'logger',
+]);
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+const MAX_MS = 3_600_000;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}...` : value);
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : String(value);
+}
+
+/**
+ * Checks every option and applies the defaults. Throws one {@link ConfigError} listing every bad
+ * field; messages never echo the password or file contents.
+ */
+export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcdOptions {
+  const issues: ConfigIssue[] = [];
+  const bad = (path: string, message: string) => issues.push({ path, message });
+  if (input !== undefined && !isObject(input))
+    throw new ConfigError([{ path: '', message: `etcd options must be an object, got ${describe(input)}` }]);
+  const o: Record<string, unknown> = input ?? {};
+  for (const key of Object.keys(o)) if (!KNOWN.has(key) && o[key] !== undefined) bad(key, 'unknown option');
+
+  let endpoints = [...ETCD_DEFAULTS.endpoints];
+  if (o.endpoints !== undefined) {
+    if (!Array.isArray(o.endpoints) || o.endpoints.length === 0)
+      bad('endpoints', 'must be a non-empty array of http(s)://host:port URLs');
+    else {
+      endpoints = [];
+      o.endpoints.forEach((e: unknown, i) => {
+        const url = typeof e === 'string' ? parseUrl(e) : undefined;
+        if (!url)
+          bad(`endpoints[${i}]`, `must be an http://host:port or https://host:port URL, got ${describe(e)}`);
+        else endpoints.push(url);
+      });
+      const schemes = new Set(endpoints.map((e) => e.split(':')[0]));
+      if (schemes.size > 1) bad('endpoints', 'must all use the same scheme (all http:// or all https://)');
+    }
+  }
+
+  const namespace = pathOption(o, 'namespace', ETCD_DEFAULTS.namespace, false, bad);
+  const kvPrefix = pathOption(o, 'kvPrefix', ETCD_DEFAULTS.kvPrefix, true, bad);
+
+  let auth: EtcdAuthOptions | undefined;
+  if (o.auth !== undefined) {
+    if (!isObject(o.auth)) bad('auth', 'must be an object { username, password }');
+    else {
+      const { username, password, ...rest } = o.auth;
+      for (const key of Object.keys(rest)) bad(`auth.${key}`, 'unknown option');
+      if (typeof username !== 'string' || username.length === 0 || CONTROL_RE.test(username))
+        bad('auth.username', 'must be a non-empty string');
+      // Never describe the password: not even its type or length.
+      if (typeof password !== 'string' || password.length === 0)
+        bad('auth.password', 'must be a non-empty string');
+      if (typeof username === 'string' && typeof password === 'string') auth = { username, password };
+    }
+  }
+
+  let tls: ResolvedEtcdOptions['tls'];
+  if (o.tls !== undefined) {
+    if (!isObject(o.tls)) bad('tls', 'must be an object { ca?, cert?, key? } of PEM file paths');
+    else {
+      const { ca, cert, key, ...rest } = o.tls;
+      for (const k of Object.keys(rest)) bad(`tls.${k}`, 'unknown option');
+      tls = {};
+      for (const [name, path] of [
+        ['ca', ca],
+        ['cert', cert],
+        ['key', key],
+      ] as const) {
+        if (path === undefined) continue;
+        if (typeof path !== 'string' || path.length === 0) {
+          bad(`tls.${name}`, `must be the path of a PEM file, got ${describe(path)}`);
+          continue;
+        }
+        try {
+          tls[name] = readFileSync(path);
+        } catch (error) {
+          bad(
+            `tls.${name}`,
+            `cannot read ${describe(path)}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+          );
+        }
+      }
+      if ((cert === undefined) !== (key === undefined))
+        bad(cert === undefined ? 'tls.cert' : 'tls.key', 'tls.cert and tls.key must be given together');
+      if (endpoints.some((e) => e.startsWith('http://')))
+        bad('endpoints', 'must use https:// when tls is set');
+    }
+  }
+
+  const dialTimeoutMs = msOption(o, 'dialTimeoutMs', ETCD_DEFAULTS.dialTimeoutMs, bad);
+  const callTimeoutMs = msOption(o, 'callTimeoutMs', ETCD_DEFAULTS.callTimeoutMs, bad);
+  const keepaliveMs = msOption(o, 'keepaliveMs', ETCD_DEFAULTS.keepaliveMs, bad, 1000);
+  const cacheIdleMs =
+    o.cacheIdleMs === undefined ? undefined : msOption(o, 'cacheIdleMs', 0, bad, 1, Number.MAX_SAFE_INTEGER);
+  let maxQueuedEvents: number | undefined;
+  if (o.maxQueuedEvents !== undefined) {
+    if (!Number.isInteger(o.maxQueuedEvents) || (o.maxQueuedEvents as number) < 1)
+      bad('maxQueuedEvents', `must be a positive integer, got ${describe(o.maxQueuedEvents)}`);
+    else maxQueuedEvents = o.maxQueuedEvents as number;
+  }
+  if (o.now !== undefined && typeof o.now !== 'function')
+    bad('now', 'must be a function returning ms since the epoch');
+  let logger: Logger = silentLogger;
+  if (o.logger !== undefined) {
+    const l = o.logger as Record<string, unknown>;
+    if (!isObject(l) || !['debug', 'info', 'warn', 'error'].every((m) => typeof l[m] === 'function')) {
+      bad('logger', 'must have debug, info, warn and error methods');
+    } else logger = o.logger as Logger;
+  }
+  const backoff: BackoffOptions = {};
+  if (o.backoff !== undefined) {
+    if (!isObject(o.backoff)) bad('backoff', 'must be an object { initialMs?, maxMs?, multiplier? }');
+    else {
+      const { initialMs, maxMs, multiplier, random, ...rest } = o.backoff;
+      for (const k of Object.keys(rest)) bad(`backoff.${k}`, 'unknown option');
+      const positive = (name: string, v: unknown, min: number) => {
+        if (v === undefined) return undefined;
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+          bad(`backoff.${name}`, `must be a number >= ${min}, got ${describe(v)}`);
+          return undefined;
+        }
+        return v;
+      };
+      const i = positive('initialMs', initialMs, 1);
+      const m = positive('maxMs', maxMs, 1);
+      const f = positive('multiplier', multiplier, 1);
+      if (i !== undefined) backoff.initialMs = i;
+      if (m !== undefined) backoff.maxMs = m;
+      if (f !== undefined) backoff.multiplier = f;
+      if (i !== undefined && m !== undefined && m < i) bad('backoff.maxMs', 'must be >= backoff.initialMs');
+      if (random !== undefined) {
+        if (typeof random !== 'function') bad('backoff.random', 'must be a function returning [0, 1)');
+        else backoff.random = random as () => number;
+      }
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  const discovery: DiscoveryOptions = { logger };
+  if (cacheIdleMs !== undefined) discovery.cacheIdleMs = cacheIdleMs;
+  if (maxQueuedEvents !== undefined) discovery.maxQueuedEvents = maxQueuedEvents;
+  if (o.now !== undefined) discovery.now = o.now as () => number;
+  return {
+    endpoints,
+    namespace,
+    kvPrefix,
+    auth,
+    tls,
+    dialTimeoutMs,
+    callTimeoutMs,
+    keepaliveMs,
+    backoff,
+    logger,
+    discovery,
+  };
+}
+
+function parseUrl(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  if (!url.hostname || url.username || url.password || url.search || url.hash) return undefined;
+  if (url.pathname !== '/' && url.pathname !== '') return undefined;
+  const port = url.port || (url.protocol === 'https:' ? '443' : '2379');
+  return `${url.protocol}//${url.hostname}:${port}`;
+}
+
+function pathOption(
+  o: Record<string, unknown>,
+  name: string,
+  fallback: string,
+  allowEmpty: boolean,
+  bad: (path: string, message: string) => void,
+): string {
+  const value = o[name];
+  if (value === undefined) return fallback;
+  const rule = allowEmpty ? "must be empty or end with '/'" : "must end with '/'";
+  if (typeof value !== 'string') {
+    bad(name, `${rule}, got ${describe(value)}`);
+    return fallback;
+  }
+  if (value === '' && allowEmpty) return value;
+  if (!value.endsWith('/')) bad(name, `${rule}, got ${describe(value)}`);
+  else if (CONTROL_RE.test(value)) bad(name, 'must not contain control characters');
+  else if (value.includes('//')) bad(name, `must not contain '//', got ${describe(value)}`);
+  else if (value.split('/').some((s) => s === '.' || s === '..'))
+    bad(name, `must not contain '.' or '..' segments, got ${describe(value)}`);
+  return value;
+}
+
+function msOption(
+  o: Record<string, unknown>,
+  name: string,
+  fallback: number,
+  bad: (path: string, message: string) => void,
+  min = 1,
+  max = MAX_MS,
+): number {
+  const value = o[name];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    bad(name, `must be an integer number of milliseconds from ${min} to ${max}, got ${describe(value)}`);
+    return fallback;
+  }
+  return value;
+}

@@ -1,0 +1,215 @@
+import { ClosedError, type MirrorFeed, sleep } from '@rollcall/core';
+import type { IKeyValue, IWatchResponse, Watcher } from 'etcd3';
+import type { EtcdConnection } from './connection.js';
+
+/** How a {@link PrefixWatch} turns etcd keys and values into mirror entries. */
+export interface PrefixCodec<V> {
+  /** The entry key (instance id, config key) of an etcd key under the prefix; `undefined` ignores the key. */
+  id(key: string): string | undefined;
+  /** The entry for a stored value; `undefined` when the value is not valid (the entry then counts as absent). */
+  decode(id: string, value: Buffer, key: string): V | undefined;
+}
+
+/** What a {@link PrefixWatch} reports about itself, for logs, tests and health. */
+export interface PrefixWatchStats {
+  /** Full reads of the prefix (first sync and every re-sync). */
+  reads: number;
+  /** Re-syncs forced because the watch's history was gone (compaction) or the watch was cancelled. */
+  forcedSyncs: number;
+  /** Connection losses seen by this watch. */
+  disconnects: number;
+}
+
+/**
+ * Mirrors every key under one etcd prefix into a core {@link MirrorFeed}; the one machinery behind
+ * discovery (a service's instances) and key/value watches (the keys under a prefix).
+ *
+ * - Reads the prefix at a revision R (one linearizable range) and feeds `replace(list)`, then
+ *   watches from R + 1; each etcd revision (one transaction) becomes one `apply(puts, deletes)`.
+ * - Connection lost (the watch stream failed): `stale(error)` at once, then, once etcd answers
+ *   again, a fresh read (which the mirror turns into a `sync`) and a new watch from its revision.
+ *   The etcd3 watcher is dropped rather than trusted to resume, so a watch never goes silent.
+ * - History gone (start revision compacted) or watch cancelled by the server: read again and
+ *   `replace(list, { forceSync: true })`, then watch from the new revision.
+ * - Retries forever with capped backoff until stopped. Events at or below the revision already
+ *   mirrored are ignored, so nothing is applied twice.
+ */
+export class PrefixWatch<V> {
+  readonly stats: PrefixWatchStats = { reads: 0, forcedSyncs: 0, disconnects: 0 };
+  private watcher: Watcher | undefined;
+  /** The etcd revision the feed reflects. */
+  private revision = 0n;
+  private readonly stopper = new AbortController();
+  private syncing = false;
+
+  constructor(
+    private readonly conn: EtcdConnection,
+    /** The etcd key prefix, ending with a separator. */
+    readonly prefix: string,
+    private readonly codec: PrefixCodec<V>,
+    private readonly feed: MirrorFeed<V>,
+    /** What is mirrored, for logs (`service 'web'`). */
+    private readonly subject: string,
+  ) {}
+
+  /** Starts mirroring (asynchronously). */
+  start(): this {
+    void this.resync(false);
+    return this;
+  }
+
+  /** The revision mirrored so far (0 before the first read). */
+  get mirroredRevision(): bigint {
+    return this.revision;
+  }
+
+  get stopped(): boolean {
+    return this.stopper.signal.aborted;
+  }
+
+  /** Stops the watch for good. Idempotent. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopper.abort();
+    this.detach();
+  }
+
+  /** Reads the prefix (retrying until it succeeds or the watch stops), feeds it, and watches from there. */
+  private async resync(forceSync: boolean): Promise<void> {
+    if (this.syncing) return;
+    this.syncing = true;
+    const backoff = this.conn.backoff();
+    try {
+      for (;;) {
+        if (this.stopped || !this.conn.isOpen) return;
+        try {
+          const response = await this.conn.call(`read ${this.subject}`, (o) =>
+            this.conn.client.getAll().prefix(this.prefix).options(o).exec(),
+          );
+          if (this.stopped) return;
+          this.stats.reads += 1;
+          this.revision = BigInt(response.header.revision);
+          const entries: [string, V][] = [];
+          for (const kv of response.kvs) {
+            const entry = this.decodeKv(kv);
+            if (entry?.[1] !== undefined) entries.push(entry as [string, V]);
+          }
+          this.feed.replace(entries, forceSync ? { forceSync: true } : undefined);
+          this.attach(this.revision + 1n);
+          return;
+        } catch (error) {
+          if (this.stopped || error instanceof ClosedError) return;
+          const mapped = this.conn.error(error, `read ${this.subject}`);
+          this.feed.stale(mapped);
+          this.conn.options.logger.warn('etcd watch cannot read; retrying', {
+            subject: this.subject,
+            error: mapped.message,
+          });
+          try {
+            await sleep(backoff.next(), this.stopper.signal);
+            await this.conn.waitReachable(this.stopper.signal);
+          } catch {
+            return;
+          }
+        }
+      }
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  private attach(fromRevision: bigint): void {
+    this.detach();
+    const watcher = this.conn.client
+      .watch()
+      .prefix(this.prefix)
+      .startRevision(fromRevision.toString())
+      .watcher();
+    this.watcher = watcher;
+    watcher.on('data', (response) => {
+      if (this.watcher === watcher) this.onData(response);
+    });
+    watcher.on('disconnected', (error) => {
+      if (this.watcher !== watcher) return;
+      this.detach();
+      this.stats.disconnects += 1;
+      const mapped = this.conn.error(error, `watch ${this.subject}`);
+      if (this.stopped || !this.conn.isOpen) return;
+      this.feed.stale(mapped);
+      this.conn.options.logger.warn('etcd watch disconnected; will re-sync', {
+        subject: this.subject,
+        error: mapped.message,
+      });
+      void this.resync(false);
+    });
+    watcher.on('error', (error) => {
+      if (this.watcher !== watcher) return;
+      this.detach();
+      if (this.stopped || !this.conn.isOpen) return;
+      // etcd cancels a watch whose start revision was compacted away (and for a few other server-side reasons):
+      // the history between our revision and now is gone, so start over from a full read.
+      this.stats.forcedSyncs += 1;
+      this.conn.options.logger.warn('etcd watch cancelled by the server (history compacted?); re-syncing', {
+        subject: this.subject,
+        revision: this.revision.toString(),
+        error: this.conn.redact(error instanceof Error ? error.message : String(error)),
+      });
+      void this.resync(true);
+    });
+  }
+
+  /** Drops the current etcd3 watcher (cancelling it on the server if still connected). */
+  private detach(): void {
+    const watcher = this.watcher;
+    if (!watcher) return;
+    this.watcher = undefined;
+    watcher.removeAllListeners();
+    // etcd3 may still emit on it while cancelling; an 'error' with no listener would throw.
+    watcher.on('error', () => {});
+    watcher.cancel().catch(() => {});
+  }
+
+  private onData(response: IWatchResponse): void {
+    const events = response.events;
+    if (events.length === 0) {
+      // A progress notification: every event up to header.revision has been delivered.
+      if (!response.created) {
+        const progress = BigInt(response.header.revision);
+        if (progress > this.revision) this.revision = progress;
+        this.feed.confirm();
+      }
+      return;
+    }
+    // One response may carry several revisions (a watch catching up): one apply per revision, i.e.
+    // per etcd transaction, in order.
+    let i = 0;
+    while (i < events.length) {
+      const revision = BigInt(events[i]!.kv.mod_revision);
+      const puts: [string, V][] = [];
+      const deleted: string[] = [];
+      for (; i < events.length && BigInt(events[i]!.kv.mod_revision) === revision; i++) {
+        if (revision <= this.revision) continue;
+        const event = events[i]!;
+        if (String(event.type).toLowerCase() === 'put') {
+          const entry = this.decodeKv(event.kv);
+          if (!entry) continue;
+          if (entry[1] === undefined) deleted.push(entry[0]);
+          else puts.push(entry as [string, V]);
+        } else {
+          const id = this.codec.id(event.kv.key.toString('utf8'));
+          if (id !== undefined) deleted.push(id);
+        }
+      }
+      if (revision <= this.revision) continue;
+      this.revision = revision;
+      if (puts.length + deleted.length > 0) this.feed.apply(puts, deleted);
+    }
+  }
+
+  private decodeKv(kv: IKeyValue): [string, V | undefined] | undefined {
+    const key = kv.key.toString('utf8');
+    const id = this.codec.id(key);
+    if (id === undefined) return undefined;
+    return [id, this.codec.decode(id, kv.value, key)];
+  }
+}

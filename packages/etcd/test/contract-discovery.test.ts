@@ -1,0 +1,36 @@
+import { describeDiscoveryContract, type EtcdServer, startEtcd } from '@rollcall/testkit';
+import { vi } from 'vitest';
+import { createEtcdBackend, type EtcdBackend, simulateCrash } from '../src/index.js';
+
+// Real servers and real timeouts: the root config's 60 s limits do not reach workspace projects.
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
+
+// The shared discovery compliance suite against a real etcd, every capability on:
+// crash = a client that stops its keepalive and drops its connection without revoking (a killed process);
+// outage = the etcd process frozen with SIGSTOP (connections stay open, nothing answers), restore = SIGCONT.
+describeDiscoveryContract(
+  'etcd',
+  async () => {
+    const etcd: EtcdServer = await startEtcd();
+    return {
+      newClient: async () => createEtcdBackend({ endpoints: etcd.endpoints }),
+      crash: async (client) => simulateCrash(client),
+      outage: async () => etcd.pause(),
+      restore: async () => etcd.resume(),
+      upstreams: (client, service) => (client as EtcdBackend).upstreams(service),
+      teardown: () => etcd.stop(),
+    };
+  },
+  {
+    ttlSeconds: 2,
+    // A watch event reaches another client in ~1 ms on loopback; 1 s leaves room for a loaded CI machine.
+    propagationMs: 1000,
+    // The lease expires at most ttl after the last keepalive; etcd's expiry loop runs every 500 ms.
+    expiryGraceMs: 2000,
+    // A frozen server is noticed by the gRPC keepalive (5 s ping + 5 s timeout); recovery backs off up to 5 s.
+    recoveryMs: 15_000,
+    crash: true,
+    outage: true,
+    upstreamCount: true,
+  },
+);
