@@ -5,17 +5,26 @@ import { describe, expect, it } from 'vitest';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-describe('npm start demo', () => {
-  it('runs its whole scenario on the memory backend and exits 0', async () => {
-    const child = spawn(process.execPath, [join(root, 'examples/orders-demo/dist/demo.js')], { cwd: root });
-    let out = '';
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      out += chunk;
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+/** Runs an example's built entry point to its end; returns its exit code and output. */
+async function runExample(file: string): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [join(root, file)], {
+    cwd: root,
+    env: { ...process.env, ROLLCALL_ENV: 'development' },
+  });
+  let out = '';
+  child.stdout.on('data', (chunk) => {
+    out += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    out += chunk;
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { code, out };
+}
+
+describe('examples', () => {
+  it('npm start: the orders demo runs its whole scenario on the memory backend and exits 0', async () => {
+    const { code, out } = await runExample('examples/orders-demo/dist/demo.js');
     expect(out).toContain('[checkout watch] sync: orders-1, orders-2, orders-3');
     expect(out).toContain('change -orders-2 -> now orders-1, orders-3');
     expect(out).toContain('orders-3 did not answer');
@@ -23,6 +32,18 @@ describe('npm start demo', () => {
     expect(out).toContain('getInstances during the outage -> orders-1 (stale: true)');
     expect(out).toMatch(/GET \/health during the outage -> 503/);
     expect(out).toMatch(/done: 18 calls, all answered/);
+    expect(code, out).toBe(0);
+  });
+
+  it('config-hot-reload: log level and feature flag change live; an invalid value is refused', async () => {
+    const { code, out } = await runExample('examples/config-hot-reload/dist/main.js');
+    expect(out).toContain('[client] GET / -> Hello, world.');
+    expect(out).toContain('[debug] request GET /');
+    expect(out).toContain('[client] GET / -> Hey Ada, welcome back!');
+    expect(out).toMatch(
+      /configuration update refused, keeping the last good one: configs\/greeter\/development\/log_level/,
+    );
+    expect(out).toContain('[client] GET / -> Hey world, welcome back!');
     expect(code, out).toBe(0);
   });
 });

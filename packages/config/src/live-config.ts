@@ -102,6 +102,7 @@ function sameJson(a: unknown, b: unknown): boolean {
 
 class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
   private value!: z.output<S>;
+  private hasValue = false;
   private from: LiveConfigOrigin = 'defaults';
   private isStale = true;
   private closed = false;
@@ -144,14 +145,6 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
   }
 
   async start(): Promise<this> {
-    const defaults = this.validate(this.options.defaults ?? {});
-    if (!defaults.success) {
-      this.watch[Symbol.dispose]();
-      throw new ConfigError(
-        defaults.error.issues.map((i) => ({ path: `defaults.${i.path.join('.')}`, message: i.message })),
-      );
-    }
-    this.value = deepFreeze(defaults.data);
     const synced = new Promise<void>((resolve) => {
       this.firstSync = resolve;
     });
@@ -164,10 +157,20 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
     const first = await Promise.race([synced.then(() => 'synced' as const), timedOut]);
     clearTimeout(timer);
     if (first === 'timeout') {
-      this.logger.warn('configuration backend not reachable at start; starting from the cache or defaults', {
-        prefix: this.prefix,
-      });
-      await this.loadCache();
+      this.logger.warn('configuration backend not reachable at start; starting from the cache or defaults', { prefix: this.prefix });
+    }
+    // Unreachable, or reachable but holding an invalid configuration: fall back to the cache, then the defaults.
+    if (!this.hasValue) await this.loadCache();
+    if (!this.hasValue) {
+      const defaults = this.validate(this.options.defaults ?? {});
+      if (!defaults.success) {
+        await this.close();
+        const why = first === 'timeout' ? `the backend did not answer within ${timeoutMs} ms` : 'the backend holds an invalid configuration';
+        throw new ConfigError(
+          defaults.error.issues.map((i) => ({ path: `defaults.${i.path.join('.')}`, message: `${i.message} (${why}, so the defaults must be complete)` })),
+        );
+      }
+      this.commit(defaults.data, 'defaults');
     }
     return this;
   }
@@ -248,6 +251,13 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
   }
 
   private commit(next: z.output<S>, origin: LiveConfigOrigin): void {
+    if (!this.hasValue) {
+      this.hasValue = true;
+      this.from = origin;
+      this.value = deepFreeze(next);
+      if (origin === 'backend') this.saveCache(this.value);
+      return;
+    }
     const previous = this.value;
     const wasFrom = this.from;
     this.from = origin;

@@ -8,4 +8,6 @@ export const TYPES = {
   KeyValueSource: Symbol.for('rollcall.KeyValueSource'),
   LockService: Symbol.for('rollcall.LockService'),
   RollcallConfig: Symbol.for('rollcall.RollcallConfig'),
+  /** A `LiveConfigFactory` from the `rollcall` package: `(options) => Promise<LiveConfig<T>>` over the bound backend's kv. */
+  LiveConfigFactory: Symbol.for('rollcall.LiveConfigFactory'),
 } as const;

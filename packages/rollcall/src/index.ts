@@ -1,3 +1,4 @@
+export { createLiveConfig, type LiveConfig, LiveConfigError, type LiveConfigOptions } from '@rollcall/config';
 export { TYPES } from '@rollcall/core';
 export { availableBackends, type BackendFactory, backendFactory, registerBackend } from './backends.js';
 export {
@@ -14,4 +15,4 @@ export {
   parseConfig,
   type RollcallConfig,
 } from './config.js';
-export { createContainer, rollcallModule } from './module.js';
+export { createContainer, type LiveConfigFactory, rollcallModule } from './module.js';

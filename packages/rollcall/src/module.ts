@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { createLiveConfig, type LiveConfig, type LiveConfigOptions } from '@rollcall/config';
 import {
   type Backend,
   type KeyValueSource,
@@ -7,12 +8,18 @@ import {
   TYPES,
 } from '@rollcall/core';
 import { Container, ContainerModule } from 'inversify';
+import type { z } from 'zod';
 import { backendFactory } from './backends.js';
 import { loadConfig, parseConfig, type RollcallConfig } from './config.js';
 
+/** Makes a {@link LiveConfig} over the container's backend: `options` are those of `createLiveConfig` without `source`. */
+export type LiveConfigFactory = <S extends z.ZodType>(
+  options: Omit<LiveConfigOptions<S>, 'source'>,
+) => Promise<LiveConfig<z.output<S>>>;
+
 /**
  * An inversify module binding `TYPES.RollcallConfig`, `TYPES.Backend`, `TYPES.ServiceDiscovery`,
- * `TYPES.KeyValueSource` and `TYPES.LockService` as singletons for the backend `config.backend`
+ * `TYPES.KeyValueSource` and `TYPES.LockService` as singletons, and `TYPES.LiveConfigFactory`, for the backend `config.backend`
  * names. The config is validated (and the backend looked up) now, so a bad one fails at start
  * with a {@link ConfigError}; the backend itself is created on first resolution and closed when
  * its binding is deactivated (`await container.unbindAllAsync()`).
@@ -31,6 +38,12 @@ export function rollcallModule(config: RollcallConfig): ContainerModule {
       .inSingletonScope();
     bind<KeyValueSource>(TYPES.KeyValueSource)
       .toDynamicValue((ctx) => ctx.get<Backend>(TYPES.Backend).kv)
+      .inSingletonScope();
+    bind<LiveConfigFactory>(TYPES.LiveConfigFactory)
+      .toDynamicValue((ctx) => {
+        const source = ctx.get<Backend>(TYPES.Backend).kv;
+        return (options) => createLiveConfig({ ...options, source });
+      })
       .inSingletonScope();
     bind<LockService>(TYPES.LockService)
       .toDynamicValue((ctx) => ctx.get<Backend>(TYPES.Backend).locks)

@@ -4,7 +4,7 @@ import 'reflect-metadata';
 import { createPicker, type ServiceDiscovery, TYPES } from '@rollcall/core';
 import { Container, inject, injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';
-import { createContainer, rollcallModule } from '../src/index.js';
+import { createContainer, type LiveConfigFactory, rollcallModule } from '../src/index.js';
 
 @injectable()
 class CheckoutService {
@@ -50,6 +50,22 @@ describe('dependency injection', () => {
     expect(container.get(TYPES.LockService)).toBe(backend.locks);
     expect(container.get(TYPES.RollcallConfig)).toEqual({ backend: 'memory' });
     expect(TYPES.ServiceDiscovery).toBe(Symbol.for('rollcall.ServiceDiscovery'));
+  });
+
+  it('TYPES.LiveConfigFactory makes live configurations over the bound backend', async () => {
+    const { z } = await import('zod');
+    const container = createContainer({ backend: 'memory' });
+    const kv = container.get<import('@rollcall/core').KeyValueSource>(TYPES.KeyValueSource);
+    await kv.put('/configs/svc/test/log_level', 'debug');
+    const factory = container.get<LiveConfigFactory>(TYPES.LiveConfigFactory);
+    const config = await factory({
+      prefix: '/configs/svc/test/',
+      schema: z.object({ log_level: z.string(), retries: z.number() }),
+      defaults: { retries: 3 },
+    });
+    expect(config.current).toEqual({ log_level: 'debug', retries: 3 });
+    await config.close();
+    await container.unbindAllAsync();
   });
 
   it('a test can rebind TYPES.ServiceDiscovery to its own memory backend', async () => {
