@@ -92,7 +92,9 @@ export class ConsulKvDriver implements KvDriver {
   /**
    * One prefix watch: blocking queries on `?recurse`, at least {@link KV_MIN_INTERVAL_MS} apart
    * (plus a jittered backoff after errors), the index reset to 0 when it goes backwards. Each
-   * answer is the full contents of the prefix; core diffs it into `change` events.
+   * answer is the full contents of the prefix; core diffs it into `change` events, so writes that
+   * land within one interval arrive merged into one `change` (a key put and deleted again within it
+   * is not seen at all): Consul keeps no history to replay.
    */
   private async follow(prefix: string, feed: MirrorFeed<string>, signal: AbortSignal): Promise<void> {
     const backoff = new Backoff(this.options.backoff);
@@ -111,8 +113,12 @@ export class ConsulKvDriver implements KvDriver {
       }
       lastStart = Date.now();
       try {
+        const wasRead = index === 0n;
         const answer = await this.api.kvList(prefix, { index, waitMs: KV_WAIT_MS, signal });
         index = answer.index === undefined || answer.index < index ? 0n : answer.index;
+        // The index-0 read that starts (or restarts) a watch answers at once; the first blocking
+        // query follows it without waiting, so that the watch is listening from the start.
+        if (wasRead && index > 0n) lastStart = Number.NEGATIVE_INFINITY;
         extraMs = 0;
         backoff.reset();
         if (failing) this.options.logger.info('consul key/value watch recovered', { prefix });

@@ -1,0 +1,48 @@
+import type { Logger } from '@rollcall/core';
+import type { ConsulAgent } from '@rollcall/testkit';
+import { type ConsulBackend, type ConsulOptions, createConsulBackend } from '../src/index.js';
+
+/** The shortest poll interval the backend accepts: tests use it to stay quick. */
+export const POLL_MS = 5000;
+
+/** A logger that keeps every line (level, message and fields as one string) for assertions. */
+export function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const log = (level: string) => (message: string, fields?: Record<string, unknown>) => {
+    lines.push(`${level} ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`);
+  };
+  return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+}
+
+/** A backend on `agent` (or any host/port), with the test poll interval. */
+export function backendOn(
+  agent: Pick<ConsulAgent, 'host' | 'port'>,
+  options: ConsulOptions = {},
+): ConsulBackend {
+  return createConsulBackend({ host: agent.host, port: agent.port, pollIntervalMs: POLL_MS, ...options });
+}
+
+/** A raw `GET` of the agent's HTTP API (no Rollcall code involved): a truly fresh view. */
+export async function rawGet<T>(
+  agent: Pick<ConsulAgent, 'url'>,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<T> {
+  const response = await fetch(`${agent.url}${path}`, { headers, signal: AbortSignal.timeout(2000) });
+  if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status}`);
+  return (await response.json()) as T;
+}
+
+/** Rollcall ids of the passing instances of `service`, straight from the agent. */
+export async function passingIds(
+  agent: Pick<ConsulAgent, 'url'>,
+  service: string,
+  headers: Record<string, string> = {},
+): Promise<string[]> {
+  const entries = await rawGet<{ Service: { Meta: Record<string, string> | null } }[]>(
+    agent,
+    `/v1/health/service/${service}?passing`,
+    headers,
+  );
+  return entries.map((e) => e.Service.Meta?.rollcall_id ?? '?').sort();
+}
