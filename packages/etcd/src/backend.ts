@@ -25,6 +25,12 @@ export interface EtcdBackendStats {
   serviceWatches: Record<string, number>;
   /** etcd watches held now, by key/value prefix. */
   kvWatches: Record<string, number>;
+  /** Full reads of watched prefixes (first syncs and re-syncs). */
+  watchReads: number;
+  /** Re-syncs forced because a watch's history was compacted away (or the server cancelled the watch). */
+  forcedSyncs: number;
+  /** Watch connection losses (each followed by `stale`, then a re-sync). */
+  watchDisconnects: number;
 }
 
 /** The etcd backend: discovery and key/value over one etcd3 client. Locks come in a later release. */
@@ -89,6 +95,9 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
         leaseLosses: keepers.reduce((n, k) => n + k.stats.losses, 0),
         serviceWatches: count(discoveryDriver.watches),
         kvWatches: count(kvDriver.watches),
+        watchReads: conn.watchStats.reads,
+        forcedSyncs: conn.watchStats.forcedSyncs,
+        watchDisconnects: conn.watchStats.disconnects,
       };
     },
     upstreams: (service) => discoveryDriver.upstreams(service),

@@ -80,6 +80,8 @@ export class EtcdConnection {
   private state: 'open' | 'closed' | 'crashed' = 'open';
   private gate: Promise<void> | undefined;
   private readonly secrets: string[];
+  /** Totals over every prefix watch of this client: full reads, forced re-syncs (history compacted), connection losses. */
+  readonly watchStats = { reads: 0, forcedSyncs: 0, disconnects: 0 };
 
   constructor(readonly options: ResolvedEtcdOptions) {
     this.secrets = options.auth ? [options.auth.password] : [];

@@ -88,6 +88,7 @@ export class PrefixWatch<V> {
           );
           if (this.stopped) return;
           this.stats.reads += 1;
+          this.conn.watchStats.reads += 1;
           this.revision = BigInt(response.header.revision);
           const entries: [string, V][] = [];
           for (const kv of response.kvs) {
@@ -133,6 +134,7 @@ export class PrefixWatch<V> {
       if (this.watcher !== watcher) return;
       this.detach();
       this.stats.disconnects += 1;
+      this.conn.watchStats.disconnects += 1;
       const mapped = this.conn.error(error, `watch ${this.subject}`);
       if (this.stopped || !this.conn.isOpen) return;
       this.feed.stale(mapped);
@@ -149,6 +151,7 @@ export class PrefixWatch<V> {
       // etcd cancels a watch whose start revision was compacted away (and for a few other server-side reasons):
       // the history between our revision and now is gone, so start over from a full read.
       this.stats.forcedSyncs += 1;
+      this.conn.watchStats.forcedSyncs += 1;
       this.conn.options.logger.warn('etcd watch cancelled by the server (history compacted?); re-syncing', {
         subject: this.subject,
         revision: this.revision.toString(),
