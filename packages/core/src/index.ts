@@ -5,6 +5,7 @@ export * from './errors.js';
 export * from './health.js';
 export * from './instances.js';
 export * from './kv.js';
+export * from './locks.js';
 export * from './logger.js';
 export * from './mirror.js';
 export * from './registration.js';

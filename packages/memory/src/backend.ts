@@ -2,17 +2,19 @@ import {
   type Backend,
   ClosedError,
   createKeyValueSource,
+  createLockService,
   createServiceDiscovery,
   type DiscoveryDriver,
   type DiscoveryOptions,
   type KvDriver,
+  type LockDriver,
   type ManagedDiscovery,
   type ManagedKeyValueSource,
+  type ManagedLockService,
   type MirrorFeed,
   normalizeKey,
   type RegistrationControl,
   type ServiceInstance,
-  unsupportedLocks,
   validateValue,
 } from '@rollcall/core';
 import { MemoryStore, type StoreClient } from './store.js';
@@ -140,6 +142,7 @@ export interface MemoryBackend extends Backend {
   };
   /** The store this backend is a client of. */
   readonly store: MemoryStore;
+  readonly locks: ManagedLockService;
 }
 
 /**
@@ -170,16 +173,28 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       );
     },
   });
+  const lockDriver: LockDriver = {
+    backend: 'memory',
+    minTtlSeconds: 2,
+    acquire: (name, ttl, signal, queued) =>
+      store.lock(client, `lock/${name}`, ttl * 1000, undefined, signal, queued),
+    tryAcquire: (name, ttl) => store.tryLock(client, `lock/${name}`, ttl * 1000),
+    campaign: (election, value, ttl, signal) =>
+      store.lock(client, `election/${election}`, ttl * 1000, value, signal, () => {}),
+    leader: async (election) => store.lockHolderValue(client, `election/${election}`),
+  };
+  const locks = createLockService(lockDriver);
   let closing: Promise<void> | undefined;
   const backend: MemoryBackend = {
     name: 'memory',
     discovery,
     kv,
-    locks: unsupportedLocks('memory'),
+    locks,
     store,
     close() {
       closing ??= (async () => {
         kv.close();
+        await locks.close();
         await discovery.close();
       })();
       return closing;

@@ -1,4 +1,10 @@
-import { BackendUnavailableError, type MirrorFeed, type ServiceInstance } from '@rollcall/core';
+import {
+  BackendUnavailableError,
+  type HeldLock,
+  type MirrorFeed,
+  type ServiceInstance,
+} from '@rollcall/core';
+import { LockTable, waitForLock } from './locks.js';
 
 /** A source of time in ms. Inject one (e.g. {@link ManualClock}) to expire TTLs without sleeping. */
 export interface Clock {
@@ -62,6 +68,7 @@ export class MemoryStore {
   private readonly clients = new Set<StoreClient>();
   /** Maps a backend (or anything registered with `attach`) to its store client, for `crash(backend)`. */
   private readonly handles = new WeakMap<object, StoreClient>();
+  private readonly locks = new LockTable();
   private down = false;
   private readonly timer: NodeJS.Timeout | undefined;
 
@@ -119,6 +126,7 @@ export class MemoryStore {
   private expireSilent(silentSince: (owner: StoreClient) => number | undefined): void {
     if (this.down) return;
     const now = this.clock.now();
+    this.locks.expire(now, silentSince);
     for (const [service, instances] of this.services) {
       const gone: string[] = [];
       for (const [id, stored] of instances) {
@@ -215,6 +223,32 @@ export class MemoryStore {
       feed.stale(error as Error);
     }
     return () => listeners.delete(listener);
+  }
+
+  /** @internal Waits for `name` in FIFO order; withdraws when `signal` aborts. */
+  async lock(
+    client: StoreClient,
+    name: string,
+    ttlMs: number,
+    value: string | undefined,
+    signal: AbortSignal,
+    queued: () => void,
+  ): Promise<HeldLock> {
+    this.check(client);
+    return waitForLock(this.locks, name, client, ttlMs, value, signal, queued);
+  }
+
+  /** @internal Takes `name` only if nobody holds or waits for it. */
+  async tryLock(client: StoreClient, name: string, ttlMs: number): Promise<HeldLock | undefined> {
+    this.check(client);
+    if (!this.locks.isFree(name)) return undefined;
+    return waitForLock(this.locks, name, client, ttlMs, undefined, new AbortController().signal, () => {});
+  }
+
+  /** @internal */
+  lockHolderValue(client: StoreClient, name: string): string | undefined {
+    this.check(client);
+    return this.locks.holderValue(name);
   }
 
   /** @internal */

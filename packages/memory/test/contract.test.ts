@@ -1,4 +1,4 @@
-import { describeDiscoveryContract, describeKeyValueContract } from '@rollcall/testkit';
+import { describeDiscoveryContract, describeKeyValueContract, describeLockContract } from '@rollcall/testkit';
 import { createMemoryBackend, ManualClock, MemoryStore } from '../src/index.js';
 
 // With a manual clock: TTLs expire when the test says so, without sleeping.
@@ -59,4 +59,24 @@ describeKeyValueContract(
     };
   },
   { outage: true, propagationMs: 200, recoveryMs: 1000 },
+);
+
+describeLockContract(
+  'memory',
+  () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    return {
+      newClient: async () => createMemoryBackend({ store }),
+      crash: async (client) => store.crash(client),
+      outage: async () => store.outage(),
+      restore: async () => store.restore(),
+      elapse: async (ms) => {
+        clock.advance(ms);
+        store.expire();
+      },
+      teardown: async () => store.dispose(),
+    };
+  },
+  { crash: true, outage: true, handoffMs: 500, expiryGraceMs: 500 },
 );

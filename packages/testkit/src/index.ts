@@ -1,4 +1,5 @@
 export * from './discovery-contract.js';
 export * from './kv-contract.js';
+export * from './lock-contract.js';
 export * from './recorder.js';
 export * from './servers/index.js';

@@ -1,0 +1,216 @@
+import { AbortedError, ClosedError, LockTimeoutError, ValidationError } from './errors.js';
+import type { Leadership, LockLease, LockService } from './types.js';
+import { validateId, validateTtl } from './validation.js';
+
+/** A lock (or leadership) the backend granted to this client. */
+export interface HeldLock {
+  /** Strictly increases with each holder of the same name (etcd: create revision; Consul: modify index). */
+  readonly fencingToken: bigint;
+  /** Aborts when the backend no longer guarantees the lock (lease or session lost). */
+  readonly lost: AbortSignal;
+  /** Gives the lock up; the next waiter gets it at once. */
+  release(): Promise<void>;
+}
+
+/**
+ * The part of a lock backend that talks to its server. Validation, timeouts, `withLock`,
+ * lease handles and idempotent release are {@link createLockService}'s.
+ */
+export interface LockDriver {
+  readonly backend: string;
+  /** Smallest TTL the backend honours, in seconds (etcd 2, Consul 10). */
+  readonly minTtlSeconds: number;
+  /**
+   * Queues this client for `name` (first come, first served) and resolves once it holds the lock.
+   * Calls `queued()` once the request is in the backend's queue. When `signal` aborts first,
+   * withdraws the request from the backend (nothing left behind) and rejects.
+   */
+  acquire(name: string, ttlSeconds: number, signal: AbortSignal, queued: () => void): Promise<HeldLock>;
+  /** Takes the lock only if nobody holds or waits for it now. */
+  tryAcquire(name: string, ttlSeconds: number): Promise<HeldLock | undefined>;
+  /** Like `acquire`, on the election `election`, publishing `value` as the leader's value once it leads. */
+  campaign(election: string, value: string, ttlSeconds: number, signal: AbortSignal): Promise<HeldLock>;
+  /** The value of the current leader, if any. */
+  leader(election: string): Promise<string | undefined>;
+}
+
+/** Options of {@link LockService.acquire} as implemented by Rollcall, with its extensions. */
+export interface AcquireOptions {
+  /** Seconds the lock outlives a holder that stops heartbeating (dies). Default 15, at least the backend's minimum. */
+  ttlSeconds?: number;
+  /** Give up after this many ms with a {@link LockTimeoutError}. Default: wait for ever. */
+  timeoutMs?: number;
+  /** Give up when aborted, with an {@link AbortedError}. */
+  signal?: AbortSignal;
+  /** Called once the request is queued in the backend (to sequence callers in tests and tools). */
+  onQueued?: () => void;
+}
+
+/** Default lock and leadership TTL in seconds. */
+export const DEFAULT_LOCK_TTL_SECONDS = 15;
+
+class ManagedLease implements LockLease, Leadership {
+  private readonly released = new AbortController();
+  private releasing: Promise<void> | undefined;
+  readonly signal: AbortSignal;
+
+  constructor(
+    readonly name: string,
+    private readonly held: HeldLock,
+  ) {
+    // The holder must stop when the lock is lost, and the handle is dead once released.
+    this.signal = AbortSignal.any([held.lost, this.released.signal]);
+  }
+
+  get fencingToken(): bigint {
+    return this.held.fencingToken;
+  }
+
+  release(): Promise<void> {
+    if (!this.releasing) {
+      this.released.abort(new ClosedError(`lock '${this.name}'`));
+      this.releasing = this.held.release();
+    }
+    return this.releasing;
+  }
+
+  resign(): Promise<void> {
+    return this.release();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+function validateTimeout(timeoutMs: unknown): number | undefined {
+  if (timeoutMs === undefined) return undefined;
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+    throw new ValidationError('options.timeoutMs', `must be a number of ms >= 0 (got ${String(timeoutMs)})`);
+  }
+  return timeoutMs;
+}
+
+/**
+ * The {@link LockService} every backend shares: validation before any network call,
+ * `timeoutMs` and `signal` (withdrawing the request from the backend), idempotent release,
+ * `withLock`, and leadership handles.
+ */
+export class ManagedLockService implements LockService {
+  private closed = false;
+  private readonly open = new Set<ManagedLease>();
+  private readonly pending = new Set<AbortController>();
+
+  constructor(private readonly driver: LockDriver) {}
+
+  private ttl(ttlSeconds: number | undefined): number {
+    const min = this.driver.minTtlSeconds;
+    return validateTtl(ttlSeconds ?? Math.max(DEFAULT_LOCK_TTL_SECONDS, min), 'options.ttlSeconds', min);
+  }
+
+  async acquire(name: string, options: AcquireOptions = {}): Promise<LockLease> {
+    validateId(name, 'name');
+    const ttl = this.ttl(options.ttlSeconds);
+    const timeoutMs = validateTimeout(options.timeoutMs);
+    return this.wait(name, timeoutMs, options.signal, (signal) =>
+      this.driver.acquire(name, ttl, signal, options.onQueued ?? (() => {})),
+    );
+  }
+
+  async tryAcquire(name: string, options: { ttlSeconds?: number } = {}): Promise<LockLease | undefined> {
+    validateId(name, 'name');
+    const ttl = this.ttl(options.ttlSeconds);
+    this.assertOpen();
+    const held = await this.driver.tryAcquire(name, ttl);
+    return held ? this.track(name, held) : undefined;
+  }
+
+  async withLock<T>(
+    name: string,
+    fn: (lease: LockLease) => Promise<T>,
+    options: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    const lease = await this.acquire(name, options);
+    try {
+      return await fn(lease);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  async campaign(
+    election: string,
+    value: string,
+    options: { ttlSeconds?: number; signal?: AbortSignal } = {},
+  ): Promise<Leadership> {
+    validateId(election, 'election');
+    if (typeof value !== 'string' || value.length > 4096)
+      throw new ValidationError('value', 'must be a string of at most 4096 characters');
+    const ttl = this.ttl(options.ttlSeconds);
+    return this.wait(election, undefined, options.signal, (signal) =>
+      this.driver.campaign(election, value, ttl, signal),
+    );
+  }
+
+  async leader(election: string): Promise<string | undefined> {
+    validateId(election, 'election');
+    this.assertOpen();
+    return this.driver.leader(election);
+  }
+
+  /** Releases every held lock and abandons every wait. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const controller of this.pending) controller.abort(new ClosedError('lock service'));
+    await Promise.allSettled([...this.open].map((lease) => lease.release()));
+  }
+
+  private async wait(
+    name: string,
+    timeoutMs: number | undefined,
+    callerSignal: AbortSignal | undefined,
+    start: (signal: AbortSignal) => Promise<HeldLock>,
+  ): Promise<ManagedLease> {
+    this.assertOpen();
+    const controller = new AbortController();
+    const signals = [controller.signal];
+    if (callerSignal) signals.push(callerSignal);
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
+    this.pending.add(controller);
+    try {
+      const held = await start(AbortSignal.any(signals));
+      return this.track(name, held);
+    } catch (error) {
+      const reason: unknown = controller.signal.aborted
+        ? controller.signal.reason
+        : callerSignal?.aborted
+          ? callerSignal.reason
+          : undefined;
+      if (reason instanceof LockTimeoutError || reason instanceof ClosedError) throw reason;
+      if (callerSignal?.aborted) throw new AbortedError(callerSignal.reason);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      this.pending.delete(controller);
+    }
+  }
+
+  private track(name: string, held: HeldLock): ManagedLease {
+    const lease = new ManagedLease(name, held);
+    this.open.add(lease);
+    lease.signal.addEventListener('abort', () => this.open.delete(lease), { once: true });
+    return lease;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError('lock service');
+  }
+}
+
+/** Builds the shared {@link LockService} over a backend's driver. */
+export function createLockService(driver: LockDriver): ManagedLockService {
+  return new ManagedLockService(driver);
+}

@@ -1,0 +1,281 @@
+import { AbortedError, type Backend, LockTimeoutError, RollcallError, ValidationError } from '@rollcall/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { uniqueService } from './discovery-contract.js';
+import { eventually } from './recorder.js';
+
+/** What a backend hands the lock compliance suite. */
+export interface LockContractHarness {
+  /** A new client, as a separate process would make it. The suite closes the clients it makes. */
+  newClient(): Promise<Backend>;
+  /** Makes `client` stop heartbeating without closing, like a killed process. */
+  crash?(client: Backend): Promise<void>;
+  /** Makes the backend unreachable for every client / brings it back. */
+  outage?(): Promise<void>;
+  restore?(): Promise<void>;
+  /** Lets `ms` of backend time pass. Without it the suite waits in real time. */
+  elapse?(ms: number): Promise<void>;
+  teardown?(): Promise<void>;
+}
+
+/** Timing and behaviour differences between backends. */
+export interface LockCapabilities {
+  /** TTL used by the tests, at least the backend's minimum. Default 2. */
+  ttlSeconds?: number;
+  /** Longest hand-off from a release to the next waiter, in ms. Default 2000. */
+  handoffMs?: number;
+  /** Longest time past the TTL for a dead holder's lock to pass on, in ms. Default 2000. */
+  expiryGraceMs?: number;
+  /** Increments in the mutual-exclusion test (spread over 5 clients). Default 100. */
+  iterations?: number;
+  /** The harness has `crash`. Default false. */
+  crash?: boolean;
+  /** The harness has `outage` and `restore`. Default false. */
+  outage?: boolean;
+}
+
+/** The lock and leader-election compliance suite every backend runs. */
+export function describeLockContract(
+  name: string,
+  harness: () => LockContractHarness | Promise<LockContractHarness>,
+  capabilities: LockCapabilities = {},
+): void {
+  const ttl = capabilities.ttlSeconds ?? 2;
+  const handoffMs = capabilities.handoffMs ?? 2000;
+  const graceMs = capabilities.expiryGraceMs ?? 2000;
+  const iterations = capabilities.iterations ?? 100;
+
+  describe(`${name}: lock contract`, () => {
+    let h: LockContractHarness;
+    const clients: Backend[] = [];
+    const client = async () => {
+      const c = await h.newClient();
+      clients.push(c);
+      return c;
+    };
+    const lockName = () => uniqueService('lock');
+    const elapse = async (ms: number) => {
+      if (h.elapse) await h.elapse(ms);
+      else await new Promise((r) => setTimeout(r, ms));
+    };
+
+    beforeAll(async () => {
+      h = await harness();
+    });
+    afterEach(async () => {
+      await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+    });
+    afterAll(async () => {
+      await h?.teardown?.();
+    });
+
+    it('refuses bad names, TTLs and timeouts with a ValidationError naming the field', async () => {
+      const { locks } = await client();
+      for (const bad of ['a/b', '..', '', 'x'.repeat(129), 'sp ace']) {
+        const error = await locks.acquire(bad).catch((e: unknown) => e);
+        expect(error, JSON.stringify(bad)).toBeInstanceOf(ValidationError);
+        expect((error as ValidationError).field).toBe('name');
+        await expect(locks.campaign(bad, 'v')).rejects.toMatchObject({ field: 'election' });
+      }
+      await expect(locks.acquire(lockName(), { ttlSeconds: 1 })).rejects.toMatchObject({
+        field: 'options.ttlSeconds',
+      });
+      await expect(locks.acquire(lockName(), { timeoutMs: -5 })).rejects.toMatchObject({
+        field: 'options.timeoutMs',
+      });
+    });
+
+    it('at most one holder: concurrent withLock increments are exact, fencing tokens strictly increase', async () => {
+      const workers = await Promise.all(Array.from({ length: 5 }, () => client()));
+      const lock = lockName();
+      const counterKey = `rc-test/${lock}/counter`;
+      await workers[0]!.kv.put(counterKey, '0');
+      let active = 0;
+      let overlaps = 0;
+      const tokens: bigint[] = [];
+      await Promise.all(
+        workers.map(async (w, i) => {
+          for (let n = i; n < iterations; n += workers.length) {
+            await w.locks.withLock(
+              lock,
+              async (lease) => {
+                active += 1;
+                if (active > 1) overlaps += 1;
+                tokens.push(lease.fencingToken);
+                const value = Number(await w.kv.get(counterKey));
+                await w.kv.put(counterKey, String(value + 1));
+                active -= 1;
+              },
+              { ttlSeconds: ttl },
+            );
+          }
+        }),
+      );
+      expect(overlaps).toBe(0);
+      expect(await workers[0]!.kv.get(counterKey)).toBe(String(iterations));
+      expect(tokens).toHaveLength(iterations);
+      for (let i = 1; i < tokens.length; i++) expect(tokens[i]! > tokens[i - 1]!, `token ${i}`).toBe(true);
+    });
+
+    it('waiters are served in arrival order', async () => {
+      const [a, b, c, d] = await Promise.all([client(), client(), client(), client()]);
+      const lock = lockName();
+      const first = await a!.locks.acquire(lock, { ttlSeconds: ttl });
+      const order: string[] = [];
+      const waits: Promise<void>[] = [];
+      for (const [label, who] of [
+        ['b', b!],
+        ['c', c!],
+        ['d', d!],
+      ] as const) {
+        let queued!: () => void;
+        const isQueued = new Promise<void>((r) => {
+          queued = r;
+        });
+        waits.push(
+          who.locks.acquire(lock, { ttlSeconds: ttl, onQueued: queued } as never).then(async (lease) => {
+            order.push(label);
+            await lease.release();
+          }),
+        );
+        await isQueued;
+      }
+      await first.release();
+      await Promise.all(waits);
+      expect(order).toEqual(['b', 'c', 'd']);
+    });
+
+    it('tryAcquire takes a free lock and answers undefined for a held one; release is idempotent and ends the signal', async () => {
+      const [a, b] = [await client(), await client()];
+      const lock = lockName();
+      const lease = await a.locks.tryAcquire(lock, { ttlSeconds: ttl });
+      expect(lease).toBeDefined();
+      expect(lease!.name).toBe(lock);
+      expect(lease!.signal.aborted).toBe(false);
+      expect(await b.locks.tryAcquire(lock, { ttlSeconds: ttl })).toBeUndefined();
+      await lease!.release();
+      await lease!.release();
+      expect(lease!.signal.aborted).toBe(true);
+      {
+        await using again = await eventually(() => b.locks.tryAcquire(lock, { ttlSeconds: ttl }), {
+          timeoutMs: handoffMs,
+        });
+        expect(again.fencingToken > lease!.fencingToken).toBe(true);
+      }
+      expect(
+        await eventually(() => a.locks.tryAcquire(lock, { ttlSeconds: ttl }), { timeoutMs: handoffMs }),
+      ).toBeDefined();
+    });
+
+    it('timeoutMs gives a LockTimeoutError and leaves nothing behind; so does an aborted signal', async () => {
+      const [a, b, c] = [await client(), await client(), await client()];
+      const lock = lockName();
+      const held = await a.locks.acquire(lock, { ttlSeconds: ttl });
+      const started = Date.now();
+      const timeout = await b.locks
+        .acquire(lock, { ttlSeconds: ttl, timeoutMs: 300 })
+        .catch((e: unknown) => e);
+      expect(timeout).toBeInstanceOf(LockTimeoutError);
+      expect((timeout as LockTimeoutError).code).toBe('ERR_LOCK_TIMEOUT');
+      expect(timeout).toBeInstanceOf(RollcallError);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      const controller = new AbortController();
+      const aborted = c.locks
+        .acquire(lock, { ttlSeconds: ttl, signal: controller.signal })
+        .catch((e: unknown) => e);
+      controller.abort();
+      expect(await aborted).toBeInstanceOf(AbortedError);
+      await held.release();
+      // Had a withdrawn waiter stayed queued, the lock would go to it and this would fail.
+      const next = await eventually(() => c.locks.tryAcquire(lock, { ttlSeconds: ttl }), {
+        timeoutMs: handoffMs,
+      });
+      expect(next.fencingToken > held.fencingToken).toBe(true);
+      await next.release();
+    });
+
+    it('leader election: the first candidate leads, leader() agrees everywhere, resign hands over at once', async () => {
+      const candidates = await Promise.all([client(), client(), client()]);
+      const election = lockName();
+      expect(await candidates[0]!.locks.leader(election)).toBeUndefined();
+      const first = await candidates[0]!.locks.campaign(election, 'node-0', { ttlSeconds: ttl });
+      const second = candidates[1]!.locks.campaign(election, 'node-1', { ttlSeconds: ttl });
+      for (const c of candidates) expect(await c.locks.leader(election)).toBe('node-0');
+      let secondLeads = false;
+      void second.then(() => {
+        secondLeads = true;
+      });
+      await eventually(async () => (await candidates[2]!.locks.leader(election)) === 'node-0');
+      expect(secondLeads).toBe(false);
+      await first.resign();
+      expect(first.signal.aborted).toBe(true);
+      const leadership = await second;
+      for (const c of candidates)
+        await eventually(async () => (await c.locks.leader(election)) === 'node-1', { timeoutMs: handoffMs });
+      await leadership.resign();
+    });
+
+    if (capabilities.crash) {
+      it('a holder that dies frees the lock within its ttl; the next holder has a greater token', async () => {
+        if (!h.crash) throw new Error("capability 'crash' declared but the harness has no crash hook");
+        const [a, b] = [await client(), await client()];
+        const lock = lockName();
+        const held = await a.locks.acquire(lock, { ttlSeconds: ttl });
+        const waiting = b.locks.acquire(lock, { ttlSeconds: ttl });
+        await h.crash(a);
+        const crashedAt = Date.now();
+        await elapse(ttl * 1000);
+        const next = await eventually(
+          () => Promise.race([waiting, new Promise<undefined>((r) => setTimeout(() => r(undefined), 50))]),
+          {
+            timeoutMs: graceMs + (h.elapse ? 1000 : 0),
+          },
+        );
+        expect(Date.now() - crashedAt).toBeLessThanOrEqual(ttl * 1000 + graceMs + 500);
+        expect(next.fencingToken > held.fencingToken).toBe(true);
+        await next.release();
+      });
+
+      it('a leader that dies is replaced within its ttl, and leader() agrees everywhere', async () => {
+        if (!h.crash) throw new Error("capability 'crash' declared but the harness has no crash hook");
+        const [a, b, c] = [await client(), await client(), await client()];
+        const election = lockName();
+        await a.locks.campaign(election, 'a', { ttlSeconds: ttl });
+        const bLeads = b.locks.campaign(election, 'b', { ttlSeconds: ttl });
+        await h.crash(a);
+        await elapse(ttl * 1000);
+        await eventually(
+          () => Promise.race([bLeads, new Promise<undefined>((r) => setTimeout(() => r(undefined), 50))]),
+          { timeoutMs: graceMs + 1000 },
+        );
+        expect(await b.locks.leader(election)).toBe('b');
+        expect(await c.locks.leader(election)).toBe('b');
+      });
+    }
+
+    if (capabilities.outage) {
+      it('a holder that loses its lease sees its signal abort; the next holder has a greater token', async () => {
+        if (!h.outage || !h.restore)
+          throw new Error("capability 'outage' declared but the harness has no outage/restore hooks");
+        const [a, b] = [await client(), await client()];
+        const lock = lockName();
+        const held = await a.locks.acquire(lock, { ttlSeconds: ttl });
+        await h.outage();
+        try {
+          await elapse(ttl * 1000 + 1500);
+        } finally {
+          await h.restore();
+        }
+        await eventually(() => held.signal.aborted, {
+          timeoutMs: graceMs + ttl * 2000,
+          message: 'the lost lock did not abort its signal',
+        });
+        const next = await eventually(() => b.locks.tryAcquire(lock, { ttlSeconds: ttl }), {
+          timeoutMs: handoffMs + ttl * 1000,
+        });
+        expect(next.fencingToken > held.fencingToken).toBe(true);
+        await next.release();
+        await held.release();
+      });
+    }
+  });
+}
