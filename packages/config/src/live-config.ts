@@ -157,7 +157,9 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
     const first = await Promise.race([synced.then(() => 'synced' as const), timedOut]);
     clearTimeout(timer);
     if (first === 'timeout') {
-      this.logger.warn('configuration backend not reachable at start; starting from the cache or defaults', { prefix: this.prefix });
+      this.logger.warn('configuration backend not reachable at start; starting from the cache or defaults', {
+        prefix: this.prefix,
+      });
     }
     // Unreachable, or reachable but holding an invalid configuration: fall back to the cache, then the defaults.
     if (!this.hasValue) await this.loadCache();
@@ -165,9 +167,15 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
       const defaults = this.validate(this.options.defaults ?? {});
       if (!defaults.success) {
         await this.close();
-        const why = first === 'timeout' ? `the backend did not answer within ${timeoutMs} ms` : 'the backend holds an invalid configuration';
+        const why =
+          first === 'timeout'
+            ? `the backend did not answer within ${timeoutMs} ms`
+            : 'the backend holds an invalid configuration';
         throw new ConfigError(
-          defaults.error.issues.map((i) => ({ path: `defaults.${i.path.join('.')}`, message: `${i.message} (${why}, so the defaults must be complete)` })),
+          defaults.error.issues.map((i) => ({
+            path: `defaults.${i.path.join('.')}`,
+            message: `${i.message} (${why}, so the defaults must be complete)`,
+          })),
         );
       }
       this.commit(defaults.data, 'defaults');
