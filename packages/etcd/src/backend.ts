@@ -19,6 +19,8 @@ export interface EtcdBackendStats {
   leasesGranted: number;
   /** Keepalive requests sent on the keepalive stream(s) since the start. */
   keepalives: number;
+  /** Keepalive acknowledgements received since the start. */
+  keepaliveAcks: number;
   /** Times etcd dropped a lease and its registrations were re-put. */
   leaseLosses: number;
   /** etcd watches held now, by watched service. */
@@ -92,6 +94,7 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
         leases: keepers.filter((k) => k.hasLease).length,
         leasesGranted: keepers.reduce((n, k) => n + k.stats.granted, 0),
         keepalives: keepers.reduce((n, k) => n + k.stats.keepalives, 0),
+        keepaliveAcks: keepers.reduce((n, k) => n + k.stats.keepaliveAcks, 0),
         leaseLosses: keepers.reduce((n, k) => n + k.stats.losses, 0),
         serviceWatches: count(discoveryDriver.watches),
         kvWatches: count(kvDriver.watches),

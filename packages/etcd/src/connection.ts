@@ -62,7 +62,7 @@ function isAuthError(error: unknown): boolean {
     error instanceof EtcdPermissionDeniedError ||
     error instanceof GRPCUnauthenticatedError ||
     (error instanceof Error &&
-      /etcdserver: (authentication failed|permission denied|invalid auth token|user name not found)/.test(
+      /etcdserver: (authentication failed|permission denied|invalid auth token|user name not found|user name is empty)/.test(
         error.message,
       ))
   );

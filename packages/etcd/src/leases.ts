@@ -25,6 +25,8 @@ export interface LeaseStats {
   granted: number;
   /** Keepalive requests sent on the keepalive stream. */
   keepalives: number;
+  /** Keepalive acknowledgements received (the lease is confirmed alive). */
+  keepaliveAcks: number;
   /** Times etcd dropped the lease and every registration on it was re-put. */
   losses: number;
 }
@@ -46,7 +48,7 @@ class LeaseLostDuringRecovery extends Error {}
  * capped backoff and no retry limit, then each gets `restored`.
  */
 export class LeaseKeeper {
-  readonly stats: LeaseStats = { granted: 0, keepalives: 0, losses: 0 };
+  readonly stats: LeaseStats = { granted: 0, keepalives: 0, keepaliveAcks: 0, losses: 0 };
   /** Live registrations and their etcd keys. */
   private readonly registrations = new Map<RegistrationControl, { key: string; value: string }>();
   private lease: Lease | undefined;
@@ -185,6 +187,9 @@ export class LeaseKeeper {
     lease.on('lost', (error) => this.onLost(lease, error));
     lease.on('keepaliveFired', () => {
       this.stats.keepalives += 1;
+    });
+    lease.on('keepaliveSucceeded', () => {
+      this.stats.keepaliveAcks += 1;
     });
     lease.on('keepaliveFailed', (error: unknown) => {
       // etcd3 types this as a response; it is an Error.

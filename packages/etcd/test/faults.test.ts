@@ -145,10 +145,16 @@ describe('etcd backend under real faults', () => {
       timeoutMs: 15_000,
     });
     // The existing client is usable at once (no circuit breaker holding it shut after etcd returns).
-    await waitFor(async () => (await a.kv.put('rc-test/restart-probe', 'x'), true), {
-      timeoutMs: 3000,
-      message: 'put after restart',
-    });
+    await waitFor(
+      async () => {
+        await a.kv.put('rc-test/restart-probe', 'x');
+        return true;
+      },
+      {
+        timeoutMs: 3000,
+        message: 'put after restart',
+      },
+    );
 
     await gone.deregister();
     await a.discovery.register(instance(service, 'new'), { ttlSeconds: 10 });

@@ -1,0 +1,101 @@
+import { ConfigError } from '@rollcall/core';
+import { describe, expect, it } from 'vitest';
+import { createEtcdBackend, ETCD_DEFAULTS, type EtcdOptions, resolveEtcdOptions } from '../src/index.js';
+
+function issues(options: unknown): string[] {
+  try {
+    resolveEtcdOptions(options as EtcdOptions);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).code).toBe('ERR_CONFIG');
+    return (error as ConfigError).issues.map((i) => i.path);
+  }
+  return [];
+}
+
+describe('etcd options', () => {
+  it('applies the documented defaults', () => {
+    const o = resolveEtcdOptions(undefined);
+    expect(o.endpoints).toEqual(['http://127.0.0.1:2379']);
+    expect(o.namespace).toBe('/rollcall/');
+    expect(o.kvPrefix).toBe('/');
+    expect(o.dialTimeoutMs).toBe(5000);
+    expect(o.callTimeoutMs).toBe(5000);
+    expect(o.keepaliveMs).toBe(5000);
+    expect(o.auth).toBeUndefined();
+    expect(o.tls).toBeUndefined();
+    expect(ETCD_DEFAULTS.namespace).toBe('/rollcall/');
+  });
+
+  it('normalizes endpoints and keeps valid values', () => {
+    const o = resolveEtcdOptions({
+      endpoints: ['http://10.0.0.1:2379/', 'http://etcd-2'],
+      namespace: '/team-a/rollcall/',
+      kvPrefix: '',
+      callTimeoutMs: 750,
+      backoff: { initialMs: 50, maxMs: 1000 },
+      cacheIdleMs: 1000,
+      maxQueuedEvents: 10,
+    });
+    expect(o.endpoints).toEqual(['http://10.0.0.1:2379', 'http://etcd-2:2379']);
+    expect(o.kvPrefix).toBe('');
+    expect(o.discovery).toMatchObject({ cacheIdleMs: 1000, maxQueuedEvents: 10 });
+    expect(o.backoff).toEqual({ initialMs: 50, maxMs: 1000 });
+  });
+
+  it('lists every bad field in one ConfigError', () => {
+    expect(
+      issues({
+        endpoints: ['ftp://x:1', 'not a url', 'http://ok:2379/path'],
+        namespace: 'rollcall',
+        kvPrefix: '/a/../',
+        auth: { username: '', password: 42 },
+        dialTimeoutMs: 0,
+        callTimeoutMs: 1.5,
+        keepaliveMs: 10,
+        cacheIdleMs: -1,
+        maxQueuedEvents: 0,
+        backoff: { initialMs: 0, maxMs: 'x' },
+        logger: { warn: () => {} },
+        endpionts: ['typo'],
+      }).sort(),
+    ).toEqual(
+      [
+        'endpoints[0]',
+        'endpoints[1]',
+        'endpoints[2]',
+        'namespace',
+        'kvPrefix',
+        'auth.username',
+        'auth.password',
+        'dialTimeoutMs',
+        'callTimeoutMs',
+        'keepaliveMs',
+        'cacheIdleMs',
+        'maxQueuedEvents',
+        'backoff.initialMs',
+        'backoff.maxMs',
+        'logger',
+        'endpionts',
+      ].sort(),
+    );
+  });
+
+  it('refuses namespaces that could escape or collide', () => {
+    for (const namespace of ['', 'x', '/a//b/', '/../', '/a/./', '/a\n/'])
+      expect(issues({ namespace }), namespace).toEqual(['namespace']);
+    expect(issues({ endpoints: [] })).toEqual(['endpoints']);
+    expect(issues({ endpoints: ['http://a:1', 'https://b:2'] })).toEqual(['endpoints']);
+    expect(issues('nope')).toEqual(['']);
+  });
+
+  it('createEtcdBackend validates before connecting and makes no connection until used', async () => {
+    expect(() => createEtcdBackend({ callTimeoutMs: -5 })).toThrow(ConfigError);
+    const backend = createEtcdBackend({ endpoints: ['http://127.0.0.1:1'] });
+    expect(backend.name).toBe('etcd');
+    expect(backend.discovery.backend).toBe('etcd');
+    await expect(backend.locks.acquire('x')).rejects.toMatchObject({ code: 'ERR_NOT_SUPPORTED' });
+    await backend.close();
+    await backend.close();
+  });
+});
