@@ -1,5 +1,6 @@
 export * from './discovery-contract.js';
 export * from './kv-contract.js';
 export * from './lock-contract.js';
+export * from './bench.js';
 export * from './recorder.js';
 export * from './servers/index.js';
