@@ -14,6 +14,7 @@ import {
 import { type ConsulApi, isUnknownCheck, isUnknownService } from './api.js';
 import { checkConsulLimits, checkIdOf, decodeHealth, registrationBody, serviceIdOf } from './codec.js';
 import type { ConsulWatchMode } from './options.js';
+import { sleepUntil } from './time.js';
 
 /** Heartbeat retries after a failed check pass are never further apart than this (nor than the heartbeat interval). */
 export const HEARTBEAT_RETRY_MAX_MS = 1000;
@@ -256,13 +257,10 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
     let confirming = false;
     let known = new Set<string>();
     while (!signal.aborted) {
-      const wait = lastStart + this.options.pollIntervalMs + extraMs - Date.now();
-      if (wait > 0) {
-        try {
-          await sleep(wait, signal);
-        } catch {
-          return;
-        }
+      try {
+        await sleepUntil(lastStart + this.options.pollIntervalMs + extraMs, signal);
+      } catch {
+        return;
       }
       lastStart = Date.now();
       try {

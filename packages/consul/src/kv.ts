@@ -5,9 +5,9 @@ import {
   type KvDriver,
   type Logger,
   type MirrorFeed,
-  sleep,
 } from '@rollcall/core';
 import type { ConsulApi, KvItem } from './api.js';
+import { sleepUntil } from './time.js';
 
 /** Least time between two requests of one prefix watch (a blocking query answers at once on a change). */
 export const KV_MIN_INTERVAL_MS = 1000;
@@ -103,13 +103,10 @@ export class ConsulKvDriver implements KvDriver {
     let extraMs = 0;
     let failing = false;
     while (!signal.aborted) {
-      const wait = lastStart + KV_MIN_INTERVAL_MS + extraMs - Date.now();
-      if (wait > 0) {
-        try {
-          await sleep(wait, signal);
-        } catch {
-          return;
-        }
+      try {
+        await sleepUntil(lastStart + KV_MIN_INTERVAL_MS + extraMs, signal);
+      } catch {
+        return;
       }
       lastStart = Date.now();
       try {
