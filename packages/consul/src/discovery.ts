@@ -67,10 +67,10 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
     checkConsulLimits(control.instance);
     const stop = AbortSignal.any([control.signal, this.lifetime.signal]);
     const attempt = signal ? AbortSignal.any([stop, signal]) : stop;
-    await this.putAndConfirm(control, attempt);
+    const sentAt = await this.putAndConfirm(control, attempt);
     if (stop.aborted) return;
     const held: Held = { control, stop, loop: Promise.resolve() };
-    held.loop = this.heartbeat(held).catch((error) => {
+    held.loop = this.heartbeat(held, sentAt).catch((error) => {
       this.options.logger.error('consul heartbeat loop failed', {
         ...this.who(control),
         error: message(error),
@@ -102,8 +102,9 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
    * it. Re-registering over a service whose check is critical keeps the check critical (Consul keeps
    * an existing check's status), so an instance that does not show up gets its check passed.
    */
-  private async putAndConfirm(control: RegistrationControl, signal: AbortSignal): Promise<void> {
+  private async putAndConfirm(control: RegistrationControl, signal: AbortSignal): Promise<number> {
     const { instance, ttlSeconds } = control;
+    let sentAt = Date.now();
     await this.api.registerService(
       registrationBody(instance, ttlSeconds, this.options.deregisterCriticalAfter),
     );
@@ -111,14 +112,17 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
     const filter = `Service.ID == "${serviceIdOf(instance)}"`;
     for (let round = 0; ; round++) {
       const answer = await this.api.healthService(instance.service, { filter, signal, local: true });
-      if (decodeHealth(answer.data, instance.service).some(([id]) => id === instance.id)) return;
+      if (decodeHealth(answer.data, instance.service).some(([id]) => id === instance.id)) return sentAt;
       if (Date.now() >= deadline) {
         throw new BackendUnavailableError(
           'consul',
           `register ${this.label(control)}: the agent accepted it but /v1/health/service does not show it passing after ${VISIBLE_DEADLINE_MS} ms`,
         );
       }
-      if (round === 0) await this.api.passCheck(checkIdOf(instance), signal);
+      if (round === 0) {
+        sentAt = Date.now();
+        await this.api.passCheck(checkIdOf(instance), signal);
+      }
       await sleep(Math.min(50 * 2 ** round, 500), signal);
     }
   }
@@ -131,7 +135,7 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
    * if by then no pass reached it for longer than the TTL, the check has gone critical and every
    * watcher dropped the instance: that is reported as `lost` and, once passed again, `restored`.
    */
-  private async heartbeat(held: Held): Promise<void> {
+  private async heartbeat(held: Held, registeredAt: number): Promise<void> {
     const { control, stop } = held;
     const ttlMs = control.ttlSeconds * 1000;
     const intervalMs = ttlMs / 3;
@@ -140,9 +144,35 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
       maxMs: Math.min(this.options.backoff.maxMs ?? 5000, intervalMs, HEARTBEAT_RETRY_MAX_MS),
     });
     const checkId = checkIdOf(control.instance);
-    let lastPass = Date.now();
+    // When the last successful pass (or registration) was sent: the agent reset the TTL no earlier.
+    let lastPass = registeredAt;
     let delay = intervalMs;
     let failures = 0;
+    /** Reports the loss, registers again with no retry limit until visible, reports the recovery. */
+    const recover = async (reason: string): Promise<boolean> => {
+      control.lost(new BackendUnavailableError('consul', `${this.label(control)}: ${reason}`));
+      try {
+        lastPass = await retryForever(() => this.putAndConfirm(control, stop), {
+          backoff: retryBackoff,
+          signal: stop,
+          onError: (e, n, wait) =>
+            this.options.logger.warn('consul re-registration failed; retrying', {
+              ...this.who(control),
+              attempt: n + 1,
+              retryInMs: Math.round(wait),
+              error: message(e),
+            }),
+        });
+      } catch (e) {
+        if (stop.aborted || isAbort(e)) return false;
+        throw e;
+      }
+      failures = 0;
+      delay = intervalMs;
+      retryBackoff.reset();
+      control.restored();
+      return true;
+    };
     while (!stop.aborted) {
       try {
         await sleep(delay, stop);
@@ -152,54 +182,11 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
       const sentAt = Date.now();
       try {
         await this.api.passCheck(checkId, stop);
-        const silentMs = sentAt - lastPass;
-        lastPass = sentAt;
-        delay = intervalMs;
-        retryBackoff.reset();
-        if (failures > 0)
-          this.options.logger.info('consul heartbeat reaches the agent again', {
-            ...this.who(control),
-            failures,
-          });
-        failures = 0;
-        if (silentMs > ttlMs) {
-          control.lost(
-            new BackendUnavailableError(
-              'consul',
-              `${this.label(control)}: no heartbeat reached the agent for ${Math.round(silentMs)} ms (TTL ${control.ttlSeconds} s): its check went critical and watchers dropped it`,
-            ),
-          );
-          control.restored();
-        }
       } catch (error) {
         if (stop.aborted || isAbort(error)) return;
         if (isUnknownCheck(error)) {
-          control.lost(
-            new BackendUnavailableError(
-              'consul',
-              `${this.label(control)}: the agent no longer knows the registration (agent restarted?)`,
-            ),
-          );
-          try {
-            await retryForever(() => this.putAndConfirm(control, stop), {
-              backoff: retryBackoff,
-              signal: stop,
-              onError: (e, n, wait) =>
-                this.options.logger.warn('consul re-registration failed; retrying', {
-                  ...this.who(control),
-                  attempt: n + 1,
-                  retryInMs: Math.round(wait),
-                  error: message(e),
-                }),
-            });
-          } catch (e) {
-            if (stop.aborted || isAbort(e)) return;
-            throw e;
-          }
-          lastPass = Date.now();
-          failures = 0;
-          delay = intervalMs;
-          control.restored();
+          if (!(await recover('the agent no longer knows the registration (agent restarted: state lost)')))
+            return;
           continue;
         }
         failures += 1;
@@ -211,6 +198,24 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
           retryInMs: Math.round(delay),
           error: message(error),
         });
+        continue;
+      }
+      // The agent handled this pass at some moment before now, the previous one after `lastPass`:
+      // if more than the TTL may lie between them, the check expired (a stalled or paused agent
+      // fires its TTL timers as soon as it runs again) and watchers dropped the instance.
+      const silentMs = Date.now() - lastPass;
+      lastPass = sentAt;
+      delay = intervalMs;
+      retryBackoff.reset();
+      if (failures > 0)
+        this.options.logger.info('consul heartbeat reaches the agent again', {
+          ...this.who(control),
+          failures,
+        });
+      failures = 0;
+      if (silentMs > ttlMs) {
+        const reason = `no heartbeat reached the agent for up to ${Math.round(silentMs)} ms (TTL ${control.ttlSeconds} s): its check went critical and watchers dropped it`;
+        if (!(await recover(reason))) return;
       }
     }
   }
@@ -243,14 +248,19 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
   /**
    * The one upstream of a watched service. Requests start at least `pollIntervalMs` apart, always
    * (in blocking mode too, however often the service changes); after errors a jittered backoff is
-   * added on top. After an outage, an answer that removes instances is confirmed by the next one
-   * before it is published (the list stays stale meanwhile): an agent restart loses every
-   * registration until its owner re-registers, and watchers should not see that as "all gone".
+   * added on top. After an outage, or when Consul's index went backwards (the agent restarted and
+   * lost its state, even between two polls), an answer that removes instances is confirmed by the
+   * next one before it is published (the last list is kept meanwhile, stale if there was an error):
+   * an agent restart loses every registration until its owner re-registers (within one heartbeat
+   * interval, shorter than the poll interval for TTLs up to 15 s), and watchers should not see that
+   * as "all gone".
    */
   private async poll(service: string, feed: MirrorFeed<ServiceInstance>, signal: AbortSignal): Promise<void> {
     const blocking = this.options.watchMode === 'blocking';
     const backoff = new Backoff(this.options.backoff);
     let index = 0n;
+    /** The highest `X-Consul-Index` seen, kept through errors: one lower than it means the agent lost its state. */
+    let seen = 0n;
     let lastStart = Number.NEGATIVE_INFINITY;
     let extraMs = 0;
     let failing = false;
@@ -271,14 +281,18 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
         );
         // Consul's index only grows; one that goes backwards (agent restarted, snapshot restored) starts over.
         index = answer.index === undefined || answer.index < index ? 0n : answer.index;
+        const reset = answer.index !== undefined && answer.index < seen;
+        if (answer.index !== undefined) seen = answer.index;
         const list = decodeHealth(answer.data, service);
         extraMs = 0;
         backoff.reset();
-        if (failing && !confirming && [...known].some((id) => !list.some(([k]) => k === id))) {
+        if ((failing || reset) && !confirming && [...known].some((id) => !list.some(([k]) => k === id))) {
           confirming = true;
           this.options.logger.info(
-            'consul answers again but instances are missing; confirming with the next poll',
-            { service },
+            'consul answers again (or lost its state) and instances are missing; confirming with the next poll',
+            {
+              service,
+            },
           );
           continue;
         }

@@ -109,6 +109,9 @@ describe('consul faults (real processes)', () => {
       r.on('restored', () => events.push(`${r.instance.id}:restored`));
     }
     expect(await passingIds(agent, service)).toEqual(['a1', 'a2', 'b1']);
+    // A watcher in a third process: the restart must not make it drop the instances in between.
+    const watcher = new Recorder(client().discovery.watch(service));
+    await watcher.next((e) => ids(e).length === 3, { timeoutMs: POLL_MS });
 
     // Watch the agent from outside: when does it answer again, and when is each instance back?
     let answeredAt = 0;
@@ -145,6 +148,11 @@ describe('consul faults (real processes)', () => {
     });
     probing = false;
     await probe;
+    console.info(
+      `registrations back after the agent answered: ${Object.entries(backAt)
+        .map(([id, at]) => `${id} +${at - answeredAt} ms`)
+        .join(', ')}`,
+    );
     for (const [id, at] of Object.entries(backAt)) {
       const intervalMs = ((ttls[id] as number) * 1000) / 3;
       expect(
@@ -159,6 +167,39 @@ describe('consul faults (real processes)', () => {
     for (const id of ['a1', 'a2', 'b1'])
       expect(events.filter((e) => e.startsWith(`${id}:`))).toEqual([`${id}:lost`, `${id}:restored`]);
     for (const r of registrations) expect(r.state).toBe('active');
+    // Two more polls: Consul's index went backwards, so the first answer with missing instances
+    // was held back and the next one (all back by then) confirmed the list.
+    const polls = watcher.events.length;
+    await new Promise((r) => setTimeout(r, 2 * POLL_MS));
+    expect(watcher.events.length).toBeGreaterThanOrEqual(polls);
+    for (const e of watcher.events) expect(ids(e), `event ${e.type}`).toEqual(['a1', 'a2', 'b1']);
+  });
+
+  it('2b: agent paused longer than the TTL (state kept, check expired): lost, then restored by itself', async () => {
+    const service = uniqueService('paused');
+    const a = client();
+    const ttl = 2;
+    const registration = await a.discovery.register(instance(service, 'p1'), { ttlSeconds: ttl });
+    const events: string[] = [];
+    registration.on('lost', (error) => events.push(`lost:${error?.message}`));
+    registration.on('restored', () => events.push('restored'));
+    agent.pause();
+    try {
+      await new Promise((r) => setTimeout(r, ttl * 1000 + 1500));
+    } finally {
+      agent.resume();
+    }
+    await waitFor(() => events.includes('restored'), {
+      timeoutMs: 10_000,
+      message: `events: ${events.join()}`,
+    });
+    expect(events).toHaveLength(2);
+    expect(events[0]).toMatch(/^lost:.*TTL/);
+    expect(registration.state).toBe('active');
+    await waitFor(async () => (await passingIds(agent, service)).join() === 'p1', {
+      timeoutMs: 3000,
+      message: 'p1 passing again',
+    });
   });
 
   it('3: agent stopped: watches go stale with the last list and recover with a sync when it returns', async () => {
