@@ -130,14 +130,18 @@ export class ConsulApi {
 
   /** `PUT /v1/agent/service/register` with the given body (Consul's field names). */
   async registerService(body: Record<string, unknown>, signal?: AbortSignal): Promise<void> {
-    await this.call('register the service', signal, this.options.callTimeoutMs, (o) =>
-      this.client._put({
-        name: 'agent.service.register',
-        path: '/agent/service/register',
-        type: 'json',
-        body,
-        ...o,
-      }),
+    await this.call(
+      `register ${String(body.Name)}/${String((body.Meta as Record<string, string> | undefined)?.rollcall_id ?? body.ID)}`,
+      signal,
+      this.options.callTimeoutMs,
+      (o) =>
+        this.client._put({
+          name: 'agent.service.register',
+          path: '/agent/service/register',
+          type: 'json',
+          body,
+          ...o,
+        }),
     );
   }
 
