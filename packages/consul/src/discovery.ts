@@ -6,6 +6,7 @@ import {
   type DiscoveryDriver,
   type Logger,
   type MirrorFeed,
+  PermissionDeniedError,
   type RegistrationControl,
   retryForever,
   type ServiceInstance,
@@ -54,6 +55,8 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
   private readonly pollers = new Map<string, number>();
   /** Aborted when the client closes or dies: stops every heartbeat and poller. */
   private readonly lifetime = new AbortController();
+  /** Registrations whose `PUT /v1/agent/service/register` was sent: only those are ever deregistered. */
+  private readonly sent = new WeakSet<RegistrationControl>();
   private crashed = false;
 
   constructor(
@@ -85,11 +88,13 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
     // The control's signal is aborted already: wait for the heartbeat to stop so that no pass or
     // re-registration in flight can land after the deregistration and bring the service back.
     await held?.loop;
-    if (this.crashed) return;
+    // Never sent (refused before any request): the service ID may belong to another process.
+    if (this.crashed || !this.sent.has(control)) return;
     try {
       await this.api.deregisterService(serviceIdOf(control.instance));
     } catch (error) {
       if (isUnknownService(error)) return;
+      if (error instanceof PermissionDeniedError) throw error;
       throw new BackendUnavailableError(
         'consul',
         `deregister ${this.label(control)}: ${message(error).replace(/^consul: /, '')}; its TTL check stops being passed, so it leaves watchers within ${control.ttlSeconds} s`,
@@ -105,6 +110,7 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
   private async putAndConfirm(control: RegistrationControl, signal: AbortSignal): Promise<number> {
     const { instance, ttlSeconds } = control;
     let sentAt = Date.now();
+    this.sent.add(control);
     await this.api.registerService(
       registrationBody(instance, ttlSeconds, this.options.deregisterCriticalAfter),
     );

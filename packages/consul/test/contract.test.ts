@@ -1,12 +1,14 @@
+import { type ServiceInstance, ValidationError } from '@rollcall/core';
 import {
   type ConsulAgent,
   describeDiscoveryContract,
   describeKeyValueContract,
   startConsul,
+  uniqueService,
 } from '@rollcall/testkit';
-import { afterAll, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { type ConsulBackend, simulateCrash } from '../src/index.js';
-import { backendOn, POLL_MS } from './helpers.js';
+import { backendOn, POLL_MS, passingIds } from './helpers.js';
 
 // Real servers and 5 s polls: the per-test default of 5 s is too short (the root config's 60 s is not inherited by projects).
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
@@ -59,3 +61,80 @@ describeKeyValueContract(
   },
   { propagationMs: 2500, recoveryMs: 15_000, outage: true },
 );
+
+describe('consul specifics on a real agent', () => {
+  const clients: ConsulBackend[] = [];
+  const client = async () => {
+    const c = backendOn(await shared());
+    clients.push(c);
+    return c;
+  };
+  afterEach(async () => {
+    await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+  });
+
+  it('round-trips every optional-field shape and IPv6 hosts exactly', async () => {
+    const [a, b] = [await client(), await client()];
+    const service = uniqueService('shapes');
+    const shapes: ServiceInstance[] = [
+      { id: 'plain', service, host: '127.0.0.1', port: 1 },
+      { id: 'w1', service, host: '::1', port: 2, weight: 1 },
+      { id: 'empty', service, host: 'db.internal', port: 3, tags: [], metadata: {} },
+      {
+        id: 'full',
+        service,
+        host: 'fe80::1',
+        port: 4,
+        version: 'v2 (beta)',
+        tags: ['a', 'A b'],
+        metadata: { k: '' },
+        weight: 10_000,
+      },
+    ];
+    for (const s of shapes) await a.discovery.register(s);
+    expect((await b.discovery.getInstances(service)).instances).toEqual(
+      shapes.sort((x, y) => (x.id < y.id ? -1 : 1)),
+    );
+  });
+
+  it('maps instances registered by other tools and skips those that cannot be instances', async () => {
+    const agent = await shared();
+    const service = uniqueService('foreign');
+    const put = (body: object) =>
+      fetch(`${agent.url}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify(body) });
+    await put({
+      Name: service,
+      ID: `${service}-1`,
+      Port: 7000,
+      Tags: ['t'],
+      Meta: { zone: 'z' },
+      Weights: { Passing: 4, Warning: 1 },
+    });
+    await put({ Name: service, ID: 'bad:id', Port: 7001 });
+    const b = await client();
+    expect((await b.discovery.getInstances(service)).instances).toEqual([
+      {
+        id: `${service}-1`,
+        service,
+        host: '127.0.0.1',
+        port: 7000,
+        tags: ['t'],
+        metadata: { zone: 'z' },
+        weight: 4,
+      },
+    ]);
+    await fetch(`${agent.url}/v1/agent/service/deregister/${service}-1`, { method: 'PUT' });
+    await fetch(`${agent.url}/v1/agent/service/deregister/bad%3Aid`, { method: 'PUT' });
+  });
+
+  it('a registration refused before any request never deregisters the same id held by another process', async () => {
+    const [a, b] = [await client(), await client()];
+    const service = uniqueService('same-id');
+    await a.discovery.register({ id: 'i1', service, host: '127.0.0.1', port: 8000 });
+    const refused = await b.discovery
+      .register({ id: 'i1', service, host: '0.0.0.0', port: 8000 })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect(await passingIds(await shared(), service)).toEqual(['i1']);
+  });
+});
