@@ -75,7 +75,6 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
     resolved.discovery.maxQueuedEvents ? { maxQueuedEvents: resolved.discovery.maxQueuedEvents } : {},
   );
   let closing: Promise<void> | undefined;
-  const count = <T>(map: Map<string, Set<T>>) => Object.fromEntries([...map].map(([k, s]) => [k, s.size]));
   const backend: EtcdBackend = {
     name: 'etcd',
     discovery,
@@ -96,8 +95,8 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
         keepalives: keepers.reduce((n, k) => n + k.stats.keepalives, 0),
         keepaliveAcks: keepers.reduce((n, k) => n + k.stats.keepaliveAcks, 0),
         leaseLosses: keepers.reduce((n, k) => n + k.stats.losses, 0),
-        serviceWatches: count(discoveryDriver.watches),
-        kvWatches: count(kvDriver.watches),
+        serviceWatches: Object.fromEntries(discoveryDriver.watchCounts),
+        kvWatches: Object.fromEntries(kvDriver.watchCounts),
         watchReads: conn.watchStats.reads,
         forcedSyncs: conn.watchStats.forcedSyncs,
         watchDisconnects: conn.watchStats.disconnects,

@@ -7,6 +7,7 @@ import {
   validateInstance,
 } from '@rollcall/core';
 import type { EtcdConnection } from './connection.js';
+import { Interner } from './intern.js';
 import { LeaseKeeper } from './leases.js';
 import { type PrefixCodec, PrefixWatch } from './prefix-watch.js';
 
@@ -19,8 +20,10 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
   readonly backend = 'etcd';
   /** One lease keeper per distinct TTL (normally one). */
   readonly keepers = new Map<number, LeaseKeeper>();
-  /** Live etcd watches, by service. */
-  readonly watches = new Map<string, Set<PrefixWatch<ServiceInstance>>>();
+  /** Number of live etcd watches, by service. */
+  readonly watchCounts = new Map<string, number>();
+  private readonly liveWatches = new Set<PrefixWatch<ServiceInstance>>();
+  private readonly interner = new Interner();
   private readonly servicesRoot: string;
 
   constructor(private readonly conn: EtcdConnection) {
@@ -87,24 +90,22 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
       },
     };
     const watch = new PrefixWatch(this.conn, prefix, codec, feed, `service '${service}'`);
-    let set = this.watches.get(service);
-    if (!set) {
-      set = new Set();
-      this.watches.set(service, set);
-    }
-    set.add(watch);
+    this.liveWatches.add(watch);
+    this.watchCounts.set(service, (this.watchCounts.get(service) ?? 0) + 1);
     watch.start();
     return () => {
+      if (watch.stopped) return;
       watch.stop();
-      const current = this.watches.get(service);
-      current?.delete(watch);
-      if (current?.size === 0) this.watches.delete(service);
+      this.liveWatches.delete(watch);
+      const left = (this.watchCounts.get(service) ?? 1) - 1;
+      if (left > 0) this.watchCounts.set(service, left);
+      else this.watchCounts.delete(service);
     };
   }
 
   /** Number of etcd watches this client holds for `service` (1 while anything watches or caches it). */
   upstreams(service: string): number {
-    return this.watches.get(service)?.size ?? 0;
+    return this.watchCounts.get(service) ?? 0;
   }
 
   async listServices(): Promise<string[]> {
@@ -127,8 +128,7 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
 
   /** Revokes the leases (their keys go at once), then closes the client: revoking after close would loop on ClientClosedError. */
   async close(): Promise<void> {
-    for (const watches of this.watches.values()) for (const w of watches) w.stop();
-    this.watches.clear();
+    this.stopWatches();
     if (this.conn.isOpen) await Promise.all([...this.keepers.values()].map((k) => k.close()));
     this.conn.close();
   }
@@ -136,8 +136,13 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
   /** Simulates a killed process: keepalives stop, nothing is revoked or deleted, the connection drops. */
   crash(): void {
     for (const keeper of this.keepers.values()) keeper.abandon();
-    for (const watches of this.watches.values()) for (const w of watches) w.stop();
-    this.watches.clear();
+    this.stopWatches();
     this.conn.close(true);
+  }
+
+  private stopWatches(): void {
+    for (const w of this.liveWatches) w.stop();
+    this.liveWatches.clear();
+    this.watchCounts.clear();
   }
 }

@@ -7,6 +7,7 @@
 export { createEtcdBackend, type EtcdBackend, type EtcdBackendStats, simulateCrash } from './backend.js';
 export { type CallOptions, EtcdConnection, isTransient } from './connection.js';
 export { EtcdDiscoveryDriver } from './discovery.js';
+export { Interner } from './intern.js';
 export { EtcdKvDriver } from './kv.js';
 export { LeaseKeeper, type LeaseStats } from './leases.js';
 export {
@@ -17,4 +18,4 @@ export {
   type ResolvedEtcdOptions,
   resolveEtcdOptions,
 } from './options.js';
-export { type PrefixCodec, PrefixWatch, type PrefixWatchStats } from './prefix-watch.js';
+export { type PrefixCodec, PrefixWatch } from './prefix-watch.js';

@@ -8,8 +8,9 @@ import { PrefixWatch } from './prefix-watch.js';
  */
 export class EtcdKvDriver implements KvDriver {
   readonly backend = 'etcd';
-  /** Live etcd watches, by (normalized) prefix. */
-  readonly watches = new Map<string, Set<PrefixWatch<string>>>();
+  /** Number of live etcd watches, by (normalized) prefix. */
+  readonly watchCounts = new Map<string, number>();
+  private readonly liveWatches = new Set<PrefixWatch<string>>();
   private readonly root: string;
 
   constructor(private readonly conn: EtcdConnection) {
@@ -76,24 +77,23 @@ export class EtcdKvDriver implements KvDriver {
       feed,
       `prefix '${prefix}'`,
     );
-    let set = this.watches.get(prefix);
-    if (!set) {
-      set = new Set();
-      this.watches.set(prefix, set);
-    }
-    set.add(watch);
+    this.liveWatches.add(watch);
+    this.watchCounts.set(prefix, (this.watchCounts.get(prefix) ?? 0) + 1);
     watch.start();
     return () => {
+      if (watch.stopped) return;
       watch.stop();
-      const current = this.watches.get(prefix);
-      current?.delete(watch);
-      if (current?.size === 0) this.watches.delete(prefix);
+      this.liveWatches.delete(watch);
+      const left = (this.watchCounts.get(prefix) ?? 1) - 1;
+      if (left > 0) this.watchCounts.set(prefix, left);
+      else this.watchCounts.delete(prefix);
     };
   }
 
   /** Stops every watch (a simulated crash). */
   stopAll(): void {
-    for (const set of this.watches.values()) for (const w of set) w.stop();
-    this.watches.clear();
+    for (const w of this.liveWatches) w.stop();
+    this.liveWatches.clear();
+    this.watchCounts.clear();
   }
 }

@@ -1,0 +1,285 @@
+// Benchmark of @rollcall/etcd against the raw etcd3 client, on one etcd started for the run.
+// Run: npx tsc -b packages/etcd packages/testkit && node packages/etcd/bench/index.mjs
+// Prints a table and writes bench-results/etcd.json at the repository root. Not a test: no assertions.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { createEtcdBackend } from '@rollcall/etcd';
+import { startEtcd } from '@rollcall/testkit';
+import { Etcd3 } from 'etcd3';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')));
+const SAMPLES = Number(args.get('samples') ?? 1000);
+const INSTANCES = Number(args.get('instances') ?? 10_000);
+const SERVICES = Number(args.get('services') ?? 1000);
+const KEEPALIVE_WINDOW_MS = Number(args.get('keepalive-window-ms') ?? 20_000);
+const OPS_WINDOW_MS = Number(args.get('ops-window-ms') ?? 2000);
+const TTL = 10;
+
+const now = () => performance.now();
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const stats = (samples) => {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return {
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    mean: samples.reduce((s, x) => s + x, 0) / samples.length,
+  };
+};
+const round = (x, d = 3) => Number(x.toFixed(d));
+const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
+
+/** Resolves with the first value `iterator` yields that matches. */
+async function nextMatching(iterator, predicate) {
+  for (;;) {
+    const { value, done } = await iterator.next();
+    if (done) throw new Error('watch ended');
+    if (predicate(value)) return value;
+  }
+}
+
+const etcd = await startEtcd({ tmpDir: '/dev/shm' }).catch(() => startEtcd());
+log(`etcd ${etcd.clientUrl}`);
+const results = { date: new Date().toISOString(), machine: {}, propagation: {}, scale: {}, reads: {} };
+results.machine = {
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model,
+  memoryGiB: round(totalmem() / 2 ** 30, 1),
+  node: process.version,
+};
+
+try {
+  // ---------------------------------------------------------------- 1. propagation
+  {
+    const raw = new Etcd3({ hosts: etcd.endpoints });
+    const rawWatcherClient = new Etcd3({ hosts: etcd.endpoints });
+    const a = createEtcdBackend({ endpoints: etcd.endpoints });
+    const b = createEtcdBackend({ endpoints: etcd.endpoints });
+    const rawPrefix = '/bench/raw/';
+    const rawWatcher = await rawWatcherClient.watch().prefix(rawPrefix).create();
+    let rawWaiter;
+    rawWatcher.on('put', (kv) => rawWaiter?.(`put ${kv.key.toString()}`));
+    rawWatcher.on('delete', (kv) => rawWaiter?.(`delete ${kv.key.toString()}`));
+    const watch = b.discovery.watch('bench-propagation');
+    const it = watch[Symbol.asyncIterator]();
+    await nextMatching(it, (e) => e.type === 'sync');
+    const value = JSON.stringify({ id: 'x', service: 'bench-propagation', host: '127.0.0.1', port: 8080 });
+    // Both sides do the same work per round (write, see it, remove, see that), in alternating order,
+    // so etcd's own rhythm (WAL syncs, batching) weighs on both alike. Only the write -> event time is kept.
+    const rawLease = await raw.lease(TTL).grant();
+    const rawRound = async (i, withLease) => {
+      const key = `${rawPrefix}${withLease ? 'l' : 'k'}${i}`;
+      const seen = new Promise((resolve) => {
+        rawWaiter = (what) => what === `put ${key}` && resolve();
+      });
+      const t0 = now();
+      const put = raw.put(key).value(value);
+      await (withLease ? put.lease(rawLease) : put);
+      await seen;
+      const ms = now() - t0;
+      const gone = new Promise((resolve) => {
+        rawWaiter = (what) => what === `delete ${key}` && resolve();
+      });
+      await raw.delete().key(key);
+      await gone;
+      return ms;
+    };
+    const rollcallRound = async (i) => {
+      const id = `i${i}`;
+      const t0 = now();
+      const registration = await a.discovery.register(
+        { id, service: 'bench-propagation', host: '127.0.0.1', port: 8080 },
+        { ttlSeconds: TTL },
+      );
+      await nextMatching(it, (e) => e.type === 'change' && e.added.some((x) => x.id === id));
+      const ms = now() - t0;
+      await registration.deregister();
+      await nextMatching(it, (e) => e.type === 'change' && e.removed.some((x) => x.id === id));
+      return ms;
+    };
+    const rawSamples = [];
+    const leasedSamples = [];
+    const rcSamples = [];
+    const warmup = Math.min(100, SAMPLES / 10);
+    const rounds = [
+      ['raw', (i) => rawRound(i, false), rawSamples],
+      ['leased', (i) => rawRound(i, true), leasedSamples],
+      ['rollcall', rollcallRound, rcSamples],
+    ];
+    for (let i = 0; i < SAMPLES + warmup; i++) {
+      for (let j = 0; j < rounds.length; j++) {
+        const [, round, samples] = rounds[(i + j) % rounds.length];
+        const ms = await round(i);
+        if (i >= warmup) samples.push(ms);
+      }
+    }
+    const r = stats(rawSamples);
+    const l = stats(leasedSamples);
+    const c = stats(rcSamples);
+    results.propagation = {
+      samples: SAMPLES,
+      rawPutToWatch: { p50Ms: round(r.p50), p99Ms: round(r.p99) },
+      rawLeasedPutToWatch: { p50Ms: round(l.p50), p99Ms: round(l.p99) },
+      registerToWatch: { p50Ms: round(c.p50), p99Ms: round(c.p99) },
+      p50Ratio: round(c.p50 / r.p50, 2),
+      p99Ratio: round(c.p99 / r.p99, 2),
+      p50RatioVsLeasedPut: round(c.p50 / l.p50, 2),
+    };
+    log('propagation', JSON.stringify(results.propagation));
+    watch.close();
+    await rawWatcher.cancel();
+    raw.close();
+    rawWatcherClient.close();
+    await a.close();
+    await b.close();
+  }
+
+  // ---------------------------------------------------------------- 2. scale: 10,000 instances over 1,000 services
+  {
+    const leasesBefore = JSON.parse(await etcd.etcdctl(['lease', 'list', '-w', 'json'])).leases?.length ?? 0;
+    const owner = createEtcdBackend({ endpoints: etcd.endpoints });
+    const service = (s) => `bench-svc-${s}`;
+    const t0 = now();
+    await Promise.all(
+      Array.from({ length: INSTANCES }, (_, i) =>
+        owner.discovery.register(
+          {
+            id: `instance-${i}`,
+            service: service(i % SERVICES),
+            host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+            port: 8080,
+            version: '1.4.2',
+            tags: ['blue'],
+            metadata: { zone: `zone-${i % 3}` },
+          },
+          { ttlSeconds: TTL },
+        ),
+      ),
+    );
+    const registerMs = now() - t0;
+    const leasesAfter = JSON.parse(await etcd.etcdctl(['lease', 'list', '-w', 'json'])).leases?.length ?? 0;
+    log(
+      `registered ${INSTANCES} in ${round(registerMs, 0)} ms; leases ${owner.stats().leases} (server: +${leasesAfter - leasesBefore})`,
+    );
+
+    const k0 = owner.stats().keepalives;
+    const tk = now();
+    await new Promise((r) => setTimeout(r, KEEPALIVE_WINDOW_MS));
+    const keepalivesPerMinute = ((owner.stats().keepalives - k0) * 60_000) / (now() - tk);
+
+    // A fresh client syncs every service (one etcd watch per service), measured for time and heap.
+    gc();
+    gc();
+    const heapBefore = process.memoryUsage().heapUsed;
+    const fresh = createEtcdBackend({ endpoints: etcd.endpoints, cacheIdleMs: 3_600_000 });
+    const ts = now();
+    const snapshots = await Promise.all(
+      Array.from({ length: SERVICES }, (_, s) => fresh.discovery.getInstances(service(s))),
+    );
+    const syncMs = now() - ts;
+    const synced = snapshots.reduce((n, s) => n + s.instances.length, 0);
+    gc();
+    gc();
+    const heapAfter = process.memoryUsage().heapUsed;
+    const bytesPerInstance = (heapAfter - heapBefore) / synced;
+
+    results.scale = {
+      instances: INSTANCES,
+      services: SERVICES,
+      ttlSeconds: TTL,
+      registerAllMs: round(registerMs, 0),
+      registrationsPerSecond: round((INSTANCES * 1000) / registerMs, 0),
+      leasesClientSide: owner.stats().leases,
+      leasesServerSide: leasesAfter - leasesBefore,
+      keepaliveRequestsPerMinute: round(keepalivesPerMinute, 1),
+      freshClientSyncAllMs: round(syncMs, 0),
+      freshClientInstancesSynced: synced,
+      freshClientEtcdWatches: Object.keys(fresh.stats().serviceWatches).length,
+      heapBytesPerCachedInstance: round(bytesPerInstance, 0),
+    };
+    log('scale', JSON.stringify(results.scale));
+
+    // ---------------------------------------------------------------- 3. cached reads vs a raw range per call
+    const raw = new Etcd3({ hosts: etcd.endpoints });
+    let i = 0;
+    let cachedOps = 0;
+    const tc = now();
+    while (now() - tc < OPS_WINDOW_MS) {
+      for (let j = 0; j < 1000; j++) await fresh.discovery.getInstances(service(i++ % SERVICES));
+      cachedOps += 1000;
+    }
+    const cachedPerSecond = (cachedOps * 1000) / (now() - tc);
+    let rawOps = 0;
+    const tr = now();
+    while (now() - tr < OPS_WINDOW_MS) {
+      await raw
+        .getAll()
+        .prefix(`/rollcall/services/${service(i++ % SERVICES)}/`)
+        .strings();
+      rawOps += 1;
+    }
+    const rawPerSecond = (rawOps * 1000) / (now() - tr);
+    results.reads = {
+      cachedGetInstancesOpsPerSecond: round(cachedPerSecond, 0),
+      rawGetAllPrefixOpsPerSecond: round(rawPerSecond, 0),
+      speedup: round(cachedPerSecond / rawPerSecond, 0),
+    };
+    log('reads', JSON.stringify(results.reads));
+    raw.close();
+    await fresh.close();
+    const tclose = now();
+    await owner.close();
+    results.scale.closeMs = round(now() - tclose, 0);
+  }
+} finally {
+  await etcd.stop();
+}
+
+const p = results.propagation;
+const s = results.scale;
+const r = results.reads;
+const rows = [
+  ['register -> watch event, p50 / p99', `${p.registerToWatch.p50Ms} / ${p.registerToWatch.p99Ms} ms`],
+  ['raw etcd3 put -> watch event, p50 / p99', `${p.rawPutToWatch.p50Ms} / ${p.rawPutToWatch.p99Ms} ms`],
+  [
+    'raw etcd3 put with a lease -> watch event, p50 / p99',
+    `${p.rawLeasedPutToWatch.p50Ms} / ${p.rawLeasedPutToWatch.p99Ms} ms`,
+  ],
+  ['ratio vs raw put, p50 (target <= 1.15) / p99', `${p.p50Ratio} / ${p.p99Ratio}`],
+  ['ratio vs raw put with a lease, p50', `${p.p50RatioVsLeasedPut}`],
+  [
+    `register ${s.instances} instances over ${s.services} services (one client)`,
+    `${s.registerAllMs} ms (${s.registrationsPerSecond}/s)`,
+  ],
+  ['leases (client / server)', `${s.leasesClientSide} / ${s.leasesServerSide}`],
+  [`keepalive requests per minute (ttl ${s.ttlSeconds} s)`, `${s.keepaliveRequestsPerMinute}`],
+  [
+    `fresh client syncs all ${s.services} services`,
+    `${s.freshClientSyncAllMs} ms (${s.freshClientInstancesSynced} instances, ${s.freshClientEtcdWatches} watches)`,
+  ],
+  ['heap per cached instance (target <= 1 KB)', `${s.heapBytesPerCachedInstance} B`],
+  ['cached getInstances', `${r.cachedGetInstancesOpsPerSecond} ops/s`],
+  ['raw getAll().prefix() per call', `${r.rawGetAllPrefixOpsPerSecond} ops/s (x${r.speedup})`],
+  [`close (deregister ${s.instances} + revoke)`, `${s.closeMs} ms`],
+];
+const width = Math.max(...rows.map(([k]) => k.length));
+const table = [`| measure | result |`, `| --- | --- |`, ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join(
+  '\n',
+);
+console.log(
+  `\n@rollcall/etcd benchmark, ${results.date.slice(0, 10)}, ${results.machine.cpus} cores (${results.machine.cpu}), Node ${results.machine.node}\n`,
+);
+console.log(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n'));
+console.log(`\n${table}\n`);
+mkdirSync(join(root, 'bench-results'), { recursive: true });
+writeFileSync(
+  join(root, 'bench-results', 'etcd.json'),
+  `${JSON.stringify({ ...results, table }, null, 2)}\n`,
+);
+console.log(`wrote ${join('bench-results', 'etcd.json')}`);
