@@ -1,6 +1,7 @@
 import {
   abortable,
   type DiscoveryDriver,
+  type Logger,
   type MirrorFeed,
   type RegistrationControl,
   type ServiceInstance,
@@ -61,34 +62,7 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
 
   watch(service: string, feed: MirrorFeed<ServiceInstance>): () => void {
     const prefix = this.servicePrefix(service);
-    const logger = this.conn.options.logger;
-    const codec: PrefixCodec<ServiceInstance> = {
-      id: (key) => {
-        if (!key.startsWith(prefix)) return undefined;
-        const id = key.slice(prefix.length);
-        return id.length === 0 || id.includes('/') ? undefined : id;
-      },
-      decode: (id, value, key) => {
-        try {
-          const instance = validateInstance(JSON.parse(value.toString('utf8')));
-          if (instance.service !== service || instance.id !== id) {
-            logger.warn('etcd: skipping an instance stored under another service or id', {
-              key,
-              service: instance.service,
-              id: instance.id,
-            });
-            return undefined;
-          }
-          return instance;
-        } catch (error) {
-          logger.warn('etcd: skipping a key that does not hold a valid instance', {
-            key,
-            error: error instanceof Error ? error.message : String(error),
-          });
-          return undefined;
-        }
-      },
-    };
+    const codec = new InstanceCodec(service, prefix, this.interner, this.conn.options.logger);
     const watch = new PrefixWatch(this.conn, prefix, codec, feed, `service '${service}'`);
     this.liveWatches.add(watch);
     this.watchCounts.set(service, (this.watchCounts.get(service) ?? 0) + 1);
@@ -144,5 +118,51 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
     for (const w of this.liveWatches) w.stop();
     this.liveWatches.clear();
     this.watchCounts.clear();
+  }
+}
+
+/**
+ * Decodes the keys and values under one service's prefix, defensively: a key that is not
+ * `<prefix><id>`, a value that is not a valid instance, or an instance stored under another
+ * service or id is skipped with a warning (and counts as absent), never crashing the watch.
+ */
+class InstanceCodec implements PrefixCodec<ServiceInstance> {
+  constructor(
+    private readonly service: string,
+    private readonly prefix: string,
+    private readonly interner: Interner,
+    private readonly logger: Logger,
+  ) {}
+
+  id(key: string): string | undefined {
+    if (!key.startsWith(this.prefix)) return undefined;
+    const id = key.slice(this.prefix.length);
+    return id.length === 0 || id.includes('/') ? undefined : id;
+  }
+
+  keyOf(instance: ServiceInstance): string {
+    return instance.id;
+  }
+
+  decode(id: string, value: Buffer, key: string): ServiceInstance | undefined {
+    let instance: ServiceInstance;
+    try {
+      instance = validateInstance(JSON.parse(value.toString('utf8')));
+    } catch (error) {
+      this.logger.warn('etcd: skipping a key that does not hold a valid instance', {
+        key,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return undefined;
+    }
+    if (instance.service !== this.service || instance.id !== id) {
+      this.logger.warn('etcd: skipping an instance stored under another service or id', {
+        key,
+        service: instance.service,
+        id: instance.id,
+      });
+      return undefined;
+    }
+    return this.interner.instance(instance, this.service);
   }
 }
