@@ -7,25 +7,20 @@ import {
   type ServiceInstance,
   ValidationError,
 } from '@rollcall/core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eventually, Recorder } from './recorder.js';
+import { type BaseHarness, suiteHooks } from './suite-hooks.js';
 
 /** What a backend hands the discovery compliance suite: clients, plus the fault hooks it can offer. */
-export interface DiscoveryContractHarness {
-  /** A new client, as a separate process would make it. The suite closes the clients it makes. */
-  newClient(): Promise<Backend>;
+export interface DiscoveryContractHarness extends BaseHarness {
   /** Makes `client` stop heartbeating without closing, like a killed process. Enables the process-death test. */
   crash?(client: Backend): Promise<void>;
   /** Makes the backend unreachable for every client. With `restore`, enables the outage tests. */
   outage?(): Promise<void>;
   /** Ends the outage. */
   restore?(): Promise<void>;
-  /** Lets `ms` of backend time pass (advance an injected clock, apply expiry). Without it the suite waits in real time. */
-  elapse?(ms: number): Promise<void>;
   /** How many backend watches or pollers `client` holds for `service`. Enables the one-upstream test. */
   upstreams?(client: Backend, service: string): number;
-  /** Runs after all tests (stop servers). */
-  teardown?(): Promise<void>;
 }
 
 /** Timing and behaviour differences between backends. */
@@ -94,27 +89,8 @@ export function describeDiscoveryContract(
   const eventPerWrite = capabilities.eventPerWrite ?? true;
 
   describe(`${name}: discovery contract`, () => {
-    let h: DiscoveryContractHarness;
-    const clients: Backend[] = [];
-    const client = async () => {
-      const c = await h.newClient();
-      clients.push(c);
-      return c;
-    };
-    const elapse = async (ms: number) => {
-      if (h.elapse) await h.elapse(ms);
-      else await new Promise((r) => setTimeout(r, ms));
-    };
-
-    beforeAll(async () => {
-      h = await harness();
-    });
-    afterEach(async () => {
-      await Promise.allSettled(clients.splice(0).map((c) => c.close()));
-    });
-    afterAll(async () => {
-      await h?.teardown?.();
-    });
+    const suite = suiteHooks(harness);
+    const { client, elapse } = suite;
 
     it('rule 1: refuses bad input with a ValidationError naming the field, storing nothing', async () => {
       const a = await client();
@@ -307,7 +283,7 @@ export function describeDiscoveryContract(
     itWhen(capabilities.upstreamCount)(
       'rule 7: one backend watch per service, however many watchers and reads',
       async () => {
-        const upstreams = need(h.upstreams, 'upstreams');
+        const upstreams = need(suite.harness.upstreams, 'upstreams');
         const [a, b] = [await client(), await client()];
         const service = uniqueService('fanout');
         await a.discovery.register(instance(service, 'i1'));
@@ -329,7 +305,7 @@ export function describeDiscoveryContract(
       itWhen(capabilities.crash)(
         'rule 4: a client that dies without closing disappears from watchers within the TTL',
         async () => {
-          const crash = need(h.crash, 'crash');
+          const crash = need(suite.harness.crash, 'crash');
           const [a, b] = [await client(), await client()];
           const service = uniqueService('crash');
           await a.discovery.register(instance(service, 'dies'), { ttlSeconds: ttl });
@@ -342,7 +318,7 @@ export function describeDiscoveryContract(
           const removal = await watch.next(
             (e) => e.type === 'change' && e.removed.some((i) => i.id === 'dies'),
             {
-              timeoutMs: expiryGraceMs + (h.elapse ? 1000 : 0) + propagationMs,
+              timeoutMs: expiryGraceMs + (suite.harness.elapse ? 1000 : 0) + propagationMs,
             },
           );
           expect(Date.now() - crashedAt).toBeLessThanOrEqual(ttl * 1000 + expiryGraceMs + propagationMs);
@@ -353,8 +329,8 @@ export function describeDiscoveryContract(
       itWhen(capabilities.outage)(
         'rules 6 and 8: an outage gives stale with the last known good list, never an empty one',
         async () => {
-          const outage = need(h.outage, 'outage');
-          const restore = need(h.restore, 'restore');
+          const outage = need(suite.harness.outage, 'outage');
+          const restore = need(suite.harness.restore, 'restore');
           const [a, b] = [await client(), await client()];
           const service = uniqueService('outage');
           await a.discovery.register(instance(service, 'i1'), { ttlSeconds: 30 });
@@ -395,8 +371,8 @@ export function describeDiscoveryContract(
       itWhen(capabilities.outage)(
         'rule 3: a registration the backend dropped during an outage is lost, then restored by itself',
         async () => {
-          const outage = need(h.outage, 'outage');
-          const restore = need(h.restore, 'restore');
+          const outage = need(suite.harness.outage, 'outage');
+          const restore = need(suite.harness.restore, 'restore');
           const [a, b] = [await client(), await client()];
           const service = uniqueService('recover');
           const registration = await a.discovery.register(instance(service, 'phoenix'), { ttlSeconds: ttl });

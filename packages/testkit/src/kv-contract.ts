@@ -1,16 +1,14 @@
-import { type Backend, BackendUnavailableError, type KvEvent, ValidationError } from '@rollcall/core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BackendUnavailableError, type KvEvent, ValidationError } from '@rollcall/core';
+import { describe, expect, it } from 'vitest';
 import { uniqueService } from './discovery-contract.js';
 import { eventually, Recorder } from './recorder.js';
+import { type BaseHarness, suiteHooks } from './suite-hooks.js';
 
 /** What a backend hands the key/value compliance suite. */
-export interface KeyValueContractHarness {
-  /** A new client, as a separate process would make it. The suite closes the clients it makes. */
-  newClient(): Promise<Backend>;
+export interface KeyValueContractHarness extends BaseHarness {
   /** Makes the backend unreachable for every client (with `restore`: the outage test). */
   outage?(): Promise<void>;
   restore?(): Promise<void>;
-  teardown?(): Promise<void>;
 }
 
 /** Timing and behaviour differences between backends. */
@@ -36,24 +34,9 @@ export function describeKeyValueContract(
   const recoveryMs = capabilities.recoveryMs ?? 15_000;
 
   describe(`${name}: key/value contract`, () => {
-    let h: KeyValueContractHarness;
-    const clients: Backend[] = [];
-    const client = async () => {
-      const c = await h.newClient();
-      clients.push(c);
-      return c;
-    };
+    const suite = suiteHooks(harness);
+    const { client } = suite;
     const root = () => `rc-test/${uniqueService('kv')}/`;
-
-    beforeAll(async () => {
-      h = await harness();
-    });
-    afterEach(async () => {
-      await Promise.allSettled(clients.splice(0).map((c) => c.close()));
-    });
-    afterAll(async () => {
-      await h?.teardown?.();
-    });
 
     it('get, put, getAll and delete round-trip values exactly', async () => {
       const { kv } = await client();
@@ -142,6 +125,7 @@ export function describeKeyValueContract(
         await a.kv.put(`${p}k`, 'v1');
         const watch = new Recorder(b.kv.watchPrefix(p));
         await watch.next((e) => e.type === 'sync', { timeoutMs: propagationMs });
+        const h = suite.harness;
         if (!h.outage || !h.restore)
           throw new Error("capability 'outage' declared but the harness has no outage/restore hooks");
         await h.outage();

@@ -1,20 +1,16 @@
 import { AbortedError, type Backend, LockTimeoutError, RollcallError, ValidationError } from '@rollcall/core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { uniqueService } from './discovery-contract.js';
 import { eventually } from './recorder.js';
+import { type BaseHarness, suiteHooks } from './suite-hooks.js';
 
 /** What a backend hands the lock compliance suite. */
-export interface LockContractHarness {
-  /** A new client, as a separate process would make it. The suite closes the clients it makes. */
-  newClient(): Promise<Backend>;
+export interface LockContractHarness extends BaseHarness {
   /** Makes `client` stop heartbeating without closing, like a killed process. */
   crash?(client: Backend): Promise<void>;
   /** Makes the backend unreachable for every client / brings it back. */
   outage?(): Promise<void>;
   restore?(): Promise<void>;
-  /** Lets `ms` of backend time pass. Without it the suite waits in real time. */
-  elapse?(ms: number): Promise<void>;
-  teardown?(): Promise<void>;
 }
 
 /** Timing and behaviour differences between backends. */
@@ -45,28 +41,9 @@ export function describeLockContract(
   const iterations = capabilities.iterations ?? 100;
 
   describe(`${name}: lock contract`, () => {
-    let h: LockContractHarness;
-    const clients: Backend[] = [];
-    const client = async () => {
-      const c = await h.newClient();
-      clients.push(c);
-      return c;
-    };
+    const suite = suiteHooks(harness);
+    const { client, elapse } = suite;
     const lockName = () => uniqueService('lock');
-    const elapse = async (ms: number) => {
-      if (h.elapse) await h.elapse(ms);
-      else await new Promise((r) => setTimeout(r, ms));
-    };
-
-    beforeAll(async () => {
-      h = await harness();
-    });
-    afterEach(async () => {
-      await Promise.allSettled(clients.splice(0).map((c) => c.close()));
-    });
-    afterAll(async () => {
-      await h?.teardown?.();
-    });
 
     it('refuses bad names, TTLs and timeouts with a ValidationError naming the field', async () => {
       const { locks } = await client();
@@ -216,6 +193,7 @@ export function describeLockContract(
 
     if (capabilities.crash) {
       it('a holder that dies frees the lock within its ttl; the next holder has a greater token', async () => {
+        const h = suite.harness;
         if (!h.crash) throw new Error("capability 'crash' declared but the harness has no crash hook");
         const [a, b] = [await client(), await client()];
         const lock = lockName();
@@ -236,6 +214,7 @@ export function describeLockContract(
       });
 
       it('a leader that dies is replaced within its ttl, and leader() agrees everywhere', async () => {
+        const h = suite.harness;
         if (!h.crash) throw new Error("capability 'crash' declared but the harness has no crash hook");
         const [a, b, c] = [await client(), await client(), await client()];
         const election = lockName();
@@ -254,6 +233,7 @@ export function describeLockContract(
 
     if (capabilities.outage) {
       it('a holder that loses its lease sees its signal abort; the next holder has a greater token', async () => {
+        const h = suite.harness;
         if (!h.outage || !h.restore)
           throw new Error("capability 'outage' declared but the harness has no outage/restore hooks");
         const [a, b] = [await client(), await client()];
