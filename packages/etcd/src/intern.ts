@@ -15,6 +15,8 @@ export class Interner {
 
   /** A copy of `instance` (already validated and frozen) whose shareable parts are shared. */
   instance(instance: ServiceInstance, service: string): ServiceInstance {
+    if (instance.version === undefined && instance.tags === undefined && instance.metadata === undefined)
+      return instance;
     const out: ServiceInstance = { id: instance.id, service, host: instance.host, port: instance.port };
     if (instance.version !== undefined)
       out.version = this.share(this.strings, instance.version, instance.version);

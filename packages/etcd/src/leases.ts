@@ -186,8 +186,8 @@ export class LeaseKeeper {
       await this.conn.call(
         'register',
         async (o) => {
-          const lease = await this.currentLease(o);
-          await this.putAll(lease, batch, o);
+          const current = this.lease;
+          await this.putAll(current && !current.revoked() ? current : await this.currentLease(o), batch, o);
         },
         deadline - Date.now(),
       );

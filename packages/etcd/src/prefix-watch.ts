@@ -187,13 +187,16 @@ export class PrefixWatch<V> {
     // per etcd transaction, in order.
     let i = 0;
     while (i < events.length) {
-      const revision = BigInt(events[i]!.kv.mod_revision);
+      const revisionText = events[i]!.kv.mod_revision;
+      const revision = BigInt(revisionText);
+      const fresh = revision > this.revision;
       const puts: [string, V][] = [];
       const deleted: string[] = [];
-      for (; i < events.length && BigInt(events[i]!.kv.mod_revision) === revision; i++) {
-        if (revision <= this.revision) continue;
+      for (; i < events.length && events[i]!.kv.mod_revision === revisionText; i++) {
+        if (!fresh) continue;
         const event = events[i]!;
-        if (String(event.type).toLowerCase() === 'put') {
+        // 'PUT' or 'DELETE' (etcd3's proto enums as strings).
+        if ((event.type as string).charCodeAt(0) === 80) {
           const entry = this.decodeKv(event.kv);
           if (!entry) continue;
           if (entry[1] === undefined) deleted.push(entry[0]);
@@ -203,7 +206,7 @@ export class PrefixWatch<V> {
           if (id !== undefined) deleted.push(id);
         }
       }
-      if (revision <= this.revision) continue;
+      if (!fresh) continue;
       this.revision = revision;
       if (puts.length + deleted.length > 0) this.feed.apply(puts, deleted);
     }
