@@ -96,6 +96,8 @@ export class EtcdConnection {
         'grpc.keepalive_timeout_ms': Math.min(keepaliveMs, callTimeoutMs),
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': Math.max(100, dialTimeoutMs),
+        // A service with tens of thousands of instances is one range response of several MB (gRPC's default cap is 4 MB).
+        'grpc.max_receive_message_length': -1,
       },
       faultHandling: {
         // Retries happen here, within each call's deadline (see call()); etcd3's own global retry would multiply it.

@@ -10,6 +10,27 @@ import type { CallOptions, EtcdConnection } from './connection.js';
 
 /** etcd's default `--max-txn-ops`: the most operations one transaction may hold. */
 const MAX_TXN_OPS = 128;
+/** Bytes of keys and values per transaction: well under etcd's default `--max-request-bytes` (1.5 MiB). */
+const MAX_TXN_BYTES = 1024 * 1024;
+
+/** Splits operations into transactions etcd accepts: at most 128 operations and ~1 MiB each. */
+function chunked<T>(items: readonly T[], size: (item: T) => number): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const n = size(item) + 32;
+    if (current.length > 0 && (current.length >= MAX_TXN_OPS || bytes + n > MAX_TXN_BYTES)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += n;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
 
 interface Pending {
   control: RegistrationControl;
@@ -215,8 +236,7 @@ export class LeaseKeeper {
         }
         // etcd refuses a transaction naming one key twice.
         const keys = [...new Set(batch.map((d) => d.key))];
-        const chunks: string[][] = [];
-        for (let i = 0; i < keys.length; i += MAX_TXN_OPS) chunks.push(keys.slice(i, i + MAX_TXN_OPS));
+        const chunks = chunked(keys, (k) => k.length);
         await Promise.all(
           chunks.map((chunk) =>
             client
@@ -270,7 +290,7 @@ export class LeaseKeeper {
     return lease;
   }
 
-  /** Writes entries on `lease`: one put for a single entry, else transactions of up to 128 puts. */
+  /** Writes entries on `lease`: one put for a single entry, else transactions of up to 128 puts and ~1 MiB. */
   private async putAll(
     lease: Lease,
     entries: readonly { key: string; value: string }[],
@@ -285,8 +305,7 @@ export class LeaseKeeper {
         await client.put(entry.key).value(entry.value).lease(id).options(o).exec();
         return;
       }
-      const chunks: { key: string; value: string }[][] = [];
-      for (let i = 0; i < entries.length; i += MAX_TXN_OPS) chunks.push(entries.slice(i, i + MAX_TXN_OPS));
+      const chunks = chunked(entries, (e) => e.key.length + Buffer.byteLength(e.value));
       await Promise.all(
         chunks.map((chunk) =>
           client

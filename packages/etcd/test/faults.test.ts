@@ -308,6 +308,30 @@ describe('etcd backend under real faults', () => {
     expect(await fresh.discovery.listServices()).toEqual(expect.arrayContaining([`${web}-admin`, `${web}x`]));
   });
 
+  it('big services: registrations are split into transactions etcd accepts, and a multi-MB service reads whole', async () => {
+    const a = client();
+    const service = uniqueService('big');
+    // 48 entries of 500 chars: ~24 KB per instance, ~5 MB for the service (etcd refuses requests over 1.5 MiB,
+    // gRPC receives at most 4 MB by default).
+    const metadata = Object.fromEntries(
+      Array.from({ length: 48 }, (_, i) => [`k${i}`, `${i}`.padEnd(500, 'x')]),
+    );
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        a.discovery.register({ ...instance(service, `big-${i}`), metadata }, { ttlSeconds: 10 }),
+      ),
+    );
+    const fresh = client();
+    const snapshot = await fresh.discovery.getInstances(service);
+    expect(snapshot.instances).toHaveLength(200);
+    expect(snapshot.instances[0]!.metadata).toEqual(metadata);
+    await a.close();
+    await waitFor(async () => (await fresh.discovery.getInstances(service)).instances.length === 0, {
+      timeoutMs: 5000,
+      message: 'big service not emptied by close()',
+    });
+  });
+
   it('one lease per client for all its instances, one keepalive stream, revoked on close', async () => {
     const a = client();
     const services = [uniqueService('lease'), uniqueService('lease')];
