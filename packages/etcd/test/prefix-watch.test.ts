@@ -1,0 +1,100 @@
+import type { MirrorFeed } from '@rollcall/core';
+import type { IWatchResponse } from 'etcd3';
+import { describe, expect, it } from 'vitest';
+import { EtcdConnection, PrefixWatch, resolveEtcdOptions } from '../src/index.js';
+
+// The event grouping of PrefixWatch, fed synthetic watch responses (no server: the client never connects).
+type Call = ['apply', [string, string][], string[]] | ['confirm'];
+
+function setup() {
+  const conn = new EtcdConnection(resolveEtcdOptions({ endpoints: ['http://127.0.0.1:1'] }));
+  const calls: Call[] = [];
+  const feed: MirrorFeed<string> = {
+    replace: () => {},
+    apply: (put, deleted) => {
+      calls.push(['apply', [...put], [...deleted]]);
+    },
+    stale: () => {},
+    confirm: () => {
+      calls.push(['confirm']);
+    },
+  };
+  const watch = new PrefixWatch<string>(
+    conn,
+    '/p/',
+    {
+      id: (key) => (key.startsWith('/p/') && !key.slice(3).includes('/') ? key.slice(3) : undefined),
+      decode: (_id, value) => (value.toString() === 'bad' ? undefined : value.toString()),
+    },
+    feed,
+    'test',
+  );
+  const onData = (response: Partial<IWatchResponse>) =>
+    (watch as unknown as { onData(r: Partial<IWatchResponse>): void }).onData({
+      created: false,
+      ...response,
+    });
+  const event = (type: 'PUT' | 'DELETE', key: string, revision: number, value = '') => ({
+    type,
+    kv: { key: Buffer.from(key), value: Buffer.from(value), mod_revision: String(revision) },
+  });
+  return { conn, watch, calls, onData, event };
+}
+
+describe('PrefixWatch event handling', () => {
+  it('one apply per etcd revision, in order, even when one response carries several', () => {
+    const { conn, calls, onData, event } = setup();
+    onData({
+      header: { revision: '7' } as IWatchResponse['header'],
+      events: [
+        event('PUT', '/p/a', 5, '1'),
+        event('PUT', '/p/b', 5, '2'),
+        event('DELETE', '/p/a', 6),
+        event('PUT', '/p/c', 7, '3'),
+      ] as unknown as IWatchResponse['events'],
+    });
+    expect(calls).toEqual([
+      [
+        'apply',
+        [
+          ['a', '1'],
+          ['b', '2'],
+        ],
+        [],
+      ],
+      ['apply', [], ['a']],
+      ['apply', [['c', '3']], []],
+    ]);
+    conn.close();
+  });
+
+  it('skips revisions already mirrored, keys outside the layout, and turns invalid values into removals', () => {
+    const { conn, watch, calls, onData, event } = setup();
+    onData({
+      header: { revision: '10' } as IWatchResponse['header'],
+      events: [event('PUT', '/p/x', 10, 'v')] as never,
+    });
+    expect(watch.mirroredRevision).toBe(10n);
+    calls.length = 0;
+    onData({
+      header: { revision: '12' } as IWatchResponse['header'],
+      events: [
+        event('PUT', '/p/old', 9, 'stale'),
+        event('PUT', '/p/x', 10, 'again'),
+        event('PUT', '/p/nested/deep', 11, 'n'),
+        event('PUT', '/p/x', 12, 'bad'),
+      ] as never,
+    });
+    expect(calls).toEqual([['apply', [], ['x']]]);
+    expect(watch.mirroredRevision).toBe(12n);
+    conn.close();
+  });
+
+  it('a progress notification confirms the list and advances the revision', () => {
+    const { conn, watch, calls, onData } = setup();
+    onData({ header: { revision: '42' } as IWatchResponse['header'], events: [] });
+    expect(calls).toEqual([['confirm']]);
+    expect(watch.mirroredRevision).toBe(42n);
+    conn.close();
+  });
+});
