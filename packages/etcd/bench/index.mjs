@@ -70,8 +70,8 @@ try {
     const it = watch[Symbol.asyncIterator]();
     await nextMatching(it, (e) => e.type === 'sync');
     const value = JSON.stringify({ id: 'x', service: 'bench-propagation', host: '127.0.0.1', port: 8080 });
-    // Both sides do the same work per round (write, see it, remove, see that), in alternating order,
-    // so etcd's own rhythm (WAL syncs, batching) weighs on both alike. Only the write -> event time is kept.
+    // Every side does the same work per round (write, see it, remove, see that), in a random order each
+    // iteration, so etcd's own rhythm (WAL syncs, batching) weighs on all alike. Only the write -> event time is kept.
     const rawLease = await raw.lease(TTL).grant();
     const rawRound = async (i, withLease) => {
       const key = `${rawPrefix}${withLease ? 'l' : 'k'}${i}`;
@@ -113,8 +113,13 @@ try {
       ['rollcall', rollcallRound, rcSamples],
     ];
     for (let i = 0; i < SAMPLES + warmup; i++) {
-      for (let j = 0; j < rounds.length; j++) {
-        const [, round, samples] = rounds[(i + j) % rounds.length];
+      // A fresh random order each iteration: no side always runs right after the same other side.
+      const order = [...rounds];
+      for (let j = order.length - 1; j > 0; j--) {
+        const k = Math.floor(Math.random() * (j + 1));
+        [order[j], order[k]] = [order[k], order[j]];
+      }
+      for (const [, round, samples] of order) {
         const ms = await round(i);
         if (i >= warmup) samples.push(ms);
       }

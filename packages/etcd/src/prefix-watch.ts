@@ -127,9 +127,12 @@ export class PrefixWatch<V> {
       .startRevision(fromRevision.toString())
       .watcher();
     this.watcher = watcher;
-    // Ahead of etcd3's own 'data' listener (it re-emits per event and recomputes the revision with
-    // bignumber.js, none of which we use): the mirror learns of a change a few microseconds sooner.
-    watcher.prependListener('data', (response: IWatchResponse) => {
+    // etcd3's own 'data' listener only re-emits each event as 'put'/'delete' and recomputes the revision
+    // it would resume from (with bignumber.js); this class never lets etcd3 resume a watcher (it drops it on
+    // disconnect and starts a new one from its own revision), so that work is skipped: events reach the
+    // mirror sooner.
+    watcher.removeAllListeners('data');
+    watcher.on('data', (response: IWatchResponse) => {
       if (this.watcher === watcher) this.onData(response);
     });
     watcher.on('disconnected', (error) => {
