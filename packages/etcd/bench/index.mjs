@@ -15,7 +15,7 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc');
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')));
-const SAMPLES = Number(args.get('samples') ?? 1000);
+const SAMPLES = Number(args.get('samples') ?? 3000);
 const INSTANCES = Number(args.get('instances') ?? 10_000);
 const SERVICES = Number(args.get('services') ?? 1000);
 const KEEPALIVE_WINDOW_MS = Number(args.get('keepalive-window-ms') ?? 20_000);
