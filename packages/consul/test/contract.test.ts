@@ -59,7 +59,7 @@ describeKeyValueContract(
       restore: async () => a.restart(),
     };
   },
-  { propagationMs: 2500, recoveryMs: 15_000, outage: true },
+  { propagationMs: 2500, recoveryMs: 15_000, outage: true, eventPerWrite: false },
 );
 
 describe('consul specifics on a real agent', () => {
