@@ -112,11 +112,6 @@ export class LeaseKeeper {
     return this.lease !== undefined;
   }
 
-  /** The current lease id, if one is granted. */
-  async leaseId(): Promise<string | undefined> {
-    return this.lease?.grant().catch(() => undefined);
-  }
-
   /** Puts the instance with the shared lease. Resolves once written (etcd reads are linearizable: every client sees it). */
   register(control: RegistrationControl, key: string, value: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
