@@ -42,12 +42,12 @@ interface RawClient {
     set(options: CallOptions & { key: string; value: string }): Promise<unknown>;
     del(options: CallOptions & { key: string }): Promise<unknown>;
   };
-  /** papi's request method: used for service registration because `agent.service.register` drops `Weights`. */
+  /** papi's request method: used for service registration (`agent.service.register` drops `Weights`), sessions and transactions. */
   _put(request: {
     name: string;
     path: string;
-    type: 'json';
-    body: unknown;
+    type?: 'json';
+    body?: unknown;
     timeout?: number;
     ctx?: RequestContext;
   }): Promise<RawResponse>;
@@ -76,7 +76,46 @@ export interface KvItem {
   Key: string;
   Value: string | null;
   ModifyIndex: number;
+  CreateIndex?: number;
+  Flags?: number;
+  /** The session holding the key (`?acquire`), when one does. */
+  Session?: string;
 }
+
+/** One operation of `PUT /v1/txn` (KV only; `Value` is base64). */
+export interface TxnOp {
+  KV: {
+    Verb:
+      | 'get'
+      | 'get-tree'
+      | 'lock'
+      | 'delete'
+      | 'delete-cas'
+      | 'check-not-exists'
+      | 'check-index'
+      | 'check-session';
+    Key: string;
+    Value?: string;
+    Flags?: number;
+    Index?: number;
+    Session?: string;
+  };
+}
+
+/** A raw KV entry of a transaction result (`Value` still base64, `null` for writes). */
+export interface TxnKv {
+  Key: string;
+  Value: string | null;
+  Flags: number;
+  Session?: string;
+  CreateIndex: number;
+  ModifyIndex: number;
+}
+
+/** The outcome of `PUT /v1/txn`: applied with its results (HTTP 200), or rolled back with the failed operations (HTTP 409). */
+export type TxnOutcome =
+  | { ok: true; results: TxnKv[] }
+  | { ok: false; errors: { OpIndex: number; What: string }[] };
 
 /** An answer of a query endpoint with its `X-Consul-Index`. */
 export interface QueryAnswer<T> {
@@ -248,6 +287,119 @@ export class ConsulApi {
     await this.call(`delete key '${key}'`, undefined, this.options.callTimeoutMs, (o) =>
       this.client.kv.del({ key, ...this.dc(), ...o }),
     );
+  }
+
+  // ---- sessions and transactions (locks) ----
+  // Locks always use the agent's own datacenter: a session belongs to a node of one datacenter.
+
+  /** `PUT /v1/session/create`: the new session's ID. */
+  async createSession(body: Record<string, unknown>): Promise<string> {
+    const [, data] = await this.call('create a lock session', undefined, this.options.callTimeoutMs, (o) =>
+      this.client._put({ name: 'session.create', path: '/session/create', type: 'json', body, ...o }),
+    );
+    const id = (data as { ID?: unknown } | undefined)?.ID;
+    if (typeof id !== 'string' || id === '')
+      throw new BackendUnavailableError(
+        'consul',
+        'create a lock session: the agent answered without a session ID',
+      );
+    return id;
+  }
+
+  /**
+   * `PUT /v1/session/renew/<id>`: `true` when the session lives on, `false` when Consul no longer
+   * knows it (404, or an empty answer from older agents).
+   */
+  async renewSession(id: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      const [, data] = await this.call('renew the lock session', signal, this.options.callTimeoutMs, (o) =>
+        this.client._put({ name: 'session.renew', path: `/session/renew/${encodeURIComponent(id)}`, ...o }),
+      );
+      return Array.isArray(data) && data.length > 0;
+    } catch (error) {
+      if (error instanceof ConsulHttpError && error.status === 404) return false;
+      throw error;
+    }
+  }
+
+  /** `PUT /v1/session/destroy/<id>`: deletes the keys it holds (`Behavior: delete`). Unknown IDs are fine. */
+  async destroySession(id: string): Promise<void> {
+    await this.call('destroy the lock session', undefined, this.options.callTimeoutMs, (o) =>
+      this.client._put({ name: 'session.destroy', path: `/session/destroy/${encodeURIComponent(id)}`, ...o }),
+    );
+  }
+
+  /**
+   * `PUT /v1/txn`: the operations apply together or not at all. A rolled-back transaction (HTTP 409)
+   * is an answer, not an error. Never cancelled: a write whose fate is unknown must be cleaned up
+   * after, and cancelling it would not stop the agent from applying it.
+   */
+  async txn(what: string, ops: TxnOp[]): Promise<TxnOutcome> {
+    const [, data] = await this.call(what, undefined, this.options.callTimeoutMs, async (o) => {
+      try {
+        return await this.client._put({ name: 'txn', path: '/txn', type: 'json', body: ops, ...o });
+      } catch (error) {
+        const response = (error as PapiLikeError).response;
+        if (response?.statusCode === 409 && response.body && typeof response.body === 'object')
+          return response;
+        throw error;
+      }
+    });
+    const body = (data ?? {}) as {
+      Results?: { KV?: TxnKv }[] | null;
+      Errors?: { OpIndex: number; What: string }[] | null;
+    };
+    if (body.Errors && body.Errors.length > 0) return { ok: false, errors: body.Errors };
+    return { ok: true, results: (body.Results ?? []).flatMap((r) => (r.KV ? [r.KV] : [])) };
+  }
+
+  /**
+   * `GET /v1/kv/<key>` in the agent's datacenter. With `index`, a blocking query that returns once
+   * the key's index passes it (modified or deleted) or after `waitMs`.
+   */
+  async kvRead(
+    key: string,
+    options: { index?: number; waitMs?: number; signal?: AbortSignal } = {},
+  ): Promise<KvItem | undefined> {
+    const blocking = options.index !== undefined && options.index > 0 && options.waitMs !== undefined;
+    const timeout = blocking ? this.blockingTimeout(options.waitMs as number) : this.options.callTimeoutMs;
+    const query: CallOptions = {};
+    if (blocking) {
+      query.index = String(options.index);
+      query.wait = `${Math.ceil((options.waitMs as number) / 1000)}s`;
+    }
+    const [, data] = await this.call(`read key '${key}'`, options.signal, timeout, (o) =>
+      this.client.kv.get({ key, ...query, ...o }),
+    );
+    return data && typeof data === 'object' ? (data as KvItem) : undefined;
+  }
+
+  /** `GET /v1/kv/<prefix>?recurse` in the agent's datacenter; a missing prefix is an empty list. */
+  async kvTree(prefix: string, signal?: AbortSignal): Promise<KvItem[]> {
+    const [, data] = await this.call(`read prefix '${prefix}'`, signal, this.options.callTimeoutMs, (o) =>
+      this.client.kv.get({ key: prefix, recurse: true, ...o }),
+    );
+    return Array.isArray(data)
+      ? (data as KvItem[])
+      : data && typeof data === 'object'
+        ? [data as KvItem]
+        : [];
+  }
+
+  /** `PUT /v1/kv/<key>?cas=0` in the agent's datacenter: `true` when this call created the key. */
+  async kvCreate(key: string, value: string): Promise<boolean> {
+    const [, ok] = await this.call(`create key '${key}'`, undefined, this.options.callTimeoutMs, (o) =>
+      this.client.kv.set({ key, value, cas: '0', ...o } as never),
+    );
+    return ok === true;
+  }
+
+  /** `DELETE /v1/kv/<key>[?cas=<index>]` in the agent's datacenter: `false` when the key changed since `index`. */
+  async kvRemove(key: string, cas?: number): Promise<boolean> {
+    const [, ok] = await this.call(`delete key '${key}'`, undefined, this.options.callTimeoutMs, (o) =>
+      this.client.kv.del({ key, ...(cas === undefined ? {} : { cas: String(cas) }), ...o } as never),
+    );
+    return ok === true;
   }
 
   // ---- plumbing ----

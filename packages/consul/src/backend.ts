@@ -1,15 +1,17 @@
 import {
   type Backend,
   createKeyValueSource,
+  createLockService,
   createServiceDiscovery,
   type ManagedDiscovery,
   type ManagedKeyValueSource,
+  type ManagedLockService,
   silentLogger,
-  unsupportedLocks,
 } from '@rollcall/core';
 import { ConsulApi } from './api.js';
 import { ConsulDiscoveryDriver } from './discovery.js';
 import { ConsulKvDriver } from './kv.js';
+import { ConsulLockDriver } from './locks.js';
 import {
   CONSUL_MIN_DEREGISTER_MS,
   type ConsulOptions,
@@ -17,11 +19,12 @@ import {
   resolveOptions,
 } from './options.js';
 
-/** The Consul backend: discovery and key/value over one agent connection (locks come later). */
+/** The Consul backend: discovery, key/value and locks over one agent connection. */
 export interface ConsulBackend extends Backend {
   readonly name: 'consul';
   readonly discovery: ManagedDiscovery;
   readonly kv: ManagedKeyValueSource;
+  readonly locks: ManagedLockService;
   /** The agent's HTTP address, e.g. `http://127.0.0.1:8500` (never the token). */
   readonly address: string;
   /** The watch mode in use. */
@@ -30,9 +33,11 @@ export interface ConsulBackend extends Backend {
   pollerCount(service: string): number;
   /** Number of upstream blocking queries this client runs for a key prefix: 0 or 1 (diagnostics, tests). */
   kvWatchCount(prefix: string): number;
+  /** Number of Consul sessions this client keeps for its locks: one per distinct TTL in use (diagnostics, tests). */
+  lockSessionCount(): number;
 }
 
-const drivers = new WeakMap<ConsulBackend, ConsulDiscoveryDriver>();
+const drivers = new WeakMap<ConsulBackend, { discovery: ConsulDiscoveryDriver; locks: ConsulLockDriver }>();
 
 /**
  * Creates a backend on a Consul agent (the `consul` npm client, HTTP API v1). Options are validated
@@ -59,6 +64,13 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
     logger,
   });
   const kvDriver = new ConsulKvDriver(api, { backoff: resolved.backoff, logger });
+  const lockDriver = new ConsulLockDriver(api, {
+    prefix: resolved.lockPrefix,
+    lockDelay: resolved.lockDelay,
+    backoff: resolved.backoff,
+    logger,
+  });
+  const locks = createLockService(lockDriver);
   const discovery = createServiceDiscovery(driver, resolved.discovery);
   const kv = createKeyValueSource(
     kvDriver,
@@ -69,17 +81,25 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
     name: 'consul',
     discovery,
     kv,
-    locks: unsupportedLocks('consul'),
+    locks,
     address: api.address,
     watchMode: resolved.watchMode,
     pollerCount: (service) => driver.pollerCount(service),
     kvWatchCount: (prefix) => kvDriver.watchCount(prefix),
+    lockSessionCount: () => lockDriver.sessionCount(),
     close() {
       closing ??= (async () => {
         kv.close();
         kvDriver.close();
         try {
-          await discovery.close();
+          // Held locks are released and every lock session destroyed (its queue entries go with it),
+          // so that waiters elsewhere get the locks at once.
+          lockDriver.stopAccepting();
+          await Promise.allSettled([locks.close().finally(() => lockDriver.close()), discovery.close()]).then(
+            (results) => {
+              for (const r of results) if (r.status === 'rejected') throw r.reason;
+            },
+          );
         } finally {
           api.destroy();
         }
@@ -90,17 +110,20 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
       return backend.close();
     },
   };
-  drivers.set(backend, driver);
+  drivers.set(backend, { discovery: driver, locks: lockDriver });
   return backend;
 }
 
 /**
- * Test hook: makes `backend` behave like a process killed without closing. Its heartbeats and
- * pollers stop and nothing is deregistered, so its instances leave watchers only when their TTL
- * checks go critical. `close()` afterwards releases local resources and sends nothing.
+ * Test hook: makes `backend` behave like a process killed without closing. Its heartbeats,
+ * pollers and lock session renewals stop and nothing is deregistered or released, so its instances
+ * leave watchers only when their TTL checks go critical, and its locks pass on only when Consul
+ * invalidates its sessions (TTL to 2 x TTL later). `close()` afterwards releases local resources
+ * and sends nothing.
  */
 export function simulateCrash(backend: ConsulBackend): void {
-  const driver = drivers.get(backend);
-  if (!driver) throw new TypeError('simulateCrash: not a backend made by createConsulBackend');
-  driver.crash();
+  const found = drivers.get(backend);
+  if (!found) throw new TypeError('simulateCrash: not a backend made by createConsulBackend');
+  found.discovery.crash();
+  found.locks.crash();
 }

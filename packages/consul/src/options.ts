@@ -59,6 +59,18 @@ export interface ConsulOptions extends DiscoveryOptions {
    * additionally capped at 1 s (and at the heartbeat interval) so that registrations come back quickly.
    */
   backoff?: BackoffOptions;
+  /**
+   * Key prefix of the lock and election keys (`<lockPrefix>locks/<name>/...`,
+   * `<lockPrefix>elections/<name>/...`, `<lockPrefix>fencing-epoch`). Default `'rollcall/'`.
+   * One or more segments of `[A-Za-z0-9._-]`, each followed by `/`.
+   */
+  lockPrefix?: string;
+  /**
+   * `LockDelay` of the sessions that hold locks: how long Consul refuses to hand a lock on after its
+   * holder's session was invalidated (not after a release). A Go duration string or a number of ms,
+   * from 0 to 60 s. Default `'0s'`: fencing tokens make a lock-delay unnecessary (see the README).
+   */
+  lockDelay?: string | number;
 }
 
 /** Options after validation, with defaults applied. */
@@ -76,6 +88,9 @@ export interface ResolvedConsulOptions {
   watchMode: ConsulWatchMode;
   callTimeoutMs: number;
   backoff: BackoffOptions;
+  lockPrefix: string;
+  /** As sent to Consul (a Go duration string). */
+  lockDelay: string;
   discovery: DiscoveryOptions;
   logger: Logger | undefined;
 }
@@ -96,6 +111,8 @@ const KNOWN = new Set([
   'watchMode',
   'callTimeoutMs',
   'backoff',
+  'lockPrefix',
+  'lockDelay',
   'cacheIdleMs',
   'maxQueuedEvents',
   'logger',
@@ -118,6 +135,9 @@ const PART_RE = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: a token holding control characters cannot go in a header
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 const DC_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const LOCK_PREFIX_RE = /^(?:[A-Za-z0-9._-]+\/)+$/;
+/** Consul applies at most this lock-delay. */
+export const CONSUL_MAX_LOCK_DELAY_MS = 60_000;
 
 /** Parses a Go duration string (`'1m30s'`, `'250ms'`) into milliseconds, or `undefined` when it is not one. */
 export function parseGoDuration(text: string): number | undefined {
@@ -270,6 +290,34 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
         bad('backoff.random', `must be a function (got ${describe(random)})`);
     }
   }
+  const lockPrefix = o.lockPrefix ?? 'rollcall/';
+  if (
+    typeof lockPrefix !== 'string' ||
+    lockPrefix.length > 256 ||
+    !LOCK_PREFIX_RE.test(lockPrefix) ||
+    lockPrefix.split('/').some((segment) => segment === '.' || segment === '..')
+  ) {
+    bad(
+      'lockPrefix',
+      `must be one or more segments of [A-Za-z0-9._-] each followed by '/', such as 'rollcall/' (got ${describe(lockPrefix)})`,
+    );
+  }
+  let lockDelay = '0s';
+  const ld = o.lockDelay;
+  if (ld !== undefined) {
+    const ms =
+      typeof ld === 'string'
+        ? parseGoDuration(ld)
+        : typeof ld === 'number' && Number.isInteger(ld)
+          ? ld
+          : undefined;
+    if (ms === undefined || ms < 0 || ms > CONSUL_MAX_LOCK_DELAY_MS)
+      bad(
+        'lockDelay',
+        `must be a Go duration string or an integer number of ms from 0 to 60 s (got ${describe(ld)})`,
+      );
+    else lockDelay = typeof ld === 'string' ? ld : `${ld}ms`;
+  }
   if (issues.length > 0) throw new ConfigError(issues);
 
   const discovery: DiscoveryOptions = {};
@@ -289,6 +337,8 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
     watchMode: watchMode as ConsulWatchMode,
     callTimeoutMs: callTimeoutMs as number,
     backoff: backoff ?? {},
+    lockPrefix: lockPrefix as string,
+    lockDelay,
     discovery,
     logger,
   };
