@@ -93,6 +93,8 @@ export class LeaseKeeper {
   private readonly waiters: (() => void)[] = [];
   /** The current lease's id, once granted. */
   private leaseIdValue: string | undefined;
+  /** Registrations whose write failed: their undo is handled by fail(). */
+  private readonly failed = new WeakSet<RegistrationControl>();
   private recovering = false;
   private lostAgain = false;
   private closed = false;
@@ -136,7 +138,8 @@ export class LeaseKeeper {
    */
   deregister(control: RegistrationControl, key: string): Promise<void> {
     this.registrations.delete(control);
-    if (this.conn.crashed) return Promise.resolve();
+    // A registration that failed is already removed (or being removed in the background).
+    if (this.failed.delete(control) || this.conn.crashed) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.pendingDeletes.push({ key, resolve, reject });
       if (!this.deleteQueued) {
@@ -191,9 +194,13 @@ export class LeaseKeeper {
     const now = Date.now();
     const batch: Pending[] = [];
     for (const p of this.pending.splice(0)) {
-      if (isDeregistered(p.control)) p.reject(new AbortedError('deregistered'));
+      if (isDeregistered(p.control)) this.fail(p, new AbortedError('deregistered'), false);
       else if (now >= p.deadline)
-        p.reject(new BackendUnavailableError('etcd', 'register: timed out waiting for an earlier write'));
+        this.fail(
+          p,
+          new BackendUnavailableError('etcd', 'register: timed out waiting for an earlier write'),
+          false,
+        );
       else batch.push(p);
     }
     if (batch.length === 0) return;
@@ -209,13 +216,48 @@ export class LeaseKeeper {
       );
     } catch (error) {
       const mapped = this.conn.error(error, 'register');
-      for (const p of batch) p.reject(mapped);
+      for (const p of batch) this.fail(p, mapped, true);
       return;
     }
     for (const p of batch) {
       if (!isDeregistered(p.control)) this.registrations.set(p.control, { key: p.key, value: p.value });
       p.resolve();
     }
+  }
+
+  /**
+   * Rejects a registration. When its write may have reached etcd (a timeout can hide a success),
+   * the key is removed in the background, retried until it works, so no instance stays behind on
+   * our live lease; the undo that core then asks for (`deregister`) returns at once instead of
+   * waiting another call timeout.
+   */
+  private fail(p: Pending, error: Error, maybeWritten: boolean): void {
+    this.failed.add(p.control);
+    p.reject(error);
+    if (maybeWritten) this.removeInBackground(p.key);
+  }
+
+  private removeInBackground(key: string): void {
+    retryForever(
+      () =>
+        this.exclusive(async () => {
+          // Registered again (successfully) meanwhile: the key is legitimately ours now.
+          for (const r of this.registrations.values()) if (r.key === key) return;
+          await this.conn.call('remove a failed registration', (o) =>
+            this.conn.client.delete().key(key).options(o).exec(),
+          );
+        }),
+      {
+        backoff: this.conn.backoff(),
+        signal: this.conn.signal,
+        onError: (error, attempt) =>
+          this.conn.options.logger.warn('etcd: removing a failed registration failed; retrying', {
+            key,
+            attempt,
+            error: this.conn.redact(error instanceof Error ? error.message : String(error)),
+          }),
+      },
+    ).catch(() => {}); // closed: the lease is revoked (or expires), taking the key with it
   }
 
   private async flushDeletes(): Promise<void> {
