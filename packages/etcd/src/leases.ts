@@ -135,6 +135,8 @@ export class LeaseKeeper {
   /**
    * Deletes the instance now. Deletions waiting together go out in shared transactions, after any
    * write or recovery attempt in progress, so a deregistered instance is never re-put afterwards.
+   * When etcd cannot be reached it rejects, and the deletion is retried in the background until it
+   * succeeds (the key must not live on with the client's lease).
    */
   deregister(control: RegistrationControl, key: string): Promise<void> {
     this.registrations.delete(control);
@@ -286,7 +288,11 @@ export class LeaseKeeper {
       });
     } catch (error) {
       const mapped = this.conn.error(error, 'deregister');
-      for (const d of batch) d.reject(mapped);
+      for (const d of batch) {
+        d.reject(mapped);
+        // The key would otherwise live on with our lease: keep removing it until etcd answers.
+        this.removeInBackground(d.key);
+      }
       return;
     }
     for (const d of batch) d.resolve();

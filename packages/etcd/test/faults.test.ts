@@ -220,7 +220,7 @@ describe('etcd backend under real faults', () => {
     expect(a.stats().leases).toBe(1);
   });
 
-  it('a registration that times out while etcd is frozen leaves nothing behind when its late write lands', async () => {
+  it('a registration or deregistration that times out while etcd is frozen leaves nothing behind once etcd is back', async () => {
     const service = uniqueService('ghost');
     const a = client({ callTimeoutMs: 1000 });
     const b = client();
@@ -252,6 +252,20 @@ describe('etcd backend under real faults', () => {
       },
     );
     expect(fold(watch.events)).toBe('alive');
+
+    // Likewise a deregistration that etcd cannot take now is retried until it can.
+    const registration = a.discovery.activeRegistrations.find((r) => r.instance.id === 'alive')!;
+    etcd.pause();
+    try {
+      await expect(registration.deregister()).rejects.toBeInstanceOf(BackendUnavailableError);
+    } finally {
+      etcd.resume();
+    }
+    await waitFor(async () => (await client().discovery.getInstances(service)).instances.length === 0, {
+      timeoutMs: 10_000,
+      message: 'a deregistration that failed during the freeze was never completed',
+    });
+    await watch.next((e) => e.type !== 'stale' && ids(e) === '', { timeoutMs: 10_000 });
   });
 
   it('4: compaction past a disconnected watcher: it re-syncs to the correct list', async () => {
