@@ -1,7 +1,9 @@
 import type { MirrorFeed } from '@rollcall/core';
 import type { IWatchResponse } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { EtcdConnection, PrefixWatch, resolveEtcdOptions } from '../src/index.js';
+import { EtcdConnection } from '../src/connection.js';
+import { resolveEtcdOptions } from '../src/options.js';
+import { PrefixWatch } from '../src/prefix-watch.js';
 
 // The event grouping of PrefixWatch, fed synthetic watch responses (no server: the client never connects).
 type Call = ['apply', [string, string][], string[]] | ['confirm'];
