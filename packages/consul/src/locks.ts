@@ -732,7 +732,12 @@ export class ConsulLockDriver implements LockDriver {
         };
       }
       const errors = outcome.errors;
-      if (errors.some((e) => e.OpIndex === 0) && attempt === 0) {
+      if (errors.some((e) => /permission denied|ACL not found/i.test(e.What)))
+        throw this.refused(errors, `acquire ${this.label(target)}`);
+      if (
+        errors.some((e) => e.OpIndex === 0 && /doesn't exist|does not exist/i.test(e.What)) &&
+        attempt === 0
+      ) {
         // No epoch yet: a fresh Consul state (or the key was deleted). Create it, then try again.
         await this.api.kvCreate(this.epochKey, String(BigInt(Date.now()) * 1000n));
         continue;
@@ -865,6 +870,12 @@ export class ConsulLockDriver implements LockDriver {
 
   private refused(errors: { OpIndex: number; What: string }[], what: string): Error {
     const text = errors.map((e) => e.What).join('; ');
+    // Consul reports ACL denials inside a transaction per operation (HTTP 409), not as a 403.
+    if (/permission denied|ACL not found/i.test(text))
+      return new PermissionDeniedError(
+        'consul',
+        `${what}: permission denied by Consul's ACLs (${text}): the token needs key write on '${this.options.prefix}' and session write on the agent's node`,
+      );
     if (/invalid session/i.test(text)) return new InvalidSessionError('consul', `${what}: ${text}`);
     return new BackendUnavailableError('consul', `${what}: Consul refused the transaction: ${text}`);
   }
