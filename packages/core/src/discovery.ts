@@ -1,6 +1,6 @@
 import { abortable } from './backoff.js';
 import { ClosedError, ValidationError } from './errors.js';
-import { instanceEquals, makeSnapshot } from './instances.js';
+import { instanceEquals, makeSnapshot, patchSorted } from './instances.js';
 import { type Logger, silentLogger } from './logger.js';
 import { type EventQueue, Mirror, type MirrorFeed, type MirrorState, type MirrorView } from './mirror.js';
 import { ManagedRegistration, type RegistrationControl } from './registration.js';
@@ -98,13 +98,37 @@ class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
     type: 'sync',
     snapshot: this.snapshot(state),
   });
-  change: MirrorView<ServiceInstance, DiscoveryEvent>['change'] = (state, added, updated, removed) => ({
-    type: 'change',
-    snapshot: this.snapshot(state),
-    added: added.map(([, v]) => v),
-    removed: removed.map(([, v]) => v),
-    updated: updated.map(([, v]) => v),
-  });
+  change: MirrorView<ServiceInstance, DiscoveryEvent>['change'] = (state, added, updated, removed) => {
+    const addedInstances = added.map(([, v]) => v);
+    const updatedInstances = updated.map(([, v]) => v);
+    const previous = this.cached;
+    // The mirror bumps the version once per change: patch the previous list instead of re-sorting.
+    if (previous?.version === state.version - 1) {
+      const upserts =
+        updatedInstances.length === 0 ? addedInstances : [...addedInstances, ...updatedInstances];
+      const instances = patchSorted(
+        previous.snapshot.instances,
+        upserts,
+        removed.map(([id]) => id),
+      );
+      this.cached = {
+        version: state.version,
+        snapshot: Object.freeze({
+          service: this.service,
+          instances,
+          stale: state.stale,
+          syncedAt: state.syncedAt,
+        }),
+      };
+    }
+    return {
+      type: 'change',
+      snapshot: this.snapshot(state),
+      added: addedInstances,
+      removed: removed.map(([, v]) => v),
+      updated: updatedInstances,
+    };
+  };
   stale: MirrorView<ServiceInstance, DiscoveryEvent>['stale'] = (state, error) => ({
     type: 'stale',
     snapshot: this.snapshot(state),

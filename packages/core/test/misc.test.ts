@@ -144,3 +144,34 @@ describe('health', () => {
     expect(steps).toEqual(['deregister', 'beforeExit', 'close']);
   });
 });
+
+describe('patchSorted', () => {
+  it('(property) equals re-sorting the list after any mix of upserts and removals', async () => {
+    const fc = (await import('fast-check')).default;
+    const { byId, patchSorted } = await import('../src/index.js');
+    const inst = (id: string, port = 1) => ({ id, service: 's', host: 'h', port });
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.stringMatching(/^[a-z0-9]{1,4}$/), { maxLength: 40 }),
+        fc.array(fc.tuple(fc.stringMatching(/^[a-z0-9]{1,4}$/), fc.integer({ min: 1, max: 9 })), {
+          maxLength: 10,
+        }),
+        fc.array(fc.stringMatching(/^[a-z0-9]{1,4}$/), { maxLength: 10 }),
+        (ids, upsertPairs, removed) => {
+          const previous = ids.map((id) => inst(id)).sort(byId);
+          const upserts = [...new Map(upsertPairs.map(([id, port]) => [id, inst(id, port)])).values()].filter(
+            (u) => !removed.includes(u.id),
+          );
+          const expected = new Map(previous.map((i) => [i.id, i]));
+          for (const id of removed) expected.delete(id);
+          for (const u of upserts) expected.set(u.id, u);
+          return (
+            JSON.stringify(patchSorted(previous, upserts, removed)) ===
+            JSON.stringify([...expected.values()].sort(byId))
+          );
+        },
+      ),
+      { numRuns: 300, seed: 7 },
+    );
+  });
+});
