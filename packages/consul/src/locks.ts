@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import {
   AbortedError,
@@ -13,6 +14,7 @@ import {
   sleep,
 } from '@rollcall/core';
 import { type ConsulApi, ConsulHttpError, type KvItem, type TxnKv, type TxnOp } from './api.js';
+import { linkSignals } from './signals.js';
 
 /**
  * Consul locks and leader election: sessions, a fair queue of session-held keys, and fencing
@@ -72,7 +74,7 @@ interface Session {
   readonly lost: AbortController;
   /** Locks and leaderships held under this session now. */
   readonly holds: Set<Hold>;
-  /** When the last successful renewal (or the creation) was sent: Consul keeps the session at least a TTL after it. */
+  /** When (`performance.now()`) the last successful renewal (or the creation) was sent: Consul keeps the session at least a TTL after it. */
   lastRenewAt: number;
   guard: ReturnType<typeof setTimeout> | undefined;
   /** A renewal asked for out of turn, shared by concurrent askers. */
@@ -93,6 +95,8 @@ interface Ticket {
   /** Unique per client: in the queue key and as the lock key's `Flags`, so that a caller recognises its own grant. */
   readonly n: number;
   readonly key: string;
+  /** The queue entry may exist: a transaction writing it was sent and not refused. */
+  queued: boolean;
   /** An acquire transaction was sent and its answer lost: the lock key may be this ticket's. */
   uncertain: boolean;
 }
@@ -169,6 +173,8 @@ export class ConsulLockDriver implements LockDriver {
     private readonly options: LockDriverOptions,
   ) {
     this.holderValue = JSON.stringify({ host: hostname(), pid: process.pid, client: randomUUID() });
+    // Every wait, release and withdrawal listens to it (and to its session's signal) while it runs.
+    setMaxListeners(0, this.lifetime.signal);
     this.epochKey = `${options.prefix}fencing-epoch`;
   }
 
@@ -297,7 +303,7 @@ export class ConsulLockDriver implements LockDriver {
   }
 
   private async createSession(ttlSeconds: number): Promise<Session> {
-    const sentAt = Date.now();
+    const sentAt = performance.now();
     const id = await this.api.createSession({
       Name: `rollcall locks (${hostname()} pid ${process.pid})`,
       TTL: `${ttlSeconds}s`,
@@ -310,10 +316,12 @@ export class ConsulLockDriver implements LockDriver {
       // close() began meanwhile: it destroys every created session once the tasks (this one too) are done.
       throw new ClosedError('lock service');
     }
+    const lost = new AbortController();
+    setMaxListeners(0, lost.signal);
     const session: Session = {
       id,
       ttlSeconds,
-      lost: new AbortController(),
+      lost,
       holds: new Set(),
       lastRenewAt: sentAt,
       guard: undefined,
@@ -336,7 +344,7 @@ export class ConsulLockDriver implements LockDriver {
           `no renewal reached Consul for its TTL (${session.ttlSeconds} s): Consul may drop it at any moment`,
           true,
         ),
-      Math.max(0, session.lastRenewAt + ttlMs - Date.now()),
+      Math.max(0, session.lastRenewAt + ttlMs - performance.now()),
     );
     session.guard.unref?.();
   }
@@ -348,13 +356,15 @@ export class ConsulLockDriver implements LockDriver {
       ...this.options.backoff,
       maxMs: Math.min(this.options.backoff.maxMs ?? 5000, RENEW_RETRY_MAX_MS, ttlMs / 4),
     });
-    const stop = AbortSignal.any([session.lost.signal, this.lifetime.signal]);
+    const linked = linkSignals(session.lost.signal, this.lifetime.signal);
+    const stop = linked.signal;
     let delay = ttlMs / 2;
     let failures = 0;
     for (;;) {
       try {
         await sleep(delay, stop);
       } catch {
+        linked.dispose();
         return;
       }
       const state = await this.renew(session, stop, (error) => {
@@ -364,7 +374,10 @@ export class ConsulLockDriver implements LockDriver {
             error: message(error),
           });
       });
-      if (stop.aborted || state === 'gone') return;
+      if (stop.aborted || state === 'gone') {
+        linked.dispose();
+        return;
+      }
       if (state === 'alive') {
         if (failures > 0)
           this.options.logger.info('consul lock session renewed again', { session: session.id, failures });
@@ -384,7 +397,7 @@ export class ConsulLockDriver implements LockDriver {
     signal: AbortSignal,
     onError: (error: unknown) => void = () => {},
   ): Promise<SessionState> {
-    const sentAt = Date.now();
+    const sentAt = performance.now();
     try {
       const alive = await this.api.renewSession(session.id, signal);
       if (session.lost.signal.aborted) return 'gone';
@@ -410,12 +423,13 @@ export class ConsulLockDriver implements LockDriver {
 
   /** Renews out of turn to learn whether the session lives (a queue entry vanished, Consul called it invalid). */
   private checkSession(session: Session): Promise<SessionState> {
-    session.checking ??= this.renew(
-      session,
-      AbortSignal.any([session.lost.signal, this.lifetime.signal]),
-    ).finally(() => {
-      session.checking = undefined;
-    });
+    if (!session.checking) {
+      const linked = linkSignals(session.lost.signal, this.lifetime.signal);
+      session.checking = this.renew(session, linked.signal).finally(() => {
+        linked.dispose();
+        session.checking = undefined;
+      });
+    }
     return session.checking;
   }
 
@@ -454,7 +468,7 @@ export class ConsulLockDriver implements LockDriver {
     const backoff = new Backoff(this.options.backoff);
     // Consul keeps a session at most 2 x TTL after its last renewal.
     const surelyGone = session.lastRenewAt + 2 * session.ttlSeconds * 1000 + 5000;
-    while (Date.now() < surelyGone) {
+    while (performance.now() < surelyGone) {
       try {
         await this.api.destroySession(session.id);
         this.created.delete(session.id);
@@ -493,8 +507,9 @@ export class ConsulLockDriver implements LockDriver {
     } catch (error) {
       return Promise.reject(error);
     }
-    const stop = AbortSignal.any([signal, this.lifetime.signal]);
-    const work = this.obtain(target, ttlSeconds, stop, queued);
+    const linked = linkSignals(signal, this.lifetime.signal);
+    const work = this.obtain(target, ttlSeconds, linked.signal, queued);
+    work.then(linked.dispose, linked.dispose);
     this.track(work);
     return new Promise<HeldLock>((resolve, reject) => {
       const onAbort = () => reject(new AbortedError(signal.reason));
@@ -566,8 +581,22 @@ export class ConsulLockDriver implements LockDriver {
     announce: () => void,
     backoff: Backoff,
   ): Promise<HeldLock | undefined> {
+    const linked = linkSignals(stop, ticket.session.lost.signal);
+    try {
+      return await this.queueWith(ticket, stop, linked.signal, announce, backoff);
+    } finally {
+      linked.dispose();
+    }
+  }
+
+  private async queueWith(
+    ticket: Ticket,
+    stop: AbortSignal,
+    reads: AbortSignal,
+    announce: () => void,
+    backoff: Backoff,
+  ): Promise<HeldLock | undefined> {
     const { session, target } = ticket;
-    const reads = AbortSignal.any([stop, session.lost.signal]);
     const who = { [target.kind === 'locks' ? 'lock' : 'election']: target.name };
     let enqueued = false;
     let view: View | undefined;
@@ -660,13 +689,19 @@ export class ConsulLockDriver implements LockDriver {
   /** Writes the ticket's queue entry (held by its session) and reads the whole lock tree, in one transaction. */
   private async enqueue(ticket: Ticket): Promise<View> {
     const { target, session } = ticket;
+    const before = ticket.queued;
+    ticket.queued = true;
     const outcome = await this.api.txn(`queue for ${this.label(target)}`, [
       {
         KV: { Verb: 'lock', Key: ticket.key, Value: b64(target.value), Flags: ticket.n, Session: session.id },
       },
       { KV: { Verb: 'get-tree', Key: target.base } },
     ]);
-    if (!outcome.ok) throw this.refused(outcome.errors, `queue for ${this.label(target)}`);
+    if (!outcome.ok) {
+      // Rolled back: this transaction wrote nothing (an earlier attempt's entry may remain).
+      ticket.queued = before;
+      throw this.refused(outcome.errors, `queue for ${this.label(target)}`);
+    }
     // The first result is the written entry, the others the tree.
     return this.toView(target, outcome.results.slice(1));
   }
@@ -791,8 +826,16 @@ export class ConsulLockDriver implements LockDriver {
     const { session, target } = ticket;
     session.holds.delete(hold);
     if (this.state === 'crashed' || this.state === 'closed') return;
+    const linked = linkSignals(session.lost.signal, this.lifetime.signal);
+    try {
+      await this.releaseUntil(target, modifyIndex, linked.signal);
+    } finally {
+      linked.dispose();
+    }
+  }
+
+  private async releaseUntil(target: Target, modifyIndex: number, stop: AbortSignal): Promise<void> {
     const backoff = new Backoff(this.options.backoff);
-    const stop = AbortSignal.any([session.lost.signal, this.lifetime.signal]);
     while (!stop.aborted) {
       try {
         await this.api.kvRemove(target.lockKey, modifyIndex);
@@ -819,9 +862,10 @@ export class ConsulLockDriver implements LockDriver {
    * (its keys go with it); on close the sessions are destroyed instead.
    */
   private withdraw(ticket: Ticket): void {
-    if (this.state !== 'open') return;
+    if (this.state !== 'open' || !(ticket.queued || ticket.uncertain)) return;
     const { session, target } = ticket;
-    const stop = AbortSignal.any([session.lost.signal, this.lifetime.signal]);
+    const linked = linkSignals(session.lost.signal, this.lifetime.signal);
+    const stop = linked.signal;
     const task = (async () => {
       const backoff = new Backoff(this.options.backoff);
       while (!stop.aborted) {
@@ -848,7 +892,7 @@ export class ConsulLockDriver implements LockDriver {
           }
         }
       }
-    })();
+    })().finally(linked.dispose);
     this.track(task);
   }
 
@@ -861,7 +905,14 @@ export class ConsulLockDriver implements LockDriver {
 
   private ticket(target: Target, session: Session): Ticket {
     const n = ++this.sequence;
-    return { target, session, n, key: `${target.queuePrefix}${session.id}-${n}`, uncertain: false };
+    return {
+      target,
+      session,
+      n,
+      key: `${target.queuePrefix}${session.id}-${n}`,
+      queued: false,
+      uncertain: false,
+    };
   }
 
   private label(target: Target): string {
