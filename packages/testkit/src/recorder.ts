@@ -3,27 +3,36 @@
  * wait for a condition with a deadline (never a fixed sleep).
  */
 
-/** Polls `condition` until it is truthy or `timeoutMs` passes; then throws with `message`. */
+/**
+ * Polls `condition` until it returns (or resolves to) a truthy value, which it returns, or
+ * throws once `timeoutMs` (default 10 s) has passed. A condition that throws counts as falsy;
+ * the last error is appended to the timeout message and kept as its cause. Tests use it (or
+ * `waitFor`) instead of fixed sleeps.
+ */
 export async function eventually<T>(
   condition: () => T | Promise<T>,
   options: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
 ): Promise<NonNullable<T>> {
-  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
-  let last: unknown;
+  const { timeoutMs = 10_000, intervalMs = 25, message = 'condition' } = options;
+  const deadline = performance.now() + timeoutMs;
+  let lastError: unknown;
   for (;;) {
     try {
       const value = await condition();
       if (value) return value as NonNullable<T>;
+      lastError = undefined;
     } catch (error) {
-      last = error;
+      lastError = error;
     }
-    if (Date.now() >= deadline) {
-      const why = last instanceof Error ? ` (last error: ${last.message})` : '';
-      throw new Error(
-        `timed out after ${options.timeoutMs ?? 10_000} ms: ${options.message ?? 'condition not met'}${why}`,
-      );
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      const why =
+        lastError === undefined
+          ? ''
+          : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
+      throw new Error(`${message}: not met within ${timeoutMs} ms${why}`, { cause: lastError });
     }
-    await new Promise((r) => setTimeout(r, options.intervalMs ?? 25));
+    await new Promise((r) => setTimeout(r, Math.min(intervalMs, left)));
   }
 }
 

@@ -5,6 +5,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { eventually } from '../recorder.js';
 
 /** Loopback host every harness binds to. */
 export const LOOPBACK = '127.0.0.1';
@@ -84,23 +85,13 @@ export async function waitFor(
   condition: () => boolean | Promise<boolean>,
   options: WaitForOptions = {},
 ): Promise<number> {
-  const { timeoutMs = 10_000, intervalMs = 50, message = 'waitFor: condition not met' } = options;
   const start = performance.now();
-  const deadline = start + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      if (await condition()) return performance.now() - start;
-      lastError = undefined;
-    } catch (err) {
-      lastError = err;
-    }
-    if (performance.now() >= deadline) {
-      const cause = lastError === undefined ? '' : ` (last error: ${errorMessage(lastError)})`;
-      throw new Error(`${message}: not met within ${timeoutMs} ms${cause}`, { cause: lastError });
-    }
-    await sleep(Math.min(intervalMs, Math.max(0, deadline - performance.now())));
-  }
+  await eventually(async () => (await condition()) === true, {
+    intervalMs: 50,
+    message: 'waitFor: condition not met',
+    ...options,
+  });
+  return performance.now() - start;
 }
 
 /** @internal */
