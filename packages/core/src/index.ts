@@ -9,6 +9,7 @@ export * from './locks.js';
 export * from './logger.js';
 export * from './mirror.js';
 export * from './registration.js';
+export * from './signals.js';
 export * from './tokens.js';
 export type * from './types.js';
 export * from './unsupported.js';

@@ -1,4 +1,5 @@
 import { AbortedError, ClosedError, LockTimeoutError, ValidationError } from './errors.js';
+import { linkSignals } from './signals.js';
 import type { Leadership, LockLease, LockService } from './types.js';
 import { validateId, validateTtl } from './validation.js';
 
@@ -58,8 +59,9 @@ class ManagedLease implements LockLease, Leadership {
     readonly name: string,
     private readonly held: HeldLock,
   ) {
-    // The holder must stop when the lock is lost, and the handle is dead once released.
-    this.signal = AbortSignal.any([held.lost, this.released.signal]);
+    // The holder must stop when the lock is lost, and the handle is dead once released. (Not
+    // AbortSignal.any: a backend's `lost` may be a long-lived session signal; see linkSignals.)
+    this.signal = linkSignals(held.lost, this.released.signal).signal;
   }
 
   get fencingToken(): bigint {
@@ -173,15 +175,14 @@ export class ManagedLockService implements LockService {
   ): Promise<ManagedLease> {
     this.assertOpen();
     const controller = new AbortController();
-    const signals = [controller.signal];
-    if (callerSignal) signals.push(callerSignal);
+    const linked = callerSignal ? linkSignals(controller.signal, callerSignal) : undefined;
     const timer =
       timeoutMs === undefined
         ? undefined
         : setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
     this.pending.add(controller);
     try {
-      const held = await start(AbortSignal.any(signals));
+      const held = await start(linked?.signal ?? controller.signal);
       return this.track(name, held);
     } catch (error) {
       const reason: unknown = controller.signal.aborted
@@ -194,6 +195,7 @@ export class ManagedLockService implements LockService {
       throw error;
     } finally {
       clearTimeout(timer);
+      linked?.dispose();
       this.pending.delete(controller);
     }
   }

@@ -175,3 +175,20 @@ describe('patchSorted', () => {
     );
   });
 });
+
+describe('linkSignals', () => {
+  it('follows any source until disposed, then lets go of the sources', async () => {
+    const { linkSignals } = await import('../src/index.js');
+    const a = new AbortController();
+    const b = new AbortController();
+    const first = linkSignals(a.signal, b.signal);
+    b.abort('b went');
+    expect(first.signal.aborted).toBe(true);
+    expect(first.signal.reason).toBe('b went');
+    const second = linkSignals(a.signal);
+    second.dispose();
+    a.abort('late');
+    expect(second.signal.aborted).toBe(false);
+    expect(linkSignals(AbortSignal.abort('already')).signal.reason).toBe('already');
+  });
+});
