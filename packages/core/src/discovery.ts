@@ -246,11 +246,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
     const queue = entry.mirror.subscribe(() => {
       entry.lastUsed = this.options.now();
     });
-    const signal = options?.signal;
-    if (signal) {
-      if (signal.aborted) queue.close();
-      else signal.addEventListener('abort', () => queue.close(), { once: true });
-    }
+    queue.closeOn(options?.signal);
     return new Watch(queue);
   }
 

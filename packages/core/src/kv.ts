@@ -104,11 +104,7 @@ export class ManagedKeyValueSource implements KeyValueSource {
         current.mirror.close();
       }
     });
-    const signal = options?.signal;
-    if (signal) {
-      if (signal.aborted) queue.close();
-      else signal.addEventListener('abort', () => queue.close(), { once: true });
-    }
+    queue.closeOn(options?.signal);
     return {
       [Symbol.asyncIterator]: () => queue,
       [Symbol.dispose]: () => queue.close(),

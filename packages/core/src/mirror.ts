@@ -10,6 +10,7 @@ export class EventQueue<E> implements AsyncIterableIterator<E>, Disposable {
   private readonly queued: E[] = [];
   private waiter: ((result: IteratorResult<E>) => void) | undefined;
   private closed = false;
+  private detach: (() => void) | undefined;
   /** How many times this subscriber's backlog was collapsed into a catch-up sync. */
   collapses = 0;
 
@@ -64,10 +65,27 @@ export class EventQueue<E> implements AsyncIterableIterator<E>, Disposable {
     return this;
   }
 
+  /**
+   * Closes this queue when `signal` aborts. The listener is removed if the queue closes first, so
+   * a long-lived signal shared by many short watches does not collect them.
+   */
+  closeOn(signal: AbortSignal | undefined): this {
+    if (!signal || this.closed) return this;
+    if (signal.aborted) {
+      this.close();
+      return this;
+    }
+    const onAbort = () => this.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.detach = () => signal.removeEventListener('abort', onAbort);
+    return this;
+  }
+
   /** Ends the iteration; queued events are dropped. Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.detach?.();
     this.queued.length = 0;
     const waiter = this.waiter;
     this.waiter = undefined;

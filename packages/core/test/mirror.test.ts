@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { BackendUnavailableError, ClosedError, Mirror, type MirrorView } from '../src/index.js';
 
@@ -129,5 +130,21 @@ describe('Mirror', () => {
     m.apply([['b', '1']], []);
     expect(await q.next()).toEqual({ value: undefined, done: true });
     expect(() => m.subscribe()).toThrow(ClosedError);
+  });
+});
+
+describe('EventQueue.closeOn', () => {
+  it('closes on abort, and lets go of the signal when closed first', async () => {
+    const m = mirror();
+    m.replace([]);
+    const controller = new AbortController();
+    const listeners = () => getEventListeners(controller.signal, 'abort').length;
+    const first = m.subscribe().closeOn(controller.signal);
+    first.close();
+    expect(listeners()).toBe(0);
+    const second = m.subscribe().closeOn(controller.signal);
+    controller.abort();
+    expect(second.isClosed).toBe(true);
+    expect(m.subscribe().closeOn(AbortSignal.abort()).isClosed).toBe(true);
   });
 });
