@@ -1,14 +1,16 @@
 import {
   type Backend,
   createKeyValueSource,
+  createLockService,
   createServiceDiscovery,
   type ManagedDiscovery,
   type ManagedKeyValueSource,
-  unsupportedLocks,
+  type ManagedLockService,
 } from '@rollcall/core';
 import { EtcdConnection } from './connection.js';
 import { EtcdDiscoveryDriver } from './discovery.js';
 import { EtcdKvDriver } from './kv.js';
+import { EtcdLockDriver } from './locks.js';
 import { type EtcdOptions, resolveEtcdOptions } from './options.js';
 
 /** What an etcd backend reports about its connection, for tests, benchmarks and health pages. */
@@ -33,13 +35,18 @@ export interface EtcdBackendStats {
   forcedSyncs: number;
   /** Watch connection losses (each followed by `stale`, then a re-sync). */
   watchDisconnects: number;
+  /** Locks and leaderships this client holds now. */
+  locksHeld: number;
+  /** Lock and campaign requests of this client waiting in a queue now. */
+  lockWaiters: number;
 }
 
-/** The etcd backend: discovery and key/value over one etcd3 client. Locks come in a later release. */
+/** The etcd backend: discovery, key/value and locks over one etcd3 client. */
 export interface EtcdBackend extends Backend {
   readonly name: 'etcd';
   readonly discovery: ManagedDiscovery;
   readonly kv: ManagedKeyValueSource;
+  readonly locks: ManagedLockService;
   /** The options in force, with defaults applied (the password is not repeated here). */
   readonly options: {
     endpoints: readonly string[];
@@ -54,7 +61,10 @@ export interface EtcdBackend extends Backend {
   upstreams(service: string): number;
 }
 
-const internals = new WeakMap<EtcdBackend, { discovery: EtcdDiscoveryDriver; kv: EtcdKvDriver }>();
+const internals = new WeakMap<
+  EtcdBackend,
+  { discovery: EtcdDiscoveryDriver; kv: EtcdKvDriver; locks: EtcdLockDriver }
+>();
 
 /**
  * Creates an etcd backend. No connection is made until the first call; bad options throw a
@@ -69,6 +79,9 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
   const conn = new EtcdConnection(resolved);
   const discoveryDriver = new EtcdDiscoveryDriver(conn);
   const kvDriver = new EtcdKvDriver(conn);
+  // Locks put their keys on the discovery driver's lease keepers: one lease per client (per TTL) for both.
+  const lockDriver = new EtcdLockDriver(conn, (ttl) => discoveryDriver.keeper(ttl));
+  const locks = createLockService(lockDriver);
   const discovery = createServiceDiscovery(discoveryDriver, resolved.discovery);
   const kv = createKeyValueSource(
     kvDriver,
@@ -79,7 +92,7 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
     name: 'etcd',
     discovery,
     kv,
-    locks: unsupportedLocks('etcd'),
+    locks,
     options: Object.freeze({
       endpoints: Object.freeze([...resolved.endpoints]),
       namespace: resolved.namespace,
@@ -100,12 +113,18 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
         watchReads: conn.watchStats.reads,
         forcedSyncs: conn.watchStats.forcedSyncs,
         watchDisconnects: conn.watchStats.disconnects,
+        locksHeld: lockDriver.heldCount,
+        lockWaiters: lockDriver.waitingCount,
       };
     },
     upstreams: (service) => discoveryDriver.upstreams(service),
     close() {
       closing ??= (async () => {
         kv.close();
+        // Locks first: held locks are released (their keys deleted, so the next waiters proceed at once) and
+        // waits withdrawn while the lease still lives.
+        await locks.close();
+        await lockDriver.close();
         // Deregisters every instance, stops the watches, then the driver revokes the lease(s) and closes the client.
         await discovery.close();
       })();
@@ -115,19 +134,20 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
       return backend.close();
     },
   };
-  internals.set(backend, { discovery: discoveryDriver, kv: kvDriver });
+  internals.set(backend, { discovery: discoveryDriver, kv: kvDriver, locks: lockDriver });
   return backend;
 }
 
 /**
  * For tests: makes `backend` behave like a killed process. Keepalives stop and the connection
  * drops without revoking the lease or deleting anything, so its instances disappear from every
- * watcher only when the lease expires (within the TTL). Later calls throw `ClosedError`;
- * `close()` still resolves.
+ * watcher, and its locks pass to the next waiter, only when the lease expires (within the TTL).
+ * Later calls throw `ClosedError`; `close()` still resolves.
  */
 export function simulateCrash(backend: Backend): void {
   const parts = internals.get(backend as EtcdBackend);
   if (!parts) throw new TypeError('simulateCrash: not an etcd backend made by createEtcdBackend');
   parts.kv.stopAll();
+  parts.locks.crash();
   parts.discovery.crash();
 }

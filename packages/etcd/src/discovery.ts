@@ -43,12 +43,21 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
 
   async register(control: RegistrationControl): Promise<void> {
     this.conn.assertOpen();
-    let keeper = this.keepers.get(control.ttlSeconds);
+    await this.keeper(control.ttlSeconds).register(
+      control,
+      this.instanceKey(control.instance),
+      JSON.stringify(control.instance),
+    );
+  }
+
+  /** The client's lease keeper for `ttlSeconds`, made on first use; shared by registrations and locks. */
+  keeper(ttlSeconds: number): LeaseKeeper {
+    let keeper = this.keepers.get(ttlSeconds);
     if (!keeper) {
-      keeper = new LeaseKeeper(this.conn, control.ttlSeconds);
-      this.keepers.set(control.ttlSeconds, keeper);
+      keeper = new LeaseKeeper(this.conn, ttlSeconds);
+      this.keepers.set(ttlSeconds, keeper);
     }
-    await keeper.register(control, this.instanceKey(control.instance), JSON.stringify(control.instance));
+    return keeper;
   }
 
   async deregister(control: RegistrationControl): Promise<void> {

@@ -1,6 +1,8 @@
 import {
   AbortedError,
+  abortable,
   BackendUnavailableError,
+  ClosedError,
   type Registration,
   type RegistrationControl,
   retryForever,
@@ -98,6 +100,8 @@ export class LeaseKeeper {
   private recovering = false;
   private lostAgain = false;
   private closed = false;
+  /** Told when a lease ends (lost, revoked or abandoned): keys that must not outlive it (locks) stop here. */
+  private readonly lossListeners = new Set<(leaseId: string, error: Error) => void>();
 
   constructor(
     private readonly conn: EtcdConnection,
@@ -112,6 +116,59 @@ export class LeaseKeeper {
   /** True while a granted lease is held. */
   get hasLease(): boolean {
     return this.lease !== undefined;
+  }
+
+  /**
+   * The id of the shared lease, granting one when there is none (one grant at a time, never two
+   * leases side by side). For keys that live and die with the lease but are not re-put when it is
+   * lost (locks). Rejects once `deadline` passes (the grant may still complete and be used later).
+   */
+  async leaseId(deadline: number): Promise<string> {
+    const lease = this.lease;
+    if (lease && !lease.revoked() && this.leaseIdValue !== undefined) return this.leaseIdValue;
+    if (this.closed) throw new ClosedError('etcd backend');
+    const timeout = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+    try {
+      return await abortable(
+        this.exclusive(async () => {
+          await this.currentLease({ deadline });
+          return this.leaseIdValue as string;
+        }),
+        timeout,
+      );
+    } catch (error) {
+      if (error instanceof AbortedError && timeout.aborted)
+        throw new BackendUnavailableError('etcd', 'lease grant: deadline exceeded');
+      throw error;
+    }
+  }
+
+  /**
+   * Calls `listener` with the id of every lease of this keeper that ends: lost (expired while
+   * unreachable, revoked by someone else, no keepalive acknowledged for 2 x TTL), revoked by
+   * `close()`, or abandoned by a simulated crash. Returns an unsubscribe function.
+   */
+  onLeaseEnd(listener: (leaseId: string, error: Error) => void): () => void {
+    this.lossListeners.add(listener);
+    return () => this.lossListeners.delete(listener);
+  }
+
+  /** etcd said lease `leaseId` does not exist (a put with it failed): treat it as lost now. */
+  leaseInvalid(leaseId: string, error: unknown): void {
+    if (this.lease && this.leaseIdValue === leaseId) this.onLost(this.lease, error);
+  }
+
+  private notifyEnd(leaseId: string | undefined, error: Error): void {
+    if (leaseId === undefined) return;
+    for (const listener of [...this.lossListeners]) {
+      try {
+        listener(leaseId, error);
+      } catch (e) {
+        this.conn.options.logger.error('etcd lease listener threw', {
+          error: e instanceof Error ? e.message : String(e),
+        });
+      }
+    }
   }
 
   /** Puts the instance with the shared lease. Resolves once written (etcd reads are linearizable: every client sees it). */
@@ -159,6 +216,7 @@ export class LeaseKeeper {
     const lease = this.lease;
     this.lease = undefined;
     if (!lease) return;
+    this.notifyEnd(this.leaseIdValue, new ClosedError('etcd backend'));
     try {
       await lease.revoke({ deadline: Date.now() + this.conn.options.callTimeoutMs });
     } catch (error) {
@@ -174,8 +232,11 @@ export class LeaseKeeper {
   /** Stops the keepalive without revoking: the lease, and every key on it, expires by its TTL (a simulated crash). */
   abandon(): void {
     this.closed = true;
-    this.lease?.release();
+    const lease = this.lease;
     this.lease = undefined;
+    if (!lease) return;
+    lease.release();
+    this.notifyEnd(this.leaseIdValue, new ClosedError('etcd backend'));
   }
 
   /** Runs `fn` after every earlier exclusive operation has settled; at once (same tick) when none runs. */
@@ -375,14 +436,15 @@ export class LeaseKeeper {
     if (lease !== this.lease) return;
     this.lease = undefined;
     lease.release();
-    if (this.closed || this.registrations.size === 0) return;
-    this.stats.losses += 1;
     const raw = error instanceof Error ? error.message : String(error);
     // etcd3 reports a local timeout (no keepalive acknowledged for 2 x TTL) with an odd message; say what happened.
     const why = raw.includes('We lost connection')
       ? `no keepalive acknowledged for ${2 * this.ttlSeconds} s`
       : raw;
     const mapped = this.conn.error(new Error(why), `lease (ttl ${this.ttlSeconds} s) expired or revoked`);
+    this.notifyEnd(this.leaseIdValue, mapped);
+    if (this.closed || this.registrations.size === 0) return;
+    this.stats.losses += 1;
     this.conn.options.logger.warn('etcd lease lost; re-registering every instance on a new lease', {
       ttlSeconds: this.ttlSeconds,
       registrations: this.registrations.size,

@@ -1,0 +1,624 @@
+import {
+  AbortedError,
+  abortable,
+  BackendUnavailableError,
+  ClosedError,
+  type HeldLock,
+  type LockDriver,
+  retryForever,
+  sleep,
+  throwIfAborted,
+} from '@rollcall/core';
+import { EtcdLeaseInvalidError, type IKeyValue, type ITxnResponse, type Watcher } from 'etcd3';
+import type { EtcdConnection } from './connection.js';
+import type { LeaseKeeper } from './leases.js';
+
+/** One request in a queue: a key on the client's lease. */
+interface Ticket {
+  /** The queue: `<namespace>locks/<name>/` or `<namespace>elections/<name>/`. */
+  readonly prefix: string;
+  /** `<prefix><lease id in hex>-<n>`: unique per request. */
+  readonly key: string;
+  /** The lease the key lives on (decimal, as etcd3 gives it). */
+  readonly leaseId: string;
+  /**
+   * The key's create revision: its place in the queue, and its fencing token once it holds.
+   * etcd's revision is one global counter that every write increases, so a key created later has a
+   * greater create revision. The holder is the key with the lowest create revision under the
+   * prefix; a later holder's key was created after every key that held before it was (it was
+   * still behind them in the queue when they held), so each holder's token is greater than every
+   * earlier holder's, across clients and processes, and after a restart (revisions are persisted).
+   */
+  readonly createRevision: bigint;
+  /** For messages: `lock 'x'` or `election 'x'`. */
+  readonly what: string;
+}
+
+/** Where a queued request stands. */
+interface Position {
+  /** No key under the prefix has a lower create revision: this request holds the lock. */
+  first: boolean;
+  /** The key just before ours (greatest create revision below ours), when not first and known. */
+  predecessor: string | undefined;
+  /** The revision this was read at: the predecessor is watched from the next one. */
+  revision: bigint;
+}
+
+/** A waiting request, woken early when its lease ends or the client closes. */
+interface Waiter {
+  leaseId: string | undefined;
+  wake: () => void;
+}
+
+const noop = () => {};
+
+/** Drops an etcd3 watcher (cancelling it on the server when still connected). */
+function detach(watcher: Watcher): void {
+  watcher.removeAllListeners();
+  // etcd3 may still emit on it while cancelling; an 'error' with no listener would throw.
+  watcher.on('error', noop);
+  watcher.cancel().catch(noop);
+}
+
+function isLeaseNotFound(error: unknown): boolean {
+  return (
+    error instanceof EtcdLeaseInvalidError ||
+    (error instanceof Error && error.message.includes('requested lease not found'))
+  );
+}
+
+function keyOf(kv: IKeyValue | undefined): string | undefined {
+  return kv?.key.toString('utf8');
+}
+
+/**
+ * The etcd lock driver: the create-revision queue recipe on the client's shared lease.
+ *
+ * - A request puts a unique key `<namespace>locks/<name>/<leaseId hex>-<n>` on the client's lease
+ *   (the {@link LeaseKeeper}'s lease of that TTL: one lease per client, not per lock). Its place
+ *   is the key's create revision; it holds the lock when no key under the prefix has a lower one.
+ * - A waiter watches only the delete of its immediate predecessor (the greatest create revision
+ *   below its own) and then checks again: no polling, no thundering herd, no skip-ahead (a
+ *   predecessor that withdraws hands the wait to the key before it, not the lock to us).
+ * - The fencing token is the key's create revision (see {@link Ticket.createRevision}).
+ * - A held lock is lost (its `lost` signal aborts) when its lease ends (expired while
+ *   unreachable, revoked, no keepalive acknowledged for 2 x TTL) or when its key disappears
+ *   (watched while held). Lock keys are never re-put after a lease loss: a lost lock is lost.
+ * - Withdraw (abort, timeout) and release delete the key, so the next waiter proceeds at once
+ *   and nothing is left behind; a delete etcd cannot take now is retried in the background.
+ * - Elections are the same queue under `<namespace>elections/<name>/` with the candidate's value
+ *   as the key's value; the leader is the key with the lowest create revision.
+ */
+export class EtcdLockDriver implements LockDriver {
+  readonly backend = 'etcd';
+  /** etcd's minimum lease TTL (a 1 s grant becomes 2 s). */
+  readonly minTtlSeconds = 2;
+  private readonly locksRoot: string;
+  private readonly electionsRoot: string;
+  private sequence = 0;
+  private readonly waiters = new Set<Waiter>();
+  private readonly holds = new Set<Hold>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly subscribed = new Set<LeaseKeeper>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private closed = false;
+
+  constructor(
+    readonly conn: EtcdConnection,
+    private readonly keeperFor: (ttlSeconds: number) => LeaseKeeper,
+  ) {
+    this.locksRoot = `${conn.options.namespace}locks/`;
+    this.electionsRoot = `${conn.options.namespace}elections/`;
+  }
+
+  /** Locks and leaderships this client holds now. */
+  get heldCount(): number {
+    return this.holds.size;
+  }
+
+  /** Requests of this client waiting in a queue now. */
+  get waitingCount(): number {
+    return this.waiters.size;
+  }
+
+  /** The etcd prefix of a lock's queue. */
+  lockPrefix(name: string): string {
+    return `${this.locksRoot}${name}/`;
+  }
+
+  /** The etcd prefix of an election's queue. */
+  electionPrefix(election: string): string {
+    return `${this.electionsRoot}${election}/`;
+  }
+
+  acquire(name: string, ttlSeconds: number, signal: AbortSignal, queued: () => void): Promise<HeldLock> {
+    return this.track(this.wait(this.lockPrefix(name), `lock '${name}'`, '', ttlSeconds, signal, queued));
+  }
+
+  async tryAcquire(name: string, ttlSeconds: number): Promise<HeldLock | undefined> {
+    this.assertOpen();
+    const what = `lock '${name}'`;
+    const { ticket, position } = await this.enqueue(this.lockPrefix(name), what, '', this.keeper(ttlSeconds));
+    if (position.first) return this.hold(ticket, position.revision);
+    await this.remove(ticket.key, `${what}: give up the place of a failed tryAcquire`);
+    return undefined;
+  }
+
+  campaign(election: string, value: string, ttlSeconds: number, signal: AbortSignal): Promise<HeldLock> {
+    return this.track(
+      this.wait(this.electionPrefix(election), `election '${election}'`, value, ttlSeconds, signal, noop),
+    );
+  }
+
+  async leader(election: string): Promise<string | undefined> {
+    this.assertOpen();
+    const response = await this.conn.call(`leader of election '${election}'`, (o) =>
+      this.conn.client
+        .getAll()
+        .prefix(this.electionPrefix(election))
+        .sort('Create', 'Ascend')
+        .limit(1)
+        .options(o)
+        .exec(),
+    );
+    return response.kvs[0]?.value.toString('utf8');
+  }
+
+  /**
+   * Stops for good: wakes every waiter (each withdraws its key and rejects with `ClosedError`),
+   * lets in-flight requests settle, and stops the watches of held locks. Held locks are released
+   * by core's `close()` before this; whatever is left goes with the lease, revoked next.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const waiter of this.waiters) waiter.wake();
+    const settle = Promise.allSettled([...this.inFlight]);
+    await Promise.race([settle, sleep(this.conn.options.callTimeoutMs)]);
+    for (const hold of [...this.holds]) hold.stop();
+    for (const off of this.unsubscribe.splice(0)) off();
+  }
+
+  /** A simulated crash: waits end, watches stop, nothing is deleted (the keys expire with the lease). */
+  crash(): void {
+    this.closed = true;
+    for (const waiter of this.waiters) waiter.wake();
+    for (const hold of [...this.holds]) hold.stop();
+    for (const off of this.unsubscribe.splice(0)) off();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError('etcd backend');
+    this.conn.assertOpen();
+  }
+
+  private track<T>(promise: Promise<T>): Promise<T> {
+    this.inFlight.add(promise);
+    const done = () => this.inFlight.delete(promise);
+    promise.then(done, done);
+    return promise;
+  }
+
+  private keeper(ttlSeconds: number): LeaseKeeper {
+    const keeper = this.keeperFor(ttlSeconds);
+    if (!this.subscribed.has(keeper)) {
+      this.subscribed.add(keeper);
+      this.unsubscribe.push(keeper.onLeaseEnd((leaseId, error) => this.onLeaseEnd(leaseId, error)));
+    }
+    return keeper;
+  }
+
+  /** A lease ended: every lock held on it is lost at once; every request waiting on it checks again (and re-queues). */
+  private onLeaseEnd(leaseId: string, error: Error): void {
+    for (const hold of [...this.holds]) {
+      if (hold.ticket.leaseId === leaseId)
+        hold.lose(
+          new BackendUnavailableError('etcd', `${hold.ticket.what} lost: the client's lease ended`, {
+            cause: error,
+          }),
+        );
+    }
+    for (const waiter of this.waiters) if (waiter.leaseId === leaseId) waiter.wake();
+  }
+
+  /** Queues for the lock and resolves once it is held; withdraws (deletes the key) when `signal` aborts first. */
+  private async wait(
+    prefix: string,
+    what: string,
+    value: string,
+    ttlSeconds: number,
+    signal: AbortSignal,
+    queued: () => void,
+  ): Promise<HeldLock> {
+    this.assertOpen();
+    throwIfAborted(signal);
+    const keeper = this.keeper(ttlSeconds);
+    const waiter: Waiter = { leaseId: undefined, wake: noop };
+    this.waiters.add(waiter);
+    let ticket: Ticket | undefined;
+    try {
+      let position: Position;
+      ({ ticket, position } = await this.enqueueAbortable(prefix, what, value, keeper, signal));
+      waiter.leaseId = ticket.leaseId;
+      queued();
+      for (;;) {
+        throwIfAborted(signal);
+        this.assertOpen();
+        if (position.first) {
+          const hold = this.hold(ticket, position.revision);
+          ticket = undefined;
+          return hold;
+        }
+        if (position.predecessor !== undefined) {
+          const outcome = await this.predecessorGone(
+            position.predecessor,
+            position.revision + 1n,
+            signal,
+            waiter,
+          );
+          // The watch stream broke: wait until etcd answers, then read where we stand (never trust a resume).
+          if (outcome === 'disconnected') await this.conn.waitReachable(signal);
+          throwIfAborted(signal);
+          this.assertOpen();
+        }
+        const checked = await this.check(ticket, signal);
+        if (checked) {
+          position = checked;
+          continue;
+        }
+        // Our key is gone while we waited: the lease ended (etcd unreachable longer than the TTL), or
+        // someone deleted it. We never held the lock, so queue again, at the back, on the current lease.
+        this.conn.options.logger.warn(
+          'etcd: a queued lock request lost its key while waiting; queueing again',
+          {
+            lock: what,
+            key: ticket.key,
+          },
+        );
+        ticket = undefined;
+        ({ ticket, position } = await this.enqueueAbortable(prefix, what, value, keeper, signal));
+        waiter.leaseId = ticket.leaseId;
+      }
+    } catch (error) {
+      if (ticket) {
+        // Withdraw: the next waiter must not be blocked by our key. Waits at most ~1 s for etcd; the
+        // delete goes on in the background when etcd cannot take it now.
+        const removal = this.remove(ticket.key, `${what}: withdraw`).catch(noop);
+        await Promise.race([removal, sleep(1000)]);
+      }
+      if (this.closed && !(error instanceof AbortedError)) throw new ClosedError('etcd backend');
+      throw error;
+    } finally {
+      this.waiters.delete(waiter);
+    }
+  }
+
+  /** {@link enqueue}, rejecting at once when `signal` aborts; a write still in flight is then undone when it lands. */
+  private async enqueueAbortable(
+    prefix: string,
+    what: string,
+    value: string,
+    keeper: LeaseKeeper,
+    signal: AbortSignal,
+  ): Promise<{ ticket: Ticket; position: Position }> {
+    const attempt = this.enqueue(prefix, what, value, keeper, signal);
+    try {
+      return await abortable(attempt, signal);
+    } catch (error) {
+      attempt.then(
+        ({ ticket }) => this.remove(ticket.key, `${what}: withdraw`).catch(noop),
+        noop, // enqueue removes what it may have written when it fails
+      );
+      throw error;
+    }
+  }
+
+  /**
+   * Puts a new key for this request on the keeper's lease and reads where it stands, in one
+   * transaction: `if key absent: put key; read the first key; read the two newest keys (ours and
+   * its predecessor)`, `else: read key; read the first key` (a retry after a write that landed
+   * but whose answer was lost). A failed write that may have landed is removed in the background.
+   */
+  private async enqueue(
+    prefix: string,
+    what: string,
+    value: string,
+    keeper: LeaseKeeper,
+    signal?: AbortSignal,
+  ): Promise<{ ticket: Ticket; position: Position }> {
+    const n = this.sequence++;
+    const attempted = new Set<string>();
+    const client = this.conn.client;
+    try {
+      return await this.conn
+        .call(
+          `queue for ${what}`,
+          async (o) => {
+            const leaseId = await keeper.leaseId(o.deadline);
+            const key = `${prefix}${BigInt(leaseId).toString(16)}-${n}`;
+            attempted.add(key);
+            const first = () => client.getAll().prefix(prefix).sort('Create', 'Ascend').limit(1);
+            let response: ITxnResponse;
+            try {
+              response = await client
+                .if(key, 'Create', '==', 0)
+                .then(
+                  client.put(key).value(value).lease(leaseId),
+                  first(),
+                  client.getAll().prefix(prefix).sort('Create', 'Descend').limit(2),
+                )
+                .else(client.get(key), first())
+                .options(o)
+                .commit();
+            } catch (error) {
+              // Our lease expired while etcd was unreachable: the keeper drops it; the retry grants a new one.
+              if (isLeaseNotFound(error)) keeper.leaseInvalid(leaseId, error);
+              throw error;
+            }
+            const revision = BigInt(response.header.revision);
+            const [r0, r1, r2] = response.responses.map((r) => r.response_range?.kvs ?? []);
+            let createRevision: bigint;
+            let predecessor: string | undefined;
+            if (response.succeeded) {
+              createRevision = revision;
+              predecessor = keyOf(r2?.[1]);
+            } else {
+              const mine = r0?.[0];
+              if (!mine) throw new Error(`etcd: ${key} vanished between the comparison and the read`);
+              createRevision = BigInt(mine.create_revision);
+            }
+            const isFirst = keyOf(r1?.[0]) === key;
+            const ticket: Ticket = { prefix, key, leaseId, createRevision, what };
+            // Not first and the predecessor not known (the retry branch): check() finds it.
+            if (!isFirst && predecessor === undefined) return { ticket, position: undefined };
+            return { ticket, position: { first: isFirst, predecessor, revision } };
+          },
+          undefined,
+          signal,
+        )
+        .then(async ({ ticket, position }) => {
+          if (position) return { ticket, position };
+          const checked = await this.check(ticket, signal);
+          if (!checked)
+            throw new BackendUnavailableError('etcd', `queue for ${what}: our key vanished at once`);
+          return { ticket, position: checked };
+        });
+    } catch (error) {
+      for (const key of attempted) this.removeInBackground(key, `${what}: undo a failed queue write`);
+      throw this.conn.error(error, `queue for ${what}`);
+    }
+  }
+
+  /**
+   * Reads where `ticket` stands now, in one transaction: `if our key still has its create
+   * revision: read the key with the greatest create revision below it`. Undefined when our key is
+   * gone. While etcd cannot answer it waits (until `signal` aborts) rather than fail a queued request.
+   */
+  private async check(ticket: Ticket, signal?: AbortSignal): Promise<Position | undefined> {
+    const client = this.conn.client;
+    for (;;) {
+      try {
+        const response = await abortable(
+          this.conn.call(
+            `check the place of ${ticket.what}`,
+            (o) =>
+              client
+                .if(ticket.key, 'Create', '==', ticket.createRevision.toString())
+                .then(
+                  client
+                    .getAll()
+                    .prefix(ticket.prefix)
+                    .maxCreateRevision((ticket.createRevision - 1n).toString())
+                    .sort('Create', 'Descend')
+                    .limit(1),
+                )
+                .options(o)
+                .commit(),
+            undefined,
+            signal,
+          ),
+          signal,
+        );
+        if (!response.succeeded) return undefined;
+        const predecessor = keyOf(response.responses[0]?.response_range?.kvs[0]);
+        return { first: predecessor === undefined, predecessor, revision: BigInt(response.header.revision) };
+      } catch (error) {
+        if (!(error instanceof BackendUnavailableError) || !signal) throw error;
+        await this.conn.waitReachable(signal);
+      }
+    }
+  }
+
+  /**
+   * Resolves when `key` (our predecessor) is deleted at or after `fromRevision` ('deleted'), when
+   * the watch is cancelled by etcd (history compacted) or the waiter is woken ('recheck'), or when
+   * the watch stream breaks ('disconnected'). Rejects when `signal` aborts.
+   */
+  private predecessorGone(
+    key: string,
+    fromRevision: bigint,
+    signal: AbortSignal,
+    waiter: Waiter,
+  ): Promise<'deleted' | 'recheck' | 'disconnected'> {
+    return new Promise((resolve, reject) => {
+      const watcher = this.conn.client
+        .watch()
+        .key(key)
+        .startRevision(fromRevision.toString())
+        .only('delete')
+        .watcher();
+      let settled = false;
+      const finish = (outcome: 'deleted' | 'recheck' | 'disconnected' | Error) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        waiter.wake = noop;
+        detach(watcher);
+        if (outcome instanceof Error) reject(outcome);
+        else resolve(outcome);
+      };
+      const onAbort = () => finish(new AbortedError(signal.reason));
+      watcher.on('delete', () => finish('deleted'));
+      // etcd cancels a watch whose start revision was compacted away: read again and watch anew.
+      watcher.on('error', () => finish('recheck'));
+      watcher.on('disconnected', () => finish('disconnected'));
+      waiter.wake = () => finish('recheck');
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      if (this.closed) finish('recheck');
+    });
+  }
+
+  private hold(ticket: Ticket, revision: bigint): Hold {
+    const hold = new Hold(this, ticket, revision + 1n, () => this.holds.delete(hold));
+    this.holds.add(hold);
+    return hold;
+  }
+
+  /** Deletes `key`. When etcd cannot take it now, rejects and keeps trying in the background. */
+  async remove(key: string, what: string): Promise<void> {
+    if (this.conn.crashed) return;
+    try {
+      await this.conn.call(what, (o) => this.conn.client.delete().key(key).options(o).exec());
+    } catch (error) {
+      // Closed: the lease was revoked (or expires), taking the key with it.
+      if (error instanceof ClosedError) return;
+      this.removeInBackground(key, what);
+      throw error;
+    }
+  }
+
+  private removeInBackground(key: string, what: string): void {
+    if (!this.conn.isOpen) return;
+    retryForever(() => this.conn.call(what, (o) => this.conn.client.delete().key(key).options(o).exec()), {
+      backoff: this.conn.backoff(),
+      signal: this.conn.signal,
+      onError: (error, attempt) =>
+        this.conn.options.logger.warn('etcd: removing a lock key failed; retrying', {
+          key,
+          attempt,
+          error: this.conn.redact(error instanceof Error ? error.message : String(error)),
+        }),
+    }).catch(noop); // closed: the lease is revoked (or expires), taking the key with it
+  }
+}
+
+/**
+ * A held lock: aborts `lost` when the lease ends (told by the driver) or when its key disappears
+ * (a watch on the key while held); `release()` deletes the key.
+ */
+class Hold implements HeldLock {
+  readonly fencingToken: bigint;
+  private readonly controller = new AbortController();
+  private watcher: Watcher | undefined;
+  /** Set by release, loss or stop: no more watching, no more loss. */
+  private ended = false;
+  private releasing: Promise<void> | undefined;
+  /** Aborted when the hold ends: stops a re-check waiting for etcd. */
+  private readonly stopper = new AbortController();
+
+  constructor(
+    private readonly driver: EtcdLockDriver,
+    readonly ticket: Ticket,
+    fromRevision: bigint,
+    private readonly onEnd: () => void,
+  ) {
+    this.fencingToken = ticket.createRevision;
+    this.watch(fromRevision);
+  }
+
+  get lost(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  release(): Promise<void> {
+    if (!this.releasing) {
+      this.stop();
+      this.releasing = this.driver.remove(this.ticket.key, `release ${this.ticket.what}`);
+    }
+    return this.releasing;
+  }
+
+  /** The lock is lost: abort `lost` (once). */
+  lose(error: Error): void {
+    if (this.ended) return;
+    this.stop();
+    this.driver.conn.options.logger.warn('etcd: a held lock was lost', {
+      lock: this.ticket.what,
+      key: this.ticket.key,
+      error: error.message,
+    });
+    this.controller.abort(error);
+  }
+
+  /** Stops watching, without aborting `lost` (release, close, crash). */
+  stop(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.stopper.abort();
+    if (this.watcher) detach(this.watcher);
+    this.watcher = undefined;
+    this.onEnd();
+  }
+
+  private watch(fromRevision: bigint): void {
+    const watcher = this.driver.conn.client
+      .watch()
+      .key(this.ticket.key)
+      .startRevision(fromRevision.toString())
+      .only('delete')
+      .watcher();
+    this.watcher = watcher;
+    watcher.on('delete', () => {
+      if (this.watcher === watcher)
+        this.lose(
+          new BackendUnavailableError(
+            'etcd',
+            `${this.ticket.what} lost: its key ${this.ticket.key} was deleted (its lease expired, or someone deleted it)`,
+          ),
+        );
+    });
+    // Cancelled by etcd (history compacted) or the stream broke: read the key, then watch again from there.
+    watcher.on('error', () => {
+      if (this.watcher === watcher) void this.recheck();
+    });
+    watcher.on('disconnected', () => {
+      if (this.watcher === watcher) void this.recheck();
+    });
+  }
+
+  private async recheck(): Promise<void> {
+    if (this.watcher) detach(this.watcher);
+    this.watcher = undefined;
+    const conn = this.driver.conn;
+    const signal = this.stopper.signal;
+    for (;;) {
+      if (this.ended) return;
+      try {
+        await conn.waitReachable(signal);
+        const response = await conn.call(
+          `check ${this.ticket.what}`,
+          (o) => conn.client.get(this.ticket.key).options(o).exec(),
+          undefined,
+          signal,
+        );
+        if (this.ended) return;
+        const kv = response.kvs[0];
+        if (!kv || BigInt(kv.create_revision) !== this.ticket.createRevision) {
+          this.lose(
+            new BackendUnavailableError(
+              'etcd',
+              `${this.ticket.what} lost: its key ${this.ticket.key} is gone (its lease expired, or someone deleted it)`,
+            ),
+          );
+          return;
+        }
+        this.watch(BigInt(response.header.revision) + 1n);
+        return;
+      } catch (error) {
+        if (this.ended || error instanceof ClosedError || error instanceof AbortedError) return;
+        // etcd went away again: wait for it (waitReachable) and read again.
+      }
+    }
+  }
+}
