@@ -7,8 +7,11 @@
 //     and 100 subscribers of one service: Rollcall poll mode, Rollcall blocking mode, and the same
 //     number of subscribers each running `consul.watch` (health.service, passing) directly. Once with
 //     the service idle, once with it changing every second.
+//  3. Locks (bench/locks.mjs): during the rate window, 3 crashed holders (crash -> next holder);
+//     after it, on the then idle agent, uncontended acquire/release, hand-off between two waiting
+//     clients and 10-client contention.
 //
-// Everything runs concurrently on separate services, so the whole run takes ~95 s.
+// Everything in 1-2 runs concurrently on separate services, so the whole run takes ~100 s.
 // Prints a Markdown table and writes bench-results/consul.json at the repository root.
 // Usage: npm run build && node packages/consul/bench/index.mjs
 
@@ -20,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { consulBinary, startConsul, startCountingHttpProxy } from '@rollcall/testkit';
 import Consul from 'consul';
 import { createConsulBackend } from '../dist/index.js';
+import { benchLockExpiry, benchLocks } from './locks.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const POLL_MS = 5000;
@@ -102,6 +106,9 @@ const churners = groups
     }
   });
 
+// Locks: crashed holders, one after another, within the window (a session and a blocking query each).
+const lockExpiry = benchLockExpiry({ host: agent.host, port: agent.port }, { samples: 3 });
+
 // ---- 1. propagation ----
 
 async function propagation(mode) {
@@ -155,6 +162,9 @@ for (const w of watches) w.end();
 await Promise.allSettled(closers.map((close) => close()));
 rawClient.destroy();
 await proxy.close();
+const expiry = await lockExpiry;
+// ---- 3. locks, on the now idle agent ----
+const locks = await benchLocks({ host: agent.host, port: agent.port });
 await agent.stop();
 
 // ---- report ----
@@ -203,6 +213,11 @@ for (const churn of [false, true]) {
     );
   }
 }
+lines.push(
+  '',
+  locks.table,
+  `| holder crashed -> the waiter holds it (TTL ${expiry.ttlSeconds} s, ${expiry.samples} crashes at random points of the renewal cycle) | min ${expiry.minMs} ms | max ${expiry.maxMs} ms | |`,
+);
 const table = lines.join('\n');
 const result = {
   date: new Date().toISOString(),
@@ -210,6 +225,7 @@ const result = {
   pollIntervalMs: POLL_MS,
   propagation: { poll, blocking },
   requestsPerMinute: rates,
+  locks: { ...locks.results, crashedHolder: expiry },
   durationMs: Date.now() - started,
   table,
 };

@@ -8,10 +8,13 @@
 //  2. Hand-off between two waiting clients: A holds, B is queued (blocking query on the lock key);
 //     time from A's release() call until B's acquire() resolves. The roles then swap.
 //  3. Contention: 10 clients (one process) each run withLock in a loop; acquisitions per second.
+//  4. (benchLockExpiry) A holder that dies: a client holds a lock, another waits; the holder is
+//     crashed (renewals stop, nothing released) at a random moment of its renewal cycle; time until
+//     the waiter holds the lock. Consul invalidates a session 2 x TTL after its last renewal.
 
 import { fileURLToPath } from 'node:url';
 import { startConsul } from '@rollcall/testkit';
-import { createConsulBackend } from '../dist/index.js';
+import { createConsulBackend, simulateCrash } from '../dist/index.js';
 
 const quantile = (values, q) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -115,12 +118,50 @@ export async function benchLocks({ host, port }, { samples = 500, ttlSeconds = 1
   }
 }
 
+/** Crashes `samples` holders one after another; resolves with the crash -> next holder times (ms). */
+export async function benchLockExpiry({ host, port }, { samples = 3, ttlSeconds = 10 } = {}) {
+  const delays = [];
+  for (let i = 0; i < samples; i++) {
+    const holder = createConsulBackend({ host, port });
+    const waiter = createConsulBackend({ host, port });
+    try {
+      const lock = `bench-expiry-${process.pid}-${i}`;
+      await holder.locks.acquire(lock, { ttlSeconds });
+      let queued;
+      const isQueued = new Promise((r) => {
+        queued = r;
+      });
+      const next = waiter.locks.acquire(lock, { ttlSeconds, onQueued: queued });
+      await isQueued;
+      // Anywhere in the holder's renewal cycle (renewals every ttl/2).
+      await new Promise((r) => setTimeout(r, Math.random() * ttlSeconds * 1000));
+      simulateCrash(holder);
+      const crashedAt = performance.now();
+      const lease = await next;
+      delays.push(performance.now() - crashedAt);
+      await lease.release();
+    } finally {
+      await Promise.allSettled([holder.close(), waiter.close()]);
+    }
+  }
+  return {
+    ttlSeconds,
+    samples: delays.length,
+    delaysMs: delays.map(Math.round),
+    minMs: Math.round(Math.min(...delays)),
+    maxMs: Math.round(Math.max(...delays)),
+  };
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const agent = await startConsul({ logLevel: 'warn' });
   try {
+    const withExpiry = process.argv.includes('--expiry');
+    const expiry = withExpiry ? benchLockExpiry(agent) : undefined;
     const { results, table } = await benchLocks(agent);
     console.log(table);
     console.log(JSON.stringify(results, null, 2));
+    if (expiry) console.log(JSON.stringify(await expiry, null, 2));
   } finally {
     await agent.stop();
   }
