@@ -16,4 +16,6 @@ export {
   type ConsulWatchMode,
   MIN_POLL_INTERVAL_MS,
   parseGoDuration,
+  type ResolvedConsulOptions,
+  resolveOptions as resolveConsulOptions,
 } from './options.js';

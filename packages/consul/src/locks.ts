@@ -542,6 +542,7 @@ export class ConsulLockDriver implements LockDriver {
       announced = true;
       queued();
     };
+    let losses = 0;
     for (let failures = 0; ; ) {
       if (stop.aborted) throw new AbortedError(stop.reason);
       let session: Session;
@@ -567,7 +568,9 @@ export class ConsulLockDriver implements LockDriver {
         throw error;
       }
       if (held) return held;
-      // The session was lost while queued: its keys are gone (or go when it is destroyed). Queue again.
+      // The session was lost while queued: its keys are gone (or go when it is destroyed). Queue
+      // again under a new one; should that keep happening, not in a tight loop.
+      if (losses++ > 0) await sleep(backoff.next(), stop);
     }
   }
 
