@@ -96,6 +96,30 @@ describe('options', () => {
     }
   });
 
+  it('takes lockPrefix as folder segments and lockDelay as a duration from 0 to 60 s', () => {
+    expect(resolveOptions({})).toMatchObject({ lockPrefix: 'rollcall/', lockDelay: '0s' });
+    expect(resolveOptions({ lockPrefix: 'apps/locks_1/', lockDelay: '15s' })).toMatchObject({
+      lockPrefix: 'apps/locks_1/',
+      lockDelay: '15s',
+    });
+    expect(resolveOptions({ lockDelay: 2500 }).lockDelay).toBe('2500ms');
+    expect(resolveOptions({ lockDelay: '1m' }).lockDelay).toBe('1m');
+    for (const bad of ['', '/rollcall/', 'rollcall', 'a//', 'a/../', './', 'sp ace/', 'a:b/', 7]) {
+      const error = configError(() => resolveOptions({ lockPrefix: bad as string }));
+      expect(
+        error.issues.map((i) => i.path),
+        JSON.stringify(bad),
+      ).toEqual(['lockPrefix']);
+    }
+    for (const bad of ['61s', '2m', '15', '-1s', -1, 1.5, 60_001]) {
+      const error = configError(() => resolveOptions({ lockDelay: bad }));
+      expect(
+        error.issues.map((i) => i.path),
+        JSON.stringify(bad),
+      ).toEqual(['lockDelay']);
+    }
+  });
+
   it('parses Go durations', () => {
     expect(parseGoDuration('1m')).toBe(60_000);
     expect(parseGoDuration('1h2m3s')).toBe(3_723_000);
