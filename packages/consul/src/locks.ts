@@ -43,6 +43,8 @@ export const LOCK_WAIT_MS = 30_000;
 export const CONSUL_MIN_SESSION_TTL_SECONDS = 10;
 /** Session renewal retries after a failure are never further apart than this. */
 export const RENEW_RETRY_MAX_MS = 1000;
+/** A head waiter refused by a lock-delay asks again at most this far apart. */
+export const LOCK_DELAY_RETRY_MAX_MS = 1000;
 
 /** What the lock driver needs of the backend options. */
 export interface LockDriverOptions {
@@ -601,6 +603,8 @@ export class ConsulLockDriver implements LockDriver {
   ): Promise<HeldLock | undefined> {
     const { session, target } = ticket;
     const who = { [target.kind === 'locks' ? 'lock' : 'election']: target.name };
+    // Consul does not say when a lock-delay ends: ask again at most every second.
+    const delayed = new Backoff({ ...this.options.backoff, maxMs: LOCK_DELAY_RETRY_MAX_MS });
     let enqueued = false;
     let view: View | undefined;
     let failures = 0;
@@ -646,7 +650,7 @@ export class ConsulLockDriver implements LockDriver {
           } else if (outcome.kind === 'lock-delay') {
             // Another session holding this key was invalidated with a lock-delay (not ours: `lockDelay`
             // is 0 by default). Consul refuses the key until it ends; nothing to block on, so retry.
-            await sleep(backoff.next(), reads);
+            await sleep(delayed.next(), reads);
           }
           view = undefined;
           continue;
