@@ -39,6 +39,10 @@ export interface EtcdBackendStats {
   locksHeld: number;
   /** Lock and campaign requests of this client waiting in a queue now. */
   lockWaiters: number;
+  /** Times a waiting lock request or a held lock read its key's state again after its watch ended. */
+  lockRechecks: number;
+  /** Lock watches cancelled by etcd because their start revision was compacted away (each followed by a fresh read). */
+  lockWatchCancels: number;
 }
 
 /** The etcd backend: discovery, key/value and locks over one etcd3 client. */
@@ -115,6 +119,8 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
         watchDisconnects: conn.watchStats.disconnects,
         locksHeld: lockDriver.heldCount,
         lockWaiters: lockDriver.waitingCount,
+        lockRechecks: lockDriver.counters.rechecks,
+        lockWatchCancels: lockDriver.counters.watchCancels,
       };
     },
     upstreams: (service) => discoveryDriver.upstreams(service),

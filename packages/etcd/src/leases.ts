@@ -100,6 +100,8 @@ export class LeaseKeeper {
   private recovering = false;
   private lostAgain = false;
   private closed = false;
+  /** Of the current lease: until when (`performance.now()` ms) etcd is known to keep it alive. */
+  private confirmation: { until: number } = { until: 0 };
   /** Told when a lease ends (lost, revoked or abandoned): keys that must not outlive it (locks) stop here. */
   private readonly lossListeners = new Set<(leaseId: string, error: Error) => void>();
 
@@ -151,6 +153,17 @@ export class LeaseKeeper {
   onLeaseEnd(listener: (leaseId: string, error: Error) => void): () => void {
     this.lossListeners.add(listener);
     return () => this.lossListeners.delete(listener);
+  }
+
+  /**
+   * Until when (a `performance.now()` time, in ms) lease `leaseId` is known to live on the server:
+   * the send time of the last acknowledged keepalive (or of the grant) plus the TTL. etcd may expire
+   * the lease, and hand its locks to others, any time after that if no later keepalive got through;
+   * etcd3 itself reports `lost` only after 2 x TTL without an acknowledgement. 0 when `leaseId` is
+   * not the current lease.
+   */
+  confirmedUntil(leaseId: string): number {
+    return this.lease && this.leaseIdValue === leaseId ? this.confirmation.until : 0;
   }
 
   /** etcd said lease `leaseId` does not exist (a put with it failed): treat it as lost now. */
@@ -363,15 +376,28 @@ export class LeaseKeeper {
   private async currentLease(o: CallOptions): Promise<Lease> {
     if (this.lease && !this.lease.revoked()) return this.lease;
     this.conn.assertOpen();
+    const ttlMs = this.ttlSeconds * 1000;
+    // etcd renews a lease for a full TTL from when it receives a keepalive (or the grant), so it lives at
+    // least until (when the acknowledged request was sent) + TTL. Send times are taken when etcd3 fires a
+    // request (just before it is written) and matched to acknowledgements in order, per keepalive stream.
+    const confirmation = { until: performance.now() + ttlMs, sent: [] as number[] };
     const lease = this.conn.client.lease(this.ttlSeconds, { deadline: o.deadline });
     lease.on('lost', (error) => this.onLost(lease, error));
+    lease.on('keepaliveEstablished', () => {
+      confirmation.sent = [];
+    });
     lease.on('keepaliveFired', () => {
       this.stats.keepalives += 1;
+      confirmation.sent.push(performance.now());
     });
     lease.on('keepaliveSucceeded', () => {
       this.stats.keepaliveAcks += 1;
+      const sent = confirmation.sent.shift();
+      if (sent !== undefined) confirmation.until = Math.max(confirmation.until, sent + ttlMs);
     });
     lease.on('keepaliveFailed', (error: unknown) => {
+      // Answers to requests on the failed stream will not come.
+      confirmation.sent = [];
       // etcd3 types this as a response; it is an Error.
       this.conn.options.logger.debug('etcd lease keepalive failed; retrying', {
         error: this.conn.redact(error instanceof Error ? error.message : String(error)),
@@ -391,6 +417,7 @@ export class LeaseKeeper {
     }
     this.leaseIdValue = id;
     this.lease = lease;
+    this.confirmation = confirmation;
     return lease;
   }
 

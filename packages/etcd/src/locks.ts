@@ -19,8 +19,9 @@ interface Ticket {
   readonly prefix: string;
   /** `<prefix><lease id in hex>-<n>`: unique per request. */
   readonly key: string;
-  /** The lease the key lives on (decimal, as etcd3 gives it). */
+  /** The lease the key lives on (decimal, as etcd3 gives it), and its keeper. */
   readonly leaseId: string;
+  readonly keeper: LeaseKeeper;
   /**
    * The key's create revision: its place in the queue, and its fencing token once it holds.
    * etcd's revision is one global counter that every write increases, so a key created later has a
@@ -96,12 +97,21 @@ export class EtcdLockDriver implements LockDriver {
   private readonly locksRoot: string;
   private readonly electionsRoot: string;
   private sequence = 0;
+  /**
+   * For tests and health pages. `rechecks`: times a waiting request or a held lock read its key's
+   * state again after its watch ended (predecessor gone, woken, cancelled by etcd, disconnected).
+   * `watchCancels`: lock watches cancelled by etcd (start revision compacted away).
+   */
+  readonly counters = { rechecks: 0, watchCancels: 0 };
   private readonly waiters = new Set<Waiter>();
   private readonly holds = new Set<Hold>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly subscribed = new Set<LeaseKeeper>();
   private readonly unsubscribe: (() => void)[] = [];
   private closed = false;
+  /** Checks that every held lock's lease is still known alive; due at `confirmDue` (`performance.now()` ms). */
+  private confirmTimer: ReturnType<typeof setTimeout> | undefined;
+  private confirmDue = Number.POSITIVE_INFINITY;
 
   constructor(
     readonly conn: EtcdConnection,
@@ -177,6 +187,7 @@ export class EtcdLockDriver implements LockDriver {
     await Promise.race([settle, sleep(this.conn.options.callTimeoutMs)]);
     for (const hold of [...this.holds]) hold.stop();
     for (const off of this.unsubscribe.splice(0)) off();
+    clearTimeout(this.confirmTimer);
   }
 
   /** A simulated crash: waits end, watches stop, nothing is deleted (the keys expire with the lease). */
@@ -185,6 +196,7 @@ export class EtcdLockDriver implements LockDriver {
     for (const waiter of this.waiters) waiter.wake();
     for (const hold of [...this.holds]) hold.stop();
     for (const off of this.unsubscribe.splice(0)) off();
+    clearTimeout(this.confirmTimer);
   }
 
   private assertOpen(): void {
@@ -262,6 +274,7 @@ export class EtcdLockDriver implements LockDriver {
           this.assertOpen();
         }
         const checked = await this.check(ticket, signal);
+        this.counters.rechecks += 1;
         if (checked) {
           position = checked;
           continue;
@@ -368,7 +381,7 @@ export class EtcdLockDriver implements LockDriver {
               createRevision = BigInt(mine.create_revision);
             }
             const isFirst = keyOf(r1?.[0]) === key;
-            const ticket: Ticket = { prefix, key, leaseId, createRevision, what };
+            const ticket: Ticket = { prefix, key, leaseId, keeper, createRevision, what };
             // Not first and the predecessor not known (the retry branch): check() finds it.
             if (!isFirst && predecessor === undefined) return { ticket, position: undefined };
             return { ticket, position: { first: isFirst, predecessor, revision } };
@@ -460,7 +473,10 @@ export class EtcdLockDriver implements LockDriver {
       const onAbort = () => finish(new AbortedError(signal.reason));
       watcher.on('delete', () => finish('deleted'));
       // etcd cancels a watch whose start revision was compacted away: read again and watch anew.
-      watcher.on('error', () => finish('recheck'));
+      watcher.on('error', () => {
+        this.counters.watchCancels += 1;
+        finish('recheck');
+      });
       watcher.on('disconnected', () => finish('disconnected'));
       waiter.wake = () => finish('recheck');
       if (signal.aborted) onAbort();
@@ -472,7 +488,38 @@ export class EtcdLockDriver implements LockDriver {
   private hold(ticket: Ticket, revision: bigint): Hold {
     const hold = new Hold(this, ticket, revision + 1n, () => this.holds.delete(hold));
     this.holds.add(hold);
+    const until = ticket.keeper.confirmedUntil(ticket.leaseId);
+    if (until < this.confirmDue) this.checkConfirmations();
     return hold;
+  }
+
+  /**
+   * A held lock is lost once its lease is no longer known to be alive: no keepalive sent within
+   * the last TTL was acknowledged (see {@link LeaseKeeper.confirmedUntil}). etcd may expire the
+   * lease from then on and give the lock to the next waiter, so the holder must stop now, not
+   * when etcd3 gives up on the lease (2 x TTL). The key is not deleted here (release() does); if
+   * the lease did survive, the key goes on release or with the lease.
+   */
+  private checkConfirmations(): void {
+    clearTimeout(this.confirmTimer);
+    this.confirmTimer = undefined;
+    this.confirmDue = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    for (const hold of [...this.holds]) {
+      const { keeper, leaseId, what } = hold.ticket;
+      const until = keeper.confirmedUntil(leaseId);
+      if (now >= until) {
+        hold.lose(
+          new BackendUnavailableError(
+            'etcd',
+            `${what} lost: no keepalive of its lease was acknowledged within its ttl (${keeper.ttlSeconds} s), so etcd may have expired it`,
+          ),
+        );
+      } else if (until < this.confirmDue) this.confirmDue = until;
+    }
+    if (this.confirmDue === Number.POSITIVE_INFINITY || this.closed) return;
+    this.confirmTimer = setTimeout(() => this.checkConfirmations(), Math.ceil(this.confirmDue - now) + 1);
+    this.confirmTimer.unref?.();
   }
 
   /** Deletes `key`. When etcd cannot take it now, rejects and keeps trying in the background. */
@@ -580,7 +627,9 @@ class Hold implements HeldLock {
     });
     // Cancelled by etcd (history compacted) or the stream broke: read the key, then watch again from there.
     watcher.on('error', () => {
-      if (this.watcher === watcher) void this.recheck();
+      if (this.watcher !== watcher) return;
+      this.driver.counters.watchCancels += 1;
+      void this.recheck();
     });
     watcher.on('disconnected', () => {
       if (this.watcher === watcher) void this.recheck();
@@ -613,6 +662,7 @@ class Hold implements HeldLock {
           );
           return;
         }
+        this.driver.counters.rechecks += 1;
         this.watch(BigInt(response.header.revision) + 1n);
         return;
       } catch (error) {

@@ -72,6 +72,10 @@ describe('etcd backend with authentication', () => {
     await watch.next((e) => e.snapshot.instances.some((i) => i.id === 'i1'));
     await a.kv.put('configs/auth/x', '1');
     expect(await b.kv.get('configs/auth/x')).toBe('1');
+    const lock = await a.locks.acquire(`${service}-lock`, { ttlSeconds: 5 });
+    expect(await b.locks.tryAcquire(`${service}-lock`, { ttlSeconds: 5 })).toBeUndefined();
+    await lock.release();
+    await (await a.locks.campaign(`${service}-election`, 'a', { ttlSeconds: 5 })).resign();
     await a.close();
     expect((await b.discovery.getInstances(service)).instances).toEqual([]);
   });
@@ -87,6 +91,9 @@ describe('etcd backend with authentication', () => {
       await c.kv.get('configs/x').catch((e: unknown) => e),
       await c.kv.put('configs/x', 'v').catch((e: unknown) => e),
       await c.discovery.listServices().catch((e: unknown) => e),
+      await c.locks.acquire(`${service}-lock`, { timeoutMs: 5000 }).catch((e: unknown) => e),
+      await c.locks.tryAcquire(`${service}-lock`).catch((e: unknown) => e),
+      await c.locks.leader(`${service}-election`).catch((e: unknown) => e),
     ];
     for (const error of errors) {
       expect(error).toBeInstanceOf(PermissionDeniedError);
@@ -106,6 +113,24 @@ describe('etcd backend with authentication', () => {
   it('no credentials against a server with auth on is refused as PermissionDeniedError too', async () => {
     const c = client({ callTimeoutMs: 2000 });
     await expect(c.kv.put('configs/x', 'v')).rejects.toBeInstanceOf(PermissionDeniedError);
+  });
+
+  it('a user who may not write the lock keys gets PermissionDeniedError from acquire, not a hang', async () => {
+    const root = { user: 'root', password: `root-${PASSWORD}` };
+    await etcd.etcdctl(['role', 'add', 'reader'], root);
+    await etcd.etcdctl(['role', 'grant-permission', 'reader', 'read', '--prefix=true', '/'], root);
+    await etcd.etcdctl(['user', 'add', `reader:${PASSWORD}`], root);
+    await etcd.etcdctl(['user', 'grant-role', 'reader', 'reader'], root);
+    const c = client({ auth: { username: 'reader', password: PASSWORD }, callTimeoutMs: 2000 });
+    const lock = uniqueService('denied-lock');
+    expect(await c.locks.leader(lock)).toBeUndefined(); // reading is allowed
+    for (const error of [
+      await c.locks.acquire(lock, { timeoutMs: 5000 }).catch((e: unknown) => e),
+      await c.locks.tryAcquire(lock).catch((e: unknown) => e),
+    ]) {
+      expect(error).toBeInstanceOf(PermissionDeniedError);
+      expect(everything(error)).not.toContain(PASSWORD);
+    }
   });
 
   it('option errors never echo the password', () => {
