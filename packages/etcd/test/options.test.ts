@@ -91,10 +91,15 @@ describe('etcd options', () => {
 
   it('createEtcdBackend validates before connecting and makes no connection until used', async () => {
     expect(() => createEtcdBackend({ callTimeoutMs: -5 })).toThrow(ConfigError);
-    const backend = createEtcdBackend({ endpoints: ['http://127.0.0.1:1'] });
+    const backend = createEtcdBackend({ endpoints: ['http://127.0.0.1:1'], callTimeoutMs: 500 });
     expect(backend.name).toBe('etcd');
     expect(backend.discovery.backend).toBe('etcd');
-    await expect(backend.locks.acquire('x')).rejects.toMatchObject({ code: 'ERR_NOT_SUPPORTED' });
+    // Bad lock names are refused before any call; a good one fails within the call timeout, typed.
+    await expect(backend.locks.acquire('a/b')).rejects.toMatchObject({
+      code: 'ERR_VALIDATION',
+      field: 'name',
+    });
+    await expect(backend.locks.tryAcquire('x')).rejects.toMatchObject({ code: 'ERR_BACKEND_UNAVAILABLE' });
     await backend.close();
     await backend.close();
   });
