@@ -1,6 +1,7 @@
 // Benchmark of @rollcall/etcd against the raw etcd3 client, on one etcd started for the run.
 // Run: npx tsc -b packages/etcd packages/testkit && node packages/etcd/bench/index.mjs
 // Prints a table and writes bench-results/etcd.json at the repository root. Not a test: no assertions.
+// Options: --samples=N (propagation), --lock-samples=N, --sections=propagation,scale,locks (default: all).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,7 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createEtcdBackend } from '@rollcall/etcd';
 import { startEtcd } from '@rollcall/testkit';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, EtcdLockFailedError } from 'etcd3';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc');
@@ -20,6 +21,8 @@ const INSTANCES = Number(args.get('instances') ?? 10_000);
 const SERVICES = Number(args.get('services') ?? 1000);
 const KEEPALIVE_WINDOW_MS = Number(args.get('keepalive-window-ms') ?? 20_000);
 const OPS_WINDOW_MS = Number(args.get('ops-window-ms') ?? 2000);
+const LOCK_SAMPLES = Number(args.get('lock-samples') ?? 1000);
+const SECTIONS = new Set((args.get('sections') ?? 'propagation,scale,locks').split(','));
 const TTL = 10;
 
 const now = () => performance.now();
@@ -46,7 +49,14 @@ async function nextMatching(iterator, predicate) {
 
 const etcd = await startEtcd({ tmpDir: '/dev/shm' }).catch(() => startEtcd());
 log(`etcd ${etcd.clientUrl}`);
-const results = { date: new Date().toISOString(), machine: {}, propagation: {}, scale: {}, reads: {} };
+const results = {
+  date: new Date().toISOString(),
+  machine: {},
+  propagation: {},
+  scale: {},
+  reads: {},
+  locks: {},
+};
 results.machine = {
   cpus: cpus().length,
   cpu: cpus()[0]?.model,
@@ -56,7 +66,7 @@ results.machine = {
 
 try {
   // ---------------------------------------------------------------- 1. propagation
-  {
+  if (SECTIONS.has('propagation')) {
     const raw = new Etcd3({ hosts: etcd.endpoints });
     const rawWatcherClient = new Etcd3({ hosts: etcd.endpoints });
     const a = createEtcdBackend({ endpoints: etcd.endpoints });
@@ -146,7 +156,7 @@ try {
   }
 
   // ---------------------------------------------------------------- 2. scale: 10,000 instances over 1,000 services
-  {
+  if (SECTIONS.has('scale')) {
     const leasesBefore = JSON.parse(await etcd.etcdctl(['lease', 'list', '-w', 'json'])).leases?.length ?? 0;
     const owner = createEtcdBackend({ endpoints: etcd.endpoints });
     const service = (s) => `bench-svc-${s}`;
@@ -242,6 +252,139 @@ try {
     await owner.close();
     results.scale.closeMs = round(now() - tclose, 0);
   }
+
+  // ---------------------------------------------------------------- 4. locks: Rollcall vs etcd3's own client.lock()
+  if (SECTIONS.has('locks')) {
+    const shuffled = (items) => {
+      const order = [...items];
+      for (let j = order.length - 1; j > 0; j--) {
+        const k = Math.floor(Math.random() * (j + 1));
+        [order[j], order[k]] = [order[k], order[j]];
+      }
+      return order;
+    };
+
+    // Two Rollcall clients and two raw etcd3 clients; every lock on its own name per side.
+    const a = createEtcdBackend({ endpoints: etcd.endpoints });
+    const b = createEtcdBackend({ endpoints: etcd.endpoints });
+    const rawA = new Etcd3({ hosts: etcd.endpoints });
+    const rawB = new Etcd3({ hosts: etcd.endpoints });
+
+    // Uncontended: acquire + release of a free lock, one after the other.
+    const rollcallUncontended = async () => {
+      const t0 = now();
+      const lease = await a.locks.acquire('bench-uncontended', { ttlSeconds: TTL });
+      await lease.release();
+      return now() - t0;
+    };
+    const rawUncontended = async () => {
+      const t0 = now();
+      const lock = rawA.lock('/bench/raw-uncontended').ttl(TTL);
+      await lock.acquire();
+      await lock.release();
+      return now() - t0;
+    };
+
+    // Hand-off: the holder releases while the other client waits; measured from the release call to the
+    // waiter holding the lock. Before the release, the waiter's connection makes two round trips (a read each),
+    // so its watch request has gone out, on both sides alike (no idle pause: after an idle gap every etcd call
+    // on this machine is ~2x slower, which would favour etcd3's busy-retrying waiter).
+    // Rollcall's waiter is queued in etcd and woken by the delete; etcd3's lock() does not queue (acquire fails
+    // with EtcdLockFailedError while the lock is held), so its waiter retries at once, back to back.
+    const rc = { holder: await a.locks.acquire('bench-handoff', { ttlSeconds: TTL }), from: a, to: b };
+    const rollcallHandoff = async () => {
+      let queued;
+      const isQueued = new Promise((r) => {
+        queued = r;
+      });
+      const waiting = rc.to.locks.acquire('bench-handoff', { ttlSeconds: TTL, onQueued: queued });
+      await isQueued;
+      await rc.to.kv.get('bench-handoff-probe');
+      await rc.to.kv.get('bench-handoff-probe');
+      const t0 = now();
+      const released = rc.holder.release();
+      rc.holder = await waiting;
+      const ms = now() - t0;
+      await released;
+      [rc.from, rc.to] = [rc.to, rc.from];
+      return ms;
+    };
+    const rawState = { holder: rawA.lock('/bench/raw-handoff').ttl(TTL), from: rawA, to: rawB, retries: 0 };
+    await rawState.holder.acquire();
+    const rawHandoff = async () => {
+      let stop = false;
+      const waiting = (async () => {
+        for (;;) {
+          const lock = rawState.to.lock('/bench/raw-handoff').ttl(TTL);
+          try {
+            await lock.acquire();
+            return lock;
+          } catch (error) {
+            if (!(error instanceof EtcdLockFailedError) || stop) throw error;
+            rawState.retries += 1;
+          }
+        }
+      })();
+      await rawState.to.get('/bench-handoff-probe');
+      await rawState.to.get('/bench-handoff-probe');
+      const t0 = now();
+      const released = rawState.holder.release();
+      rawState.holder = await waiting;
+      const ms = now() - t0;
+      stop = true;
+      await released;
+      [rawState.from, rawState.to] = [rawState.to, rawState.from];
+      return ms;
+    };
+
+    const samples = { rcUnc: [], rawUnc: [], rcHand: [], rawHand: [] };
+    const warmup = Math.min(50, Math.ceil(LOCK_SAMPLES / 10));
+    const handoffSamples = Math.max(1, Math.round(LOCK_SAMPLES / 4));
+    for (let i = 0; i < LOCK_SAMPLES + warmup; i++) {
+      for (const [round, into] of shuffled([
+        [rollcallUncontended, samples.rcUnc],
+        [rawUncontended, samples.rawUnc],
+      ])) {
+        const ms = await round();
+        if (i >= warmup) into.push(ms);
+      }
+    }
+    rawState.retries = 0;
+    for (let i = 0; i < handoffSamples + warmup; i++) {
+      if (i === warmup) rawState.retries = 0;
+      for (const [round, into] of shuffled([
+        [rollcallHandoff, samples.rcHand],
+        [rawHandoff, samples.rawHand],
+      ])) {
+        const ms = await round();
+        if (i >= warmup) into.push(ms);
+      }
+    }
+    const uc = stats(samples.rcUnc);
+    const ur = stats(samples.rawUnc);
+    const hc = stats(samples.rcHand);
+    const hr = stats(samples.rawHand);
+    results.locks = {
+      uncontendedSamples: samples.rcUnc.length,
+      handoffSamples: samples.rcHand.length,
+      ttlSeconds: TTL,
+      uncontendedAcquireRelease: { p50Ms: round(uc.p50), p99Ms: round(uc.p99) },
+      etcd3LockUncontendedAcquireRelease: { p50Ms: round(ur.p50), p99Ms: round(ur.p99) },
+      uncontendedRatio: { p50: round(uc.p50 / ur.p50, 2), p99: round(uc.p99 / ur.p99, 2) },
+      handoff: { p50Ms: round(hc.p50), p99Ms: round(hc.p99) },
+      etcd3LockHandoffRetrying: { p50Ms: round(hr.p50), p99Ms: round(hr.p99) },
+      handoffRatio: { p50: round(hc.p50 / hr.p50, 2), p99: round(hc.p99 / hr.p99, 2) },
+      etcd3FailedAttemptsPerHandoff: round(rawState.retries / samples.rawHand.length, 1),
+      rollcallLeasesPerClient: a.stats().leasesGranted,
+    };
+    log('locks', JSON.stringify(results.locks));
+    await rc.holder.release();
+    await rawState.holder.release();
+    rawA.close();
+    rawB.close();
+    await a.close();
+    await b.close();
+  }
 } finally {
   await etcd.stop();
 }
@@ -249,30 +392,57 @@ try {
 const p = results.propagation;
 const s = results.scale;
 const r = results.reads;
-const rows = [
-  ['register -> watch event, p50 / p99', `${p.registerToWatch.p50Ms} / ${p.registerToWatch.p99Ms} ms`],
-  ['raw etcd3 put -> watch event, p50 / p99', `${p.rawPutToWatch.p50Ms} / ${p.rawPutToWatch.p99Ms} ms`],
-  [
-    'raw etcd3 put with a lease -> watch event, p50 / p99',
-    `${p.rawLeasedPutToWatch.p50Ms} / ${p.rawLeasedPutToWatch.p99Ms} ms`,
-  ],
-  ['ratio vs raw put, p50 (target <= 1.15) / p99', `${p.p50Ratio} / ${p.p99Ratio}`],
-  ['ratio vs raw put with a lease, p50', `${p.p50RatioVsLeasedPut}`],
-  [
-    `register ${s.instances} instances over ${s.services} services (one client)`,
-    `${s.registerAllMs} ms (${s.registrationsPerSecond}/s)`,
-  ],
-  ['leases (client / server)', `${s.leasesClientSide} / ${s.leasesServerSide}`],
-  [`keepalive requests per minute (ttl ${s.ttlSeconds} s)`, `${s.keepaliveRequestsPerMinute}`],
-  [
-    `fresh client syncs all ${s.services} services`,
-    `${s.freshClientSyncAllMs} ms (${s.freshClientInstancesSynced} instances, ${s.freshClientEtcdWatches} watches)`,
-  ],
-  ['heap per cached instance (target <= 1 KB)', `${s.heapBytesPerCachedInstance} B`],
-  ['cached getInstances', `${r.cachedGetInstancesOpsPerSecond} ops/s`],
-  ['raw getAll().prefix() per call', `${r.rawGetAllPrefixOpsPerSecond} ops/s (x${r.speedup})`],
-  [`close (deregister ${s.instances} + revoke)`, `${s.closeMs} ms`],
-];
+const k = results.locks;
+const rows = [];
+if (SECTIONS.has('propagation'))
+  rows.push(
+    ['register -> watch event, p50 / p99', `${p.registerToWatch.p50Ms} / ${p.registerToWatch.p99Ms} ms`],
+    ['raw etcd3 put -> watch event, p50 / p99', `${p.rawPutToWatch.p50Ms} / ${p.rawPutToWatch.p99Ms} ms`],
+    [
+      'raw etcd3 put with a lease -> watch event, p50 / p99',
+      `${p.rawLeasedPutToWatch.p50Ms} / ${p.rawLeasedPutToWatch.p99Ms} ms`,
+    ],
+    ['ratio vs raw put, p50 (target <= 1.15) / p99', `${p.p50Ratio} / ${p.p99Ratio}`],
+    ['ratio vs raw put with a lease, p50', `${p.p50RatioVsLeasedPut}`],
+  );
+if (SECTIONS.has('scale'))
+  rows.push(
+    [
+      `register ${s.instances} instances over ${s.services} services (one client)`,
+      `${s.registerAllMs} ms (${s.registrationsPerSecond}/s)`,
+    ],
+    ['leases (client / server)', `${s.leasesClientSide} / ${s.leasesServerSide}`],
+    [`keepalive requests per minute (ttl ${s.ttlSeconds} s)`, `${s.keepaliveRequestsPerMinute}`],
+    [
+      `fresh client syncs all ${s.services} services`,
+      `${s.freshClientSyncAllMs} ms (${s.freshClientInstancesSynced} instances, ${s.freshClientEtcdWatches} watches)`,
+    ],
+    ['heap per cached instance (target <= 1 KB)', `${s.heapBytesPerCachedInstance} B`],
+    ['cached getInstances', `${r.cachedGetInstancesOpsPerSecond} ops/s`],
+    ['raw getAll().prefix() per call', `${r.rawGetAllPrefixOpsPerSecond} ops/s (x${r.speedup})`],
+    [`close (deregister ${s.instances} + revoke)`, `${s.closeMs} ms`],
+  );
+if (SECTIONS.has('locks'))
+  rows.push(
+    [
+      'lock: uncontended acquire + release, p50 / p99',
+      `${k.uncontendedAcquireRelease.p50Ms} / ${k.uncontendedAcquireRelease.p99Ms} ms`,
+    ],
+    [
+      'etcd3 client.lock(): uncontended acquire + release, p50 / p99',
+      `${k.etcd3LockUncontendedAcquireRelease.p50Ms} / ${k.etcd3LockUncontendedAcquireRelease.p99Ms} ms`,
+    ],
+    [
+      'lock: uncontended ratio vs etcd3 lock(), p50 / p99',
+      `${k.uncontendedRatio.p50} / ${k.uncontendedRatio.p99}`,
+    ],
+    ['lock: hand-off to a waiting client, p50 / p99', `${k.handoff.p50Ms} / ${k.handoff.p99Ms} ms`],
+    [
+      'etcd3 client.lock(): hand-off to a client retrying acquire, p50 / p99',
+      `${k.etcd3LockHandoffRetrying.p50Ms} / ${k.etcd3LockHandoffRetrying.p99Ms} ms (${k.etcd3FailedAttemptsPerHandoff} failed attempts each)`,
+    ],
+    ['lock: hand-off ratio vs etcd3 lock(), p50 / p99', `${k.handoffRatio.p50} / ${k.handoffRatio.p99}`],
+  );
 const width = Math.max(...rows.map(([k]) => k.length));
 const table = [`| measure | result |`, `| --- | --- |`, ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join(
   '\n',

@@ -41,6 +41,12 @@ interface Position {
   first: boolean;
   /** The key just before ours (greatest create revision below ours), when not first and known. */
   predecessor: string | undefined;
+  /**
+   * The predecessor was the first key (the holder) when read. Keys below ours can only go away
+   * (every new key gets a greater create revision than ours), so once it is deleted we are first,
+   * with no need to read again.
+   */
+  predecessorIsFirst: boolean;
   /** The revision this was read at: the predecessor is watched from the next one. */
   revision: bigint;
 }
@@ -101,8 +107,9 @@ export class EtcdLockDriver implements LockDriver {
    * For tests and health pages. `rechecks`: times a waiting request or a held lock read its key's
    * state again after its watch ended (predecessor gone, woken, cancelled by etcd, disconnected).
    * `watchCancels`: lock watches cancelled by etcd (start revision compacted away).
+   * `directHandoffs`: locks taken without a read, because the deleted predecessor was the holder.
    */
-  readonly counters = { rechecks: 0, watchCancels: 0 };
+  readonly counters = { rechecks: 0, watchCancels: 0, directHandoffs: 0 };
   private readonly waiters = new Set<Waiter>();
   private readonly holds = new Set<Hold>();
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -268,10 +275,22 @@ export class EtcdLockDriver implements LockDriver {
             signal,
             waiter,
           );
-          // The watch stream broke: wait until etcd answers, then read where we stand (never trust a resume).
-          if (outcome === 'disconnected') await this.conn.waitReachable(signal);
           throwIfAborted(signal);
           this.assertOpen();
+          if (outcome === 'deleted' && position.predecessorIsFirst) {
+            // The holder went and nobody was before it: we are first. Our key was there at position.revision;
+            // the hold watches it from the next revision, so a loss of it since then is still seen.
+            this.counters.directHandoffs += 1;
+            position = {
+              first: true,
+              predecessor: undefined,
+              predecessorIsFirst: false,
+              revision: position.revision,
+            };
+            continue;
+          }
+          // The watch stream broke: wait until etcd answers, then read where we stand (never trust a resume).
+          if (outcome === 'disconnected') await this.conn.waitReachable(signal);
         }
         const checked = await this.check(ticket, signal);
         this.counters.rechecks += 1;
@@ -380,11 +399,20 @@ export class EtcdLockDriver implements LockDriver {
               if (!mine) throw new Error(`etcd: ${key} vanished between the comparison and the read`);
               createRevision = BigInt(mine.create_revision);
             }
-            const isFirst = keyOf(r1?.[0]) === key;
+            const firstKey = keyOf(r1?.[0]);
+            const isFirst = firstKey === key;
             const ticket: Ticket = { prefix, key, leaseId, keeper, createRevision, what };
             // Not first and the predecessor not known (the retry branch): check() finds it.
             if (!isFirst && predecessor === undefined) return { ticket, position: undefined };
-            return { ticket, position: { first: isFirst, predecessor, revision } };
+            return {
+              ticket,
+              position: {
+                first: isFirst,
+                predecessor,
+                predecessorIsFirst: firstKey === predecessor,
+                revision,
+              },
+            };
           },
           undefined,
           signal,
@@ -404,8 +432,9 @@ export class EtcdLockDriver implements LockDriver {
 
   /**
    * Reads where `ticket` stands now, in one transaction: `if our key still has its create
-   * revision: read the key with the greatest create revision below it`. Undefined when our key is
-   * gone. While etcd cannot answer it waits (until `signal` aborts) rather than fail a queued request.
+   * revision: read the key with the greatest create revision below it, and the first key`.
+   * Undefined when our key is gone. While etcd cannot answer it waits (until `signal` aborts)
+   * rather than fail a queued request.
    */
   private async check(ticket: Ticket, signal?: AbortSignal): Promise<Position | undefined> {
     const client = this.conn.client;
@@ -424,6 +453,7 @@ export class EtcdLockDriver implements LockDriver {
                     .maxCreateRevision((ticket.createRevision - 1n).toString())
                     .sort('Create', 'Descend')
                     .limit(1),
+                  client.getAll().prefix(ticket.prefix).sort('Create', 'Ascend').limit(1),
                 )
                 .options(o)
                 .commit(),
@@ -434,7 +464,13 @@ export class EtcdLockDriver implements LockDriver {
         );
         if (!response.succeeded) return undefined;
         const predecessor = keyOf(response.responses[0]?.response_range?.kvs[0]);
-        return { first: predecessor === undefined, predecessor, revision: BigInt(response.header.revision) };
+        const firstKey = keyOf(response.responses[1]?.response_range?.kvs[0]);
+        return {
+          first: predecessor === undefined,
+          predecessor,
+          predecessorIsFirst: predecessor !== undefined && firstKey === predecessor,
+          revision: BigInt(response.header.revision),
+        };
       } catch (error) {
         if (!(error instanceof BackendUnavailableError) || !signal) throw error;
         await this.conn.waitReachable(signal);
