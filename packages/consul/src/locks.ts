@@ -10,11 +10,11 @@ import {
   type HeldLock,
   type LockDriver,
   type Logger,
+  linkSignals,
   PermissionDeniedError,
   sleep,
 } from '@rollcall/core';
 import { type ConsulApi, ConsulHttpError, type KvItem, type TxnKv, type TxnOp } from './api.js';
-import { linkSignals } from './signals.js';
 
 /**
  * Consul locks and leader election: sessions, a fair queue of session-held keys, and fencing
