@@ -1,19 +1,35 @@
-import { type Backend, ConfigError } from '@rollcall/core';
+import { type Backend, ConfigError, type ConfigIssue } from '@rollcall/core';
 import { createMemoryBackend } from '@rollcall/memory';
 import type { BackendName, RollcallConfig } from './config.js';
 
 /** Makes a backend from the configuration. */
 export type BackendFactory = (config: RollcallConfig) => Backend;
 
-type Loaded = { factory: BackendFactory } | { missing: string };
+/** Checks a backend's configuration section; returns its problems with paths inside the section. */
+export type SectionValidator = (section: unknown) => readonly ConfigIssue[];
+
+type Loaded = { factory: BackendFactory; validate?: SectionValidator } | { missing: string };
+
+/** Runs a backend's own option resolver and turns its ConfigError into issues (one source of truth for options). */
+function issuesFrom(resolve: (section: never) => unknown): SectionValidator {
+  return (section) => {
+    try {
+      resolve(section as never);
+      return [];
+    } catch (error) {
+      if (error instanceof ConfigError) return error.issues;
+      throw error;
+    }
+  };
+}
 
 /**
  * Loads an optional backend package. A package that is not installed is not an error here:
  * only naming it in the configuration is (a ConfigError that says what to install).
  */
-async function optional(pkg: string, load: () => Promise<BackendFactory>): Promise<Loaded> {
+async function optional(pkg: string, load: () => Promise<Loaded>): Promise<Loaded> {
   try {
-    return { factory: await load() };
+    return await load();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND')
@@ -22,8 +38,8 @@ async function optional(pkg: string, load: () => Promise<BackendFactory>): Promi
   }
 }
 
-type EtcdModule = { createEtcdBackend(options: unknown): Backend };
-type ConsulModule = { createConsulBackend(options: unknown): Backend };
+type EtcdModule = typeof import('@rollcall/etcd');
+type ConsulModule = typeof import('@rollcall/consul');
 
 // The module specifiers are held in variables so that the compiler does not require the optional packages.
 const etcdPackage = '@rollcall/etcd';
@@ -32,18 +48,41 @@ const consulPackage = '@rollcall/consul';
 const available: Partial<Record<BackendName, Loaded>> = {
   memory: { factory: () => createMemoryBackend() },
   etcd: await optional(etcdPackage, async () => {
-    const { createEtcdBackend } = (await import(etcdPackage)) as EtcdModule;
-    return (config) => createEtcdBackend(config.etcd ?? {});
+    const { createEtcdBackend, resolveEtcdOptions } = (await import(etcdPackage)) as EtcdModule;
+    return {
+      factory: (config) => createEtcdBackend(config.etcd ?? {}),
+      validate: issuesFrom(resolveEtcdOptions),
+    };
   }),
   consul: await optional(consulPackage, async () => {
-    const { createConsulBackend } = (await import(consulPackage)) as ConsulModule;
-    return (config) => createConsulBackend(config.consul ?? {});
+    const { createConsulBackend, resolveConsulOptions } = (await import(consulPackage)) as ConsulModule;
+    return {
+      factory: (config) => createConsulBackend(config.consul ?? {}),
+      validate: issuesFrom(resolveConsulOptions),
+    };
   }),
 };
 
 /** Registers (or replaces) the factory for a backend name; e.g. to plug in a backend of your own in tests. */
 export function registerBackend(name: BackendName, factory: BackendFactory): void {
   available[name] = { factory };
+}
+
+/**
+ * Checks every backend section present in `config` (`etcd`, `consul`) with that backend's own
+ * option validation, when the backend is installed. Paths are prefixed with the section name.
+ */
+export function validateBackendSections(config: Record<string, unknown>): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const name of ['etcd', 'consul'] as const) {
+    const loaded = available[name];
+    if (config[name] === undefined || !loaded || !('validate' in loaded) || !loaded.validate) continue;
+    for (const issue of loaded.validate(config[name])) {
+      const inner = issue.path.startsWith('[') || issue.path === '' ? issue.path : `.${issue.path}`;
+      issues.push({ path: `${name}${inner}`, message: issue.message });
+    }
+  }
+  return issues;
 }
 
 /** The backend names that can be created in this installation. */

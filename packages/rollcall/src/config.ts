@@ -1,64 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { ConsulOptions } from '@rollcall/consul';
 import { ConfigError, type ConfigIssue } from '@rollcall/core';
+import type { EtcdOptions } from '@rollcall/etcd';
 import { z } from 'zod';
+import { validateBackendSections } from './backends.js';
 
 /** Backends `rollcallModule` knows by name. */
 export const BACKEND_NAMES = ['memory', 'etcd', 'consul', 'migrating'] as const;
 /** A backend name. */
 export type BackendName = (typeof BACKEND_NAMES)[number];
-
-const positiveMs = z.number().int().positive();
-
-/** Options of `createEtcdBackend` as they may appear in configuration. */
-export const etcdOptionsSchema = z
-  .object({
-    endpoints: z
-      .array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be http(s)://host:port'))
-      .min(1)
-      .optional(),
-    namespace: z
-      .string()
-      .regex(/^\/(?:[^/\s]+\/)*$/, "must start and end with '/'")
-      .optional(),
-    kvPrefix: z.string().optional(),
-    auth: z
-      .object({ username: z.string().min(1), password: z.string().min(1) })
-      .strict()
-      .optional(),
-    tls: z
-      .object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() })
-      .strict()
-      .optional(),
-    dialTimeoutMs: positiveMs.optional(),
-    callTimeoutMs: positiveMs.optional(),
-    cacheIdleMs: positiveMs.optional(),
-    maxQueuedEvents: positiveMs.optional(),
-  })
-  .strict();
-
-/** Options of `createConsulBackend` as they may appear in configuration. */
-export const consulOptionsSchema = z
-  .object({
-    host: z.string().min(1).optional(),
-    port: z.number().int().min(1).max(65_535).optional(),
-    secure: z.boolean().optional(),
-    token: z.string().min(1).optional(),
-    pollIntervalMs: z
-      .number()
-      .int()
-      .min(5000, 'must be at least 5000 (Consul is polled at most once per 5 s per service)')
-      .optional(),
-    deregisterCriticalAfter: z
-      .union([z.string().regex(/^\d+(ms|s|m|h)$/, "must be a duration like '90s' or '1m'"), positiveMs])
-      .optional(),
-    datacenter: z.string().min(1).optional(),
-    watchMode: z.enum(['poll', 'blocking']).optional(),
-    callTimeoutMs: positiveMs.optional(),
-    cacheIdleMs: positiveMs.optional(),
-    maxQueuedEvents: positiveMs.optional(),
-  })
-  .strict();
 
 /** The phases of a Consul-to-etcd migration. */
 export const MIGRATION_PHASES = ['dual-write', 'dual-read', 'cutover', 'done'] as const;
@@ -66,8 +17,9 @@ export const MIGRATION_PHASES = ['dual-write', 'dual-read', 'cutover', 'done'] a
 const configSchema = z
   .object({
     backend: z.enum(BACKEND_NAMES),
-    etcd: etcdOptionsSchema.optional(),
-    consul: consulOptionsSchema.optional(),
+    // Checked by the backends' own option validation (validateBackendSections): one source of truth.
+    etcd: z.record(z.string(), z.unknown()).optional(),
+    consul: z.record(z.string(), z.unknown()).optional(),
     migrating: z
       .object({
         from: z.enum(['memory', 'etcd', 'consul']),
@@ -79,12 +31,11 @@ const configSchema = z
   })
   .strict();
 
-/** Options of the etcd backend (see `@rollcall/etcd`). */
-export type EtcdConfig = z.infer<typeof etcdOptionsSchema>;
-/** Options of the Consul backend (see `@rollcall/consul`). */
-export type ConsulConfig = z.infer<typeof consulOptionsSchema>;
-/** Which backend a process uses, and its options. */
-export type RollcallConfig = z.infer<typeof configSchema>;
+/** Which backend a process uses, and its options (`etcd` / `consul`: the options of `createEtcdBackend` / `createConsulBackend`). */
+export type RollcallConfig = Omit<z.infer<typeof configSchema>, 'etcd' | 'consul'> & {
+  etcd?: EtcdOptions;
+  consul?: ConsulOptions;
+};
 
 /** Options of {@link loadConfig}. */
 export interface LoadConfigOptions {
@@ -109,8 +60,11 @@ function issuesOf(error: z.ZodError, prefix = ''): ConfigIssue[] {
 /** Parses `value` as a config object, throwing {@link ConfigError} with every bad field. */
 export function parseConfig(value: unknown): RollcallConfig {
   const result = configSchema.safeParse(value);
-  if (!result.success) throw new ConfigError(issuesOf(result.error));
-  return result.data;
+  const issues = result.success ? [] : issuesOf(result.error);
+  if (typeof value === 'object' && value !== null)
+    issues.push(...validateBackendSections(value as Record<string, unknown>));
+  if (!result.success || issues.length > 0) throw new ConfigError(issues);
+  return result.data as RollcallConfig;
 }
 
 function setIn(target: Record<string, unknown>, path: string[], value: unknown): void {

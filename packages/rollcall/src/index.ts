@@ -1,14 +1,17 @@
 export { createLiveConfig, type LiveConfig, LiveConfigError, type LiveConfigOptions } from '@rollcall/config';
 export { TYPES } from '@rollcall/core';
-export { availableBackends, type BackendFactory, backendFactory, registerBackend } from './backends.js';
+export {
+  availableBackends,
+  type BackendFactory,
+  backendFactory,
+  registerBackend,
+  type SectionValidator,
+  validateBackendSections,
+} from './backends.js';
 export {
   BACKEND_NAMES,
   type BackendName,
-  type ConsulConfig,
-  consulOptionsSchema,
   ENV_VARIABLES,
-  type EtcdConfig,
-  etcdOptionsSchema,
   type LoadConfigOptions,
   loadConfig,
   MIGRATION_PHASES,

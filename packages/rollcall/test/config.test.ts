@@ -88,7 +88,12 @@ describe('loadConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.code).toBe('ERR_CONFIG');
     const paths = error.issues.map((i) => i.path).sort();
-    expect(paths).toEqual(['consul.pollIntervalMs', 'etcd', 'etcd.callTimeoutMs', 'etcd.endpoints.0']);
+    expect(paths).toEqual([
+      'consul.pollIntervalMs',
+      'etcd.callTimeoutMs',
+      'etcd.endpoints[0]',
+      'etcd.endpointz',
+    ]);
     expect(error.message).toContain('at least 5000');
     expect(error.message).not.toContain('topsecret');
   });
