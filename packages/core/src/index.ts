@@ -12,5 +12,4 @@ export * from './registration.js';
 export * from './signals.js';
 export * from './tokens.js';
 export type * from './types.js';
-export * from './unsupported.js';
 export * from './validation.js';
