@@ -452,9 +452,8 @@ console.log(
 );
 console.log(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n'));
 console.log(`\n${table}\n`);
+// A partial run (--sections) must not replace the full run's results.
+const file = SECTIONS.size === 3 ? 'etcd.json' : `etcd-${[...SECTIONS].sort().join('-')}.json`;
 mkdirSync(join(root, 'bench-results'), { recursive: true });
-writeFileSync(
-  join(root, 'bench-results', 'etcd.json'),
-  `${JSON.stringify({ ...results, table }, null, 2)}\n`,
-);
-console.log(`wrote ${join('bench-results', 'etcd.json')}`);
+writeFileSync(join(root, 'bench-results', file), `${JSON.stringify({ ...results, table }, null, 2)}\n`);
+console.log(`wrote ${join('bench-results', file)}`);
