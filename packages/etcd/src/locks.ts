@@ -438,6 +438,7 @@ export class EtcdLockDriver implements LockDriver {
    */
   private async check(ticket: Ticket, signal?: AbortSignal): Promise<Position | undefined> {
     const client = this.conn.client;
+    const backoff = this.conn.backoff();
     for (;;) {
       try {
         const response = await abortable(
@@ -473,6 +474,7 @@ export class EtcdLockDriver implements LockDriver {
         };
       } catch (error) {
         if (!(error instanceof BackendUnavailableError) || !signal) throw error;
+        await sleep(backoff.next(), signal);
         await this.conn.waitReachable(signal);
       }
     }
@@ -677,6 +679,7 @@ class Hold implements HeldLock {
     this.watcher = undefined;
     const conn = this.driver.conn;
     const signal = this.stopper.signal;
+    const backoff = conn.backoff();
     for (;;) {
       if (this.ended) return;
       try {
@@ -703,7 +706,8 @@ class Hold implements HeldLock {
         return;
       } catch (error) {
         if (this.ended || error instanceof ClosedError || error instanceof AbortedError) return;
-        // etcd went away again: wait for it (waitReachable) and read again.
+        // etcd went away again (or refused the read): wait a little and for etcd, then read again.
+        await sleep(backoff.next(), signal).catch(noop);
       }
     }
   }
