@@ -1,13 +1,4 @@
-import {
-  type Backend,
-  createKeyValueSource,
-  createLockService,
-  createServiceDiscovery,
-  type ManagedDiscovery,
-  type ManagedKeyValueSource,
-  type ManagedLockService,
-  silentLogger,
-} from '@rollcall/core';
+import { type AssembledBackend, createBackend, silentLogger } from '@rollcall/core';
 import { ConsulApi } from './api.js';
 import { ConsulDiscoveryDriver } from './discovery.js';
 import { ConsulKvDriver } from './kv.js';
@@ -20,11 +11,7 @@ import {
 } from './options.js';
 
 /** The Consul backend: discovery, key/value and locks over one agent connection. */
-export interface ConsulBackend extends Backend {
-  readonly name: 'consul';
-  readonly discovery: ManagedDiscovery;
-  readonly kv: ManagedKeyValueSource;
-  readonly locks: ManagedLockService;
+export interface ConsulBackend extends AssembledBackend {
   /** The agent's HTTP address, e.g. `http://127.0.0.1:8500` (never the token). */
   readonly address: string;
   /** The watch mode in use. */
@@ -70,46 +57,25 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
     backoff: resolved.backoff,
     logger,
   });
-  const locks = createLockService(lockDriver);
-  const discovery = createServiceDiscovery(driver, resolved.discovery);
-  const kv = createKeyValueSource(
-    kvDriver,
-    resolved.discovery.maxQueuedEvents ? { maxQueuedEvents: resolved.discovery.maxQueuedEvents } : {},
+  const backend = createBackend(
+    {
+      name: 'consul',
+      discovery: driver,
+      discoveryOptions: resolved.discovery,
+      kv: kvDriver,
+      // Closed before discovery: held locks are released and every lock session destroyed (its
+      // queue entries go with it), so that waiters elsewhere get the locks at once.
+      locks: lockDriver,
+      release: () => api.destroy(),
+    },
+    {
+      address: api.address,
+      watchMode: resolved.watchMode,
+      pollerCount: (service: string) => driver.pollerCount(service),
+      kvWatchCount: (prefix: string) => kvDriver.watchCount(prefix),
+      lockSessionCount: () => lockDriver.sessionCount(),
+    },
   );
-  let closing: Promise<void> | undefined;
-  const backend: ConsulBackend = {
-    name: 'consul',
-    discovery,
-    kv,
-    locks,
-    address: api.address,
-    watchMode: resolved.watchMode,
-    pollerCount: (service) => driver.pollerCount(service),
-    kvWatchCount: (prefix) => kvDriver.watchCount(prefix),
-    lockSessionCount: () => lockDriver.sessionCount(),
-    close() {
-      closing ??= (async () => {
-        kv.close();
-        kvDriver.close();
-        try {
-          // Held locks are released and every lock session destroyed (its queue entries go with it),
-          // so that waiters elsewhere get the locks at once.
-          lockDriver.stopAccepting();
-          await Promise.allSettled([locks.close().finally(() => lockDriver.close()), discovery.close()]).then(
-            (results) => {
-              for (const r of results) if (r.status === 'rejected') throw r.reason;
-            },
-          );
-        } finally {
-          api.destroy();
-        }
-      })();
-      return closing;
-    },
-    [Symbol.asyncDispose]() {
-      return backend.close();
-    },
-  };
   drivers.set(backend, { discovery: driver, locks: lockDriver });
   return backend;
 }

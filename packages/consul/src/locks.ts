@@ -236,7 +236,7 @@ export class ConsulLockDriver implements LockDriver {
   // ---- lifecycle ----
 
   /** Stops taking calls: releases send one request each, withdrawals are left to the session's destruction. */
-  stopAccepting(): void {
+  beginClose(): void {
     if (this.state === 'open') this.state = 'closing';
   }
 

@@ -1,3 +1,4 @@
+export * from './backend.js';
 export * from './backoff.js';
 export * from './balancers.js';
 export * from './discovery.js';

@@ -18,6 +18,8 @@ export interface KvDriver {
    * backend transaction, `feed.stale(error)` when unreachable, retrying by itself until stopped.
    */
   watch(prefix: string, feed: MirrorFeed<string>): () => void;
+  /** Called by `close()` after every watch is stopped: end the driver's own loops. */
+  close?(): void;
 }
 
 /** Options of {@link createKeyValueSource}. */
@@ -120,6 +122,7 @@ export class ManagedKeyValueSource implements KeyValueSource {
       entry.mirror.close();
     }
     this.prefixes.clear();
+    this.driver.close?.();
   }
 
   private assertOpen(): void {

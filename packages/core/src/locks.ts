@@ -33,6 +33,10 @@ export interface LockDriver {
   campaign(election: string, value: string, ttlSeconds: number, signal: AbortSignal): Promise<HeldLock>;
   /** The value of the current leader, if any. */
   leader(election: string): Promise<string | undefined>;
+  /** Called when the service starts closing, before held locks are released (e.g. stop withdrawing waits one by one). */
+  beginClose?(): void;
+  /** Called after held locks are released and waits abandoned: end the driver's loops and sessions. */
+  close?(): Promise<void>;
 }
 
 /** Options of {@link LockService.acquire} as implemented by Rollcall, with its extensions. */
@@ -162,9 +166,12 @@ export class ManagedLockService implements LockService {
 
   /** Releases every held lock and abandons every wait. Idempotent. */
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
+    this.driver.beginClose?.();
     for (const controller of this.pending) controller.abort(new ClosedError('lock service'));
     await Promise.allSettled([...this.open].map((lease) => lease.release()));
+    await this.driver.close?.();
   }
 
   private async wait(

@@ -1,12 +1,4 @@
-import {
-  type Backend,
-  createKeyValueSource,
-  createLockService,
-  createServiceDiscovery,
-  type ManagedDiscovery,
-  type ManagedKeyValueSource,
-  type ManagedLockService,
-} from '@rollcall/core';
+import { type AssembledBackend, type Backend, createBackend } from '@rollcall/core';
 import { EtcdConnection } from './connection.js';
 import { EtcdDiscoveryDriver } from './discovery.js';
 import { EtcdKvDriver } from './kv.js';
@@ -46,11 +38,7 @@ export interface EtcdBackendStats {
 }
 
 /** The etcd backend: discovery, key/value and locks over one etcd3 client. */
-export interface EtcdBackend extends Backend {
-  readonly name: 'etcd';
-  readonly discovery: ManagedDiscovery;
-  readonly kv: ManagedKeyValueSource;
-  readonly locks: ManagedLockService;
+export interface EtcdBackend extends AssembledBackend {
   /** The options in force, with defaults applied (the password is not repeated here). */
   readonly options: {
     endpoints: readonly string[];
@@ -85,61 +73,47 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
   const kvDriver = new EtcdKvDriver(conn);
   // Locks put their keys on the discovery driver's lease keepers: one lease per client (per TTL) for both.
   const lockDriver = new EtcdLockDriver(conn, (ttl) => discoveryDriver.keeper(ttl));
-  const locks = createLockService(lockDriver);
-  const discovery = createServiceDiscovery(discoveryDriver, resolved.discovery);
-  const kv = createKeyValueSource(
-    kvDriver,
-    resolved.discovery.maxQueuedEvents ? { maxQueuedEvents: resolved.discovery.maxQueuedEvents } : {},
+  const backend = createBackend(
+    {
+      name: 'etcd',
+      discovery: discoveryDriver,
+      discoveryOptions: resolved.discovery,
+      kv: kvDriver,
+      // Locks are closed before discovery: held locks are released (their keys deleted, so the next
+      // waiters proceed at once) and waits withdrawn while the lease still lives; then discovery
+      // deregisters every instance, stops the watches, revokes the lease(s) and closes the client.
+      locks: lockDriver,
+    },
+    {
+      options: Object.freeze({
+        endpoints: Object.freeze([...resolved.endpoints]),
+        namespace: resolved.namespace,
+        kvPrefix: resolved.kvPrefix,
+        callTimeoutMs: resolved.callTimeoutMs,
+        dialTimeoutMs: resolved.dialTimeoutMs,
+      }),
+      stats(): EtcdBackendStats {
+        const keepers = [...discoveryDriver.keepers.values()];
+        return {
+          leases: keepers.filter((k) => k.hasLease).length,
+          leasesGranted: keepers.reduce((n, k) => n + k.stats.granted, 0),
+          keepalives: keepers.reduce((n, k) => n + k.stats.keepalives, 0),
+          keepaliveAcks: keepers.reduce((n, k) => n + k.stats.keepaliveAcks, 0),
+          leaseLosses: keepers.reduce((n, k) => n + k.stats.losses, 0),
+          serviceWatches: Object.fromEntries(discoveryDriver.watchCounts),
+          kvWatches: Object.fromEntries(kvDriver.watchCounts),
+          watchReads: conn.watchStats.reads,
+          forcedSyncs: conn.watchStats.forcedSyncs,
+          watchDisconnects: conn.watchStats.disconnects,
+          locksHeld: lockDriver.heldCount,
+          lockWaiters: lockDriver.waitingCount,
+          lockRechecks: lockDriver.counters.rechecks,
+          lockWatchCancels: lockDriver.counters.watchCancels,
+        };
+      },
+      upstreams: (service: string) => discoveryDriver.upstreams(service),
+    },
   );
-  let closing: Promise<void> | undefined;
-  const backend: EtcdBackend = {
-    name: 'etcd',
-    discovery,
-    kv,
-    locks,
-    options: Object.freeze({
-      endpoints: Object.freeze([...resolved.endpoints]),
-      namespace: resolved.namespace,
-      kvPrefix: resolved.kvPrefix,
-      callTimeoutMs: resolved.callTimeoutMs,
-      dialTimeoutMs: resolved.dialTimeoutMs,
-    }),
-    stats() {
-      const keepers = [...discoveryDriver.keepers.values()];
-      return {
-        leases: keepers.filter((k) => k.hasLease).length,
-        leasesGranted: keepers.reduce((n, k) => n + k.stats.granted, 0),
-        keepalives: keepers.reduce((n, k) => n + k.stats.keepalives, 0),
-        keepaliveAcks: keepers.reduce((n, k) => n + k.stats.keepaliveAcks, 0),
-        leaseLosses: keepers.reduce((n, k) => n + k.stats.losses, 0),
-        serviceWatches: Object.fromEntries(discoveryDriver.watchCounts),
-        kvWatches: Object.fromEntries(kvDriver.watchCounts),
-        watchReads: conn.watchStats.reads,
-        forcedSyncs: conn.watchStats.forcedSyncs,
-        watchDisconnects: conn.watchStats.disconnects,
-        locksHeld: lockDriver.heldCount,
-        lockWaiters: lockDriver.waitingCount,
-        lockRechecks: lockDriver.counters.rechecks,
-        lockWatchCancels: lockDriver.counters.watchCancels,
-      };
-    },
-    upstreams: (service) => discoveryDriver.upstreams(service),
-    close() {
-      closing ??= (async () => {
-        kv.close();
-        // Locks first: held locks are released (their keys deleted, so the next waiters proceed at once) and
-        // waits withdrawn while the lease still lives.
-        await locks.close();
-        await lockDriver.close();
-        // Deregisters every instance, stops the watches, then the driver revokes the lease(s) and closes the client.
-        await discovery.close();
-      })();
-      return closing;
-    },
-    [Symbol.asyncDispose]() {
-      return backend.close();
-    },
-  };
   internals.set(backend, { discovery: discoveryDriver, kv: kvDriver, locks: lockDriver });
   return backend;
 }

@@ -1,16 +1,10 @@
 import {
-  type Backend,
+  type AssembledBackend,
   ClosedError,
-  createKeyValueSource,
-  createLockService,
-  createServiceDiscovery,
+  createBackend,
   type DiscoveryDriver,
   type DiscoveryOptions,
-  type KvDriver,
-  type LockDriver,
-  type ManagedDiscovery,
   type ManagedKeyValueSource,
-  type ManagedLockService,
   type MirrorFeed,
   normalizeKey,
   type RegistrationControl,
@@ -134,15 +128,13 @@ class MemoryClient implements StoreClient, DiscoveryDriver {
 }
 
 /** The in-process backend. `kv.batch` applies several writes as one transaction (one watch event). */
-export interface MemoryBackend extends Backend {
-  readonly discovery: ManagedDiscovery;
+export interface MemoryBackend extends AssembledBackend {
   readonly kv: ManagedKeyValueSource & {
     /** Puts and deletes atomically: each watcher sees one `change`. */
     batch(put: Record<string, string>, deleted?: string[]): Promise<void>;
   };
   /** The store this backend is a client of. */
   readonly store: MemoryStore;
-  readonly locks: ManagedLockService;
 }
 
 /**
@@ -152,16 +144,33 @@ export interface MemoryBackend extends Backend {
 export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryBackend {
   const { store = new MemoryStore(), ...discoveryOptions } = options;
   const client = new MemoryClient(store);
-  const discovery = createServiceDiscovery(client, { now: () => store.clock.now(), ...discoveryOptions });
-  const kvDriver: KvDriver = {
-    backend: 'memory',
-    get: (k) => client.get(k),
-    getAll: (p) => client.getAll(p),
-    put: (k, v) => client.put(k, v),
-    delete: (k) => client.delete(k),
-    watch: (p, feed) => client.watchKv(p, feed),
-  };
-  const kv = Object.assign(createKeyValueSource(kvDriver), {
+  const backend = createBackend(
+    {
+      name: 'memory',
+      discovery: client,
+      discoveryOptions: { now: () => store.clock.now(), ...discoveryOptions },
+      kv: {
+        backend: 'memory',
+        get: (k) => client.get(k),
+        getAll: (p) => client.getAll(p),
+        put: (k, v) => client.put(k, v),
+        delete: (k) => client.delete(k),
+        watch: (p, feed) => client.watchKv(p, feed),
+      },
+      locks: {
+        backend: 'memory',
+        minTtlSeconds: 2,
+        acquire: (name, ttl, signal, queued) =>
+          store.lock(client, `lock/${name}`, ttl * 1000, undefined, signal, queued),
+        tryAcquire: (name, ttl) => store.tryLock(client, `lock/${name}`, ttl * 1000),
+        campaign: (election, value, ttl, signal) =>
+          store.lock(client, `election/${election}`, ttl * 1000, value, signal, () => {}),
+        leader: async (election) => store.lockHolderValue(client, `election/${election}`),
+      },
+    },
+    { store },
+  );
+  Object.assign(backend.kv, {
     async batch(put: Record<string, string>, deleted: string[] = []): Promise<void> {
       const puts = Object.entries(put).map(
         ([k, v]) => [normalizeKey(k), validateValue(v, `value of ${k}`)] as [string, string],
@@ -173,36 +182,6 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       );
     },
   });
-  const lockDriver: LockDriver = {
-    backend: 'memory',
-    minTtlSeconds: 2,
-    acquire: (name, ttl, signal, queued) =>
-      store.lock(client, `lock/${name}`, ttl * 1000, undefined, signal, queued),
-    tryAcquire: (name, ttl) => store.tryLock(client, `lock/${name}`, ttl * 1000),
-    campaign: (election, value, ttl, signal) =>
-      store.lock(client, `election/${election}`, ttl * 1000, value, signal, () => {}),
-    leader: async (election) => store.lockHolderValue(client, `election/${election}`),
-  };
-  const locks = createLockService(lockDriver);
-  let closing: Promise<void> | undefined;
-  const backend: MemoryBackend = {
-    name: 'memory',
-    discovery,
-    kv,
-    locks,
-    store,
-    close() {
-      closing ??= (async () => {
-        kv.close();
-        await locks.close();
-        await discovery.close();
-      })();
-      return closing;
-    },
-    [Symbol.asyncDispose]() {
-      return backend.close();
-    },
-  };
   store.attach(backend, client);
-  return backend;
+  return backend as MemoryBackend;
 }
