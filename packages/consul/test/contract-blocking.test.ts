@@ -1,10 +1,7 @@
 import { type ConsulAgent, describeDiscoveryContract, startConsul } from '@rollcall/testkit';
-import { afterAll, vi } from 'vitest';
+import { afterAll } from 'vitest';
 import { type ConsulBackend, simulateCrash } from '../src/index.js';
 import { backendOn, POLL_MS } from './helpers.js';
-
-// Real servers and 5 s polls: the per-test default of 5 s is too short (the root config's 60 s is not inherited by projects).
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 // The discovery contract again with watchMode 'blocking' (blocking queries, still at most one
 // request per 5 s per service), on its own agent so that it can run beside the poll-mode file.

@@ -6,12 +6,9 @@ import {
   startConsul,
   uniqueService,
 } from '@rollcall/testkit';
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type ConsulBackend, simulateCrash } from '../src/index.js';
 import { backendOn, POLL_MS, passingIds } from './helpers.js';
-
-// Real servers and 5 s polls: the per-test default of 5 s is too short (the root config's 60 s is not inherited by projects).
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 // One real Consul 1.8.7 dev agent for this file. Outage = the agent is killed; restore = a new dev
 // agent on the same ports: everything it held is lost, so registrations must come back by themselves.

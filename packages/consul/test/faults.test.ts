@@ -10,11 +10,9 @@ import {
   uniqueService,
   waitFor,
 } from '@rollcall/testkit';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsulBackend } from '../src/index.js';
 import { backendOn, POLL_MS, passingIds } from './helpers.js';
-
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const ids = (e: DiscoveryEvent) => e.snapshot.instances.map((i) => i.id);
 const instance = (service: string, id: string, port = 8080): ServiceInstance => ({

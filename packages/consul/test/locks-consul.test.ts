@@ -7,11 +7,9 @@ import {
   ValidationError,
 } from '@rollcall/core';
 import { type ConsulAgent, eventually, startConsul, uniqueService } from '@rollcall/testkit';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ConsulBackend, type ConsulOptions, createConsulBackend, simulateCrash } from '../src/index.js';
 import { backendOn } from './helpers.js';
-
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const TTL = 10;
 

@@ -4,7 +4,8 @@ import { type ConsulBackend, simulateCrash } from '../src/index.js';
 import { backendOn } from './helpers.js';
 
 // Real Consul sessions: the TTL is 10 s at least and a dead holder's session lives up to 2 x TTL.
-vi.setConfig({ testTimeout: 90_000, hookTimeout: 60_000 });
+// A crashed holder's session lives up to 2 x its 10 s TTL on Consul.
+vi.setConfig({ testTimeout: 90_000 });
 
 // One real Consul 1.8.7 dev agent for the lock contract. Outage = the agent is killed; restore = a
 // new dev agent on the same ports: it has forgotten every session, so every held lock is lost.

@@ -1,9 +1,7 @@
 import type { DiscoveryEvent, ServiceInstance } from '@rollcall/core';
 import { type EtcdCluster, Recorder, startEtcdCluster, uniqueService, waitFor } from '@rollcall/testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEtcdBackend, type EtcdBackend } from '../src/index.js';
-
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const instance = (service: string, id: string): ServiceInstance => ({
   id,

@@ -1,9 +1,5 @@
 import { describeDiscoveryContract, type EtcdServer, startEtcd } from '@rollcall/testkit';
-import { vi } from 'vitest';
 import { createEtcdBackend, type EtcdBackend, simulateCrash } from '../src/index.js';
-
-// Real servers and real timeouts: the root config's 60 s limits do not reach workspace projects.
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 // The shared discovery compliance suite against a real etcd, every capability on:
 // crash = a client that stops its keepalive and drops its connection without revoking (a killed process);

@@ -1,9 +1,5 @@
 import { describeKeyValueContract, type EtcdServer, startEtcd } from '@rollcall/testkit';
-import { vi } from 'vitest';
 import { createEtcdBackend } from '../src/index.js';
-
-// Real servers and real timeouts: the root config's 60 s limits do not reach workspace projects.
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 // The shared key/value compliance suite against a real etcd; outage = SIGSTOP of the etcd process.
 describeKeyValueContract(

@@ -1,9 +1,5 @@
 import { describeLockContract, type EtcdServer, startEtcd } from '@rollcall/testkit';
-import { vi } from 'vitest';
 import { createEtcdBackend, simulateCrash } from '../src/index.js';
-
-// Real servers and real timeouts: the root config's 60 s limits do not reach workspace projects.
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 // The shared lock compliance suite against a real etcd:
 // crash = a client that stops its keepalive and drops its connection without revoking (a killed process);

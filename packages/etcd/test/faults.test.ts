@@ -19,12 +19,10 @@ import {
   waitFor,
 } from '@rollcall/testkit';
 import { Etcd3 } from 'etcd3';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createEtcdBackend, type EtcdBackend, type EtcdOptions } from '../src/index.js';
 
 // Real processes, real faults: one etcd for this file (tests run one after another), every wait bounded.
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
-
 const here = dirname(fileURLToPath(import.meta.url));
 const ids = (e: { snapshot: { instances: readonly ServiceInstance[] } }) =>
   e.snapshot.instances.map((i) => i.id).join(',');

@@ -8,12 +8,10 @@ import {
   uniqueService,
 } from '@rollcall/testkit';
 import { Etcd3, type IKeyValue } from 'etcd3';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createEtcdBackend, type EtcdBackend, type EtcdOptions } from '../src/index.js';
 
 // Real etcd, real faults: one etcd for this file (tests run one after another), every wait bounded.
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
-
 const HANDOFF_MS = 1000;
 
 /** Tracks a pending promise: `settled` turns true once it resolves or rejects. */

@@ -7,10 +7,8 @@ import {
   type ServiceInstance,
 } from '@rollcall/core';
 import { type EtcdServer, Recorder, startEtcd, uniqueService } from '@rollcall/testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEtcdBackend, type EtcdBackend, type EtcdOptions } from '../src/index.js';
-
-vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const instance = (service: string, id: string): ServiceInstance => ({
   id,
