@@ -1,4 +1,4 @@
-import { type AssembledBackend, createBackend, silentLogger } from '@rollcall/core';
+import { type AssembledBackend, createBackend } from '@rollcall/core';
 import { ConsulApi } from './api.js';
 import { ConsulDiscoveryDriver } from './discovery.js';
 import { ConsulKvDriver } from './kv.js';
@@ -36,7 +36,7 @@ const drivers = new WeakMap<ConsulBackend, { discovery: ConsulDiscoveryDriver; l
  */
 export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend {
   const resolved = resolveOptions(options);
-  const logger = resolved.logger ?? silentLogger;
+  const { logger } = resolved;
   if (resolved.deregisterCriticalAfterMs < CONSUL_MIN_DEREGISTER_MS) {
     logger.info('consul raises deregisterCriticalAfter below 1m to 1m', {
       deregisterCriticalAfter: resolved.deregisterCriticalAfter,

@@ -2,9 +2,12 @@ import {
   type BackoffOptions,
   ConfigError,
   type ConfigIssue,
+  checkSharedOptions,
   type DiscoveryOptions,
+  describeValue,
   isValidHost,
   type Logger,
+  SHARED_OPTION_NAMES,
 } from '@rollcall/core';
 
 /** How discovery follows a service. */
@@ -92,7 +95,7 @@ export interface ResolvedConsulOptions {
   /** As sent to Consul (a Go duration string). */
   lockDelay: string;
   discovery: DiscoveryOptions;
-  logger: Logger | undefined;
+  logger: Logger;
 }
 
 /** The smallest `pollIntervalMs`: the contract allows at most one request per 5 s per watched service. */
@@ -110,13 +113,9 @@ const KNOWN = new Set([
   'datacenter',
   'watchMode',
   'callTimeoutMs',
-  'backoff',
   'lockPrefix',
   'lockDelay',
-  'cacheIdleMs',
-  'maxQueuedEvents',
-  'logger',
-  'now',
+  ...SHARED_OPTION_NAMES,
 ]);
 
 const UNIT_NS: Record<string, number> = {
@@ -148,14 +147,6 @@ export function parseGoDuration(text: string): number | undefined {
   return ns / 1e6;
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string')
-    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : typeof value === 'function' ? 'a function' : String(value);
-}
-
 function integer(value: unknown, min: number, max: number): boolean {
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
 }
@@ -169,7 +160,7 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
   const bad = (path: string, message: string) => issues.push({ path, message });
   if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
     throw new ConfigError([
-      { path: '', message: `Consul options must be an object, got ${describe(input)}` },
+      { path: '', message: `Consul options must be an object, got ${describeValue(input)}` },
     ]);
   }
   const o = (input ?? {}) as Record<string, unknown>;
@@ -179,11 +170,12 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
 
   const host = o.host ?? '127.0.0.1';
   if (typeof host !== 'string' || !isValidHost(host))
-    bad('host', `must be a host name or IP address (got ${describe(host)})`);
+    bad('host', `must be a host name or IP address (got ${describeValue(host)})`);
   const port = o.port ?? 8500;
-  if (!integer(port, 1, 65_535)) bad('port', `must be an integer from 1 to 65535 (got ${describe(port)})`);
+  if (!integer(port, 1, 65_535))
+    bad('port', `must be an integer from 1 to 65535 (got ${describeValue(port)})`);
   const secure = o.secure ?? false;
-  if (typeof secure !== 'boolean') bad('secure', `must be a boolean (got ${describe(secure)})`);
+  if (typeof secure !== 'boolean') bad('secure', `must be a boolean (got ${describeValue(secure)})`);
   const token = o.token;
   if (token !== undefined) {
     // Never describe the value: it is a secret.
@@ -197,7 +189,7 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
   if (typeof pollIntervalMs !== 'number' || !Number.isInteger(pollIntervalMs)) {
     bad(
       'pollIntervalMs',
-      `must be an integer number of milliseconds, at least ${MIN_POLL_INTERVAL_MS} (got ${describe(pollIntervalMs)})`,
+      `must be an integer number of milliseconds, at least ${MIN_POLL_INTERVAL_MS} (got ${describeValue(pollIntervalMs)})`,
     );
   } else if (pollIntervalMs < MIN_POLL_INTERVAL_MS) {
     bad(
@@ -217,7 +209,7 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
       if (ms === undefined || ms <= 0)
         bad(
           'deregisterCriticalAfter',
-          `must be a positive Go duration such as '90s' or '1m30s' (got ${describe(dca)})`,
+          `must be a positive Go duration such as '90s' or '1m30s' (got ${describeValue(dca)})`,
         );
       else {
         deregisterCriticalAfter = dca;
@@ -229,67 +221,22 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
     } else {
       bad(
         'deregisterCriticalAfter',
-        `must be a Go duration string or a positive integer number of milliseconds (got ${describe(dca)})`,
+        `must be a Go duration string or a positive integer number of milliseconds (got ${describeValue(dca)})`,
       );
     }
   }
 
   const datacenter = o.datacenter;
   if (datacenter !== undefined && (typeof datacenter !== 'string' || !DC_RE.test(datacenter))) {
-    bad('datacenter', `must be 1-64 characters of [A-Za-z0-9_.-] (got ${describe(datacenter)})`);
+    bad('datacenter', `must be 1-64 characters of [A-Za-z0-9_.-] (got ${describeValue(datacenter)})`);
   }
   const watchMode = o.watchMode ?? 'poll';
   if (watchMode !== 'poll' && watchMode !== 'blocking')
-    bad('watchMode', `must be 'poll' or 'blocking' (got ${describe(watchMode)})`);
+    bad('watchMode', `must be 'poll' or 'blocking' (got ${describeValue(watchMode)})`);
   const callTimeoutMs = o.callTimeoutMs ?? 5000;
   if (!integer(callTimeoutMs, 100, 600_000))
-    bad('callTimeoutMs', `must be an integer from 100 to 600000 (got ${describe(callTimeoutMs)})`);
-  if (o.cacheIdleMs !== undefined && !integer(o.cacheIdleMs, 0, Number.MAX_SAFE_INTEGER)) {
-    bad(
-      'cacheIdleMs',
-      `must be a non-negative integer number of milliseconds (got ${describe(o.cacheIdleMs)})`,
-    );
-  }
-  if (o.maxQueuedEvents !== undefined && !integer(o.maxQueuedEvents, 1, Number.MAX_SAFE_INTEGER)) {
-    bad('maxQueuedEvents', `must be a positive integer (got ${describe(o.maxQueuedEvents)})`);
-  }
-  if (o.now !== undefined && typeof o.now !== 'function')
-    bad('now', `must be a function (got ${describe(o.now)})`);
-  const logger = o.logger as Logger | undefined;
-  if (logger !== undefined) {
-    const ok =
-      typeof logger === 'object' &&
-      logger !== null &&
-      (['debug', 'info', 'warn', 'error'] as const).every((level) => typeof logger[level] === 'function');
-    if (!ok) bad('logger', 'must be an object with debug, info, warn and error functions');
-  }
-  const backoff = o.backoff as BackoffOptions | undefined;
-  if (backoff !== undefined) {
-    if (typeof backoff !== 'object' || backoff === null || Array.isArray(backoff))
-      bad('backoff', `must be an object (got ${describe(backoff)})`);
-    else {
-      const { initialMs, maxMs, multiplier, random } = backoff;
-      if (
-        initialMs !== undefined &&
-        !(typeof initialMs === 'number' && initialMs > 0 && Number.isFinite(initialMs))
-      ) {
-        bad('backoff.initialMs', `must be a positive number (got ${describe(initialMs)})`);
-      }
-      if (maxMs !== undefined && !(typeof maxMs === 'number' && maxMs > 0 && Number.isFinite(maxMs))) {
-        bad('backoff.maxMs', `must be a positive number (got ${describe(maxMs)})`);
-      } else if (typeof maxMs === 'number' && maxMs < (typeof initialMs === 'number' ? initialMs : 100)) {
-        bad('backoff.maxMs', `must be at least backoff.initialMs (got ${maxMs})`);
-      }
-      if (
-        multiplier !== undefined &&
-        !(typeof multiplier === 'number' && multiplier >= 1 && Number.isFinite(multiplier))
-      ) {
-        bad('backoff.multiplier', `must be a number of at least 1 (got ${describe(multiplier)})`);
-      }
-      if (random !== undefined && typeof random !== 'function')
-        bad('backoff.random', `must be a function (got ${describe(random)})`);
-    }
-  }
+    bad('callTimeoutMs', `must be an integer from 100 to 600000 (got ${describeValue(callTimeoutMs)})`);
+  const shared = checkSharedOptions(o, bad);
   const lockPrefix = o.lockPrefix ?? 'rollcall/';
   if (
     typeof lockPrefix !== 'string' ||
@@ -299,7 +246,7 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
   ) {
     bad(
       'lockPrefix',
-      `must be one or more segments of [A-Za-z0-9._-] each followed by '/', such as 'rollcall/' (got ${describe(lockPrefix)})`,
+      `must be one or more segments of [A-Za-z0-9._-] each followed by '/', such as 'rollcall/' (got ${describeValue(lockPrefix)})`,
     );
   }
   let lockDelay = '0s';
@@ -314,17 +261,12 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
     if (ms === undefined || ms < 0 || ms > CONSUL_MAX_LOCK_DELAY_MS)
       bad(
         'lockDelay',
-        `must be a Go duration string or an integer number of ms from 0 to 60 s (got ${describe(ld)})`,
+        `must be a Go duration string or an integer number of ms from 0 to 60 s (got ${describeValue(ld)})`,
       );
     else lockDelay = typeof ld === 'string' ? ld : `${ld}ms`;
   }
   if (issues.length > 0) throw new ConfigError(issues);
 
-  const discovery: DiscoveryOptions = {};
-  if (o.cacheIdleMs !== undefined) discovery.cacheIdleMs = o.cacheIdleMs as number;
-  if (o.maxQueuedEvents !== undefined) discovery.maxQueuedEvents = o.maxQueuedEvents as number;
-  if (o.now !== undefined) discovery.now = o.now as () => number;
-  if (logger !== undefined) discovery.logger = logger;
   return {
     host: host as string,
     port: port as number,
@@ -336,10 +278,10 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
     datacenter: datacenter as string | undefined,
     watchMode: watchMode as ConsulWatchMode,
     callTimeoutMs: callTimeoutMs as number,
-    backoff: backoff ?? {},
+    backoff: shared.backoff,
     lockPrefix: lockPrefix as string,
     lockDelay,
-    discovery,
-    logger,
+    discovery: shared.discovery,
+    logger: shared.logger,
   };
 }

@@ -9,6 +9,7 @@ export * from './kv.js';
 export * from './locks.js';
 export * from './logger.js';
 export * from './mirror.js';
+export * from './options.js';
 export * from './registration.js';
 export * from './signals.js';
 export * from './tokens.js';

@@ -1,5 +1,6 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { ValidationError } from './errors.js';
+import { describeValue } from './options.js';
 import type { RegisterOptions, ServiceInstance } from './types.js';
 
 /** Default registration TTL in seconds. */
@@ -23,25 +24,19 @@ const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 const INSTANCE_FIELDS = new Set(['id', 'service', 'host', 'port', 'version', 'tags', 'metadata', 'weight']);
 
-function describe(value: unknown): string {
-  if (typeof value === 'string')
-    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : String(value);
-}
-
 function requireString(field: string, value: unknown): string {
-  if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${describe(value)}`);
+  if (typeof value !== 'string')
+    throw new ValidationError(field, `must be a string, got ${describeValue(value)}`);
   return value;
 }
 
 function checkNoEscape(field: string, value: string): void {
   if (value.length === 0) throw new ValidationError(field, 'must not be empty');
   if (CONTROL_RE.test(value)) throw new ValidationError(field, 'must not contain control characters');
-  if (value.includes('/')) throw new ValidationError(field, `must not contain '/' (got ${describe(value)})`);
+  if (value.includes('/'))
+    throw new ValidationError(field, `must not contain '/' (got ${describeValue(value)})`);
   if (value.includes('..') || value === '.')
-    throw new ValidationError(field, `must not be '.' or contain '..' (got ${describe(value)})`);
+    throw new ValidationError(field, `must not be '.' or contain '..' (got ${describeValue(value)})`);
 }
 
 /** Checks a service name (contract rule 1). Throws {@link ValidationError} naming `field`. */
@@ -53,7 +48,7 @@ export function validateServiceName(service: unknown, field = 'service'): string
   if (!SERVICE_RE.test(value)) {
     throw new ValidationError(
       field,
-      `must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (got ${describe(value)})`,
+      `must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (got ${describeValue(value)})`,
     );
   }
   return value;
@@ -66,7 +61,7 @@ export function validateId(id: unknown, field = 'id'): string {
   if (value.length > 128)
     throw new ValidationError(field, `must be at most 128 characters (got ${value.length})`);
   if (!ID_RE.test(value))
-    throw new ValidationError(field, `must be characters of [A-Za-z0-9._-] (got ${describe(value)})`);
+    throw new ValidationError(field, `must be characters of [A-Za-z0-9._-] (got ${describeValue(value)})`);
   return value;
 }
 
@@ -93,7 +88,7 @@ function validatePrintable(field: string, value: unknown, max: number): string {
  */
 export function validateInstance(input: unknown, field = 'instance'): ServiceInstance {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw new ValidationError(field, `must be an object, got ${describe(input)}`);
+    throw new ValidationError(field, `must be an object, got ${describeValue(input)}`);
   }
   const raw = input as Record<string, unknown>;
   for (const key of Object.keys(raw)) {
@@ -106,17 +101,23 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
   if (!isValidHost(host))
     throw new ValidationError(
       `${field}.host`,
-      `must be an IPv4 or IPv6 address or a DNS name (got ${describe(host)})`,
+      `must be an IPv4 or IPv6 address or a DNS name (got ${describeValue(host)})`,
     );
   const port = raw.port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) {
-    throw new ValidationError(`${field}.port`, `must be an integer from 1 to 65535 (got ${describe(port)})`);
+    throw new ValidationError(
+      `${field}.port`,
+      `must be an integer from 1 to 65535 (got ${describeValue(port)})`,
+    );
   }
   const out: ServiceInstance = { id, service, host, port };
   if (raw.version !== undefined) out.version = validatePrintable(`${field}.version`, raw.version, 128);
   if (raw.tags !== undefined) {
     if (!Array.isArray(raw.tags))
-      throw new ValidationError(`${field}.tags`, `must be an array of strings, got ${describe(raw.tags)}`);
+      throw new ValidationError(
+        `${field}.tags`,
+        `must be an array of strings, got ${describeValue(raw.tags)}`,
+      );
     if (raw.tags.length > 64)
       throw new ValidationError(`${field}.tags`, `must hold at most 64 tags (got ${raw.tags.length})`);
     out.tags = Object.freeze(
@@ -128,7 +129,7 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
       throw new ValidationError(
         `${field}.metadata`,
-        `must be an object of string values, got ${describe(meta)}`,
+        `must be an object of string values, got ${describeValue(meta)}`,
       );
     }
     const entries = Object.entries(meta as Record<string, unknown>);
@@ -142,7 +143,7 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
       if (key.startsWith(RESERVED_METADATA_PREFIX))
         throw new ValidationError(keyField, `keys starting with '${RESERVED_METADATA_PREFIX}' are reserved`);
       if (typeof value !== 'string')
-        throw new ValidationError(keyField, `must be a string, got ${describe(value)}`);
+        throw new ValidationError(keyField, `must be a string, got ${describeValue(value)}`);
       if (value.length > 512)
         throw new ValidationError(keyField, `must be at most 512 characters (got ${value.length})`);
       copy[key] = value;
@@ -154,7 +155,7 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
       throw new ValidationError(
         `${field}.weight`,
-        `must be an integer from 1 to ${MAX_WEIGHT} (got ${describe(weight)})`,
+        `must be an integer from 1 to ${MAX_WEIGHT} (got ${describeValue(weight)})`,
       );
     }
     out.weight = weight;
@@ -167,7 +168,7 @@ export function validateTtl(ttl: unknown, field = 'options.ttlSeconds', min = MI
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < min || ttl > MAX_TTL_SECONDS) {
     throw new ValidationError(
       field,
-      `must be an integer number of seconds from ${min} to ${MAX_TTL_SECONDS} (got ${describe(ttl)})`,
+      `must be an integer number of seconds from ${min} to ${MAX_TTL_SECONDS} (got ${describeValue(ttl)})`,
     );
   }
   return ttl;
@@ -180,7 +181,7 @@ export function validateRegisterOptions(options: RegisterOptions | undefined): {
 } {
   if (options === undefined) return { ttlSeconds: DEFAULT_TTL_SECONDS };
   if (typeof options !== 'object' || options === null)
-    throw new ValidationError('options', `must be an object, got ${describe(options)}`);
+    throw new ValidationError('options', `must be an object, got ${describeValue(options)}`);
   const ttlSeconds = options.ttlSeconds === undefined ? DEFAULT_TTL_SECONDS : validateTtl(options.ttlSeconds);
   return options.signal ? { ttlSeconds, signal: options.signal } : { ttlSeconds };
 }
@@ -198,10 +199,10 @@ function checkPath(field: string, path: string, allowEmpty: boolean): string {
   segments.forEach((segment, i) => {
     const last = i === segments.length - 1;
     if (segment === '..' || segment === '.')
-      throw new ValidationError(field, `must not contain '.' or '..' segments (got ${describe(path)})`);
+      throw new ValidationError(field, `must not contain '.' or '..' segments (got ${describeValue(path)})`);
     // An empty last segment is a trailing '/': allowed for prefixes only.
     if (segment === '' && !(last && allowEmpty))
-      throw new ValidationError(field, `must not contain empty segments ('//') (got ${describe(path)})`);
+      throw new ValidationError(field, `must not contain empty segments ('//') (got ${describeValue(path)})`);
   });
   return normalized;
 }

@@ -192,3 +192,43 @@ describe('linkSignals', () => {
     expect(linkSignals(AbortSignal.abort('already')).signal.reason).toBe('already');
   });
 });
+
+describe('checkSharedOptions', () => {
+  it('resolves the options every backend shares and reports each bad one by path', async () => {
+    const { checkSharedOptions, silentLogger } = await import('../src/index.js');
+    const issues: string[] = [];
+    const bad = (path: string) => void issues.push(path);
+    const now = () => 1;
+    const good = checkSharedOptions(
+      { cacheIdleMs: 0, maxQueuedEvents: 5, now, backoff: { initialMs: 10, maxMs: 20 } },
+      bad,
+    );
+    expect(issues).toEqual([]);
+    expect(good.discovery).toEqual({ cacheIdleMs: 0, maxQueuedEvents: 5, now, logger: silentLogger });
+    expect(good.backoff).toEqual({ initialMs: 10, maxMs: 20 });
+    checkSharedOptions(
+      {
+        cacheIdleMs: -1,
+        maxQueuedEvents: 0,
+        now: 3,
+        logger: { warn() {} },
+        backoff: { initialMs: 0, maxMs: 'x', multiplier: 0.5, jitter: 1 },
+      },
+      bad,
+    );
+    expect(issues.sort()).toEqual(
+      [
+        'backoff.initialMs',
+        'backoff.jitter',
+        'backoff.maxMs',
+        'backoff.multiplier',
+        'cacheIdleMs',
+        'logger',
+        'maxQueuedEvents',
+        'now',
+      ].sort(),
+    );
+    checkSharedOptions({ backoff: { initialMs: 50, maxMs: 10 } }, bad);
+    expect(issues.at(-1)).toBe('backoff.maxMs');
+  });
+});

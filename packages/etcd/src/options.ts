@@ -3,9 +3,11 @@ import {
   type BackoffOptions,
   ConfigError,
   type ConfigIssue,
+  checkSharedOptions,
   type DiscoveryOptions,
+  describeValue,
   type Logger,
-  silentLogger,
+  SHARED_OPTION_NAMES,
 } from '@rollcall/core';
 
 /** Username and password for etcd's built-in authentication. The password never appears in errors or logs. */
@@ -85,11 +87,7 @@ const KNOWN = new Set([
   'dialTimeoutMs',
   'callTimeoutMs',
   'keepaliveMs',
-  'backoff',
-  'cacheIdleMs',
-  'maxQueuedEvents',
-  'now',
-  'logger',
+  ...SHARED_OPTION_NAMES,
 ]);
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
@@ -100,14 +98,6 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string')
-    return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}...` : value);
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : String(value);
-}
-
 /**
  * Checks every option and applies the defaults. Throws one {@link ConfigError} listing every bad
  * field; messages never echo the password or file contents.
@@ -116,7 +106,9 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
   const issues: ConfigIssue[] = [];
   const bad = (path: string, message: string) => issues.push({ path, message });
   if (input !== undefined && !isObject(input))
-    throw new ConfigError([{ path: '', message: `etcd options must be an object, got ${describe(input)}` }]);
+    throw new ConfigError([
+      { path: '', message: `etcd options must be an object, got ${describeValue(input)}` },
+    ]);
   const o: Record<string, unknown> = input ?? {};
   for (const key of Object.keys(o)) if (!KNOWN.has(key) && o[key] !== undefined) bad(key, 'unknown option');
 
@@ -129,7 +121,10 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
       o.endpoints.forEach((e: unknown, i) => {
         const url = typeof e === 'string' ? parseUrl(e) : undefined;
         if (!url)
-          bad(`endpoints[${i}]`, `must be an http://host:port or https://host:port URL, got ${describe(e)}`);
+          bad(
+            `endpoints[${i}]`,
+            `must be an http://host:port or https://host:port URL, got ${describeValue(e)}`,
+          );
         else endpoints.push(url);
       });
       const schemes = new Set(endpoints.map((e) => e.split(':')[0]));
@@ -169,7 +164,7 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
       ] as const) {
         if (path === undefined) continue;
         if (typeof path !== 'string' || path.length === 0) {
-          bad(`tls.${name}`, `must be the path of a PEM file, got ${describe(path)}`);
+          bad(`tls.${name}`, `must be the path of a PEM file, got ${describeValue(path)}`);
           continue;
         }
         try {
@@ -177,7 +172,7 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
         } catch (error) {
           bad(
             `tls.${name}`,
-            `cannot read ${describe(path)}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+            `cannot read ${describeValue(path)}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
           );
         }
       }
@@ -191,56 +186,9 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
   const dialTimeoutMs = msOption(o, 'dialTimeoutMs', ETCD_DEFAULTS.dialTimeoutMs, bad);
   const callTimeoutMs = msOption(o, 'callTimeoutMs', ETCD_DEFAULTS.callTimeoutMs, bad);
   const keepaliveMs = msOption(o, 'keepaliveMs', ETCD_DEFAULTS.keepaliveMs, bad, 1000);
-  const cacheIdleMs =
-    o.cacheIdleMs === undefined ? undefined : msOption(o, 'cacheIdleMs', 0, bad, 1, Number.MAX_SAFE_INTEGER);
-  let maxQueuedEvents: number | undefined;
-  if (o.maxQueuedEvents !== undefined) {
-    if (!Number.isInteger(o.maxQueuedEvents) || (o.maxQueuedEvents as number) < 1)
-      bad('maxQueuedEvents', `must be a positive integer, got ${describe(o.maxQueuedEvents)}`);
-    else maxQueuedEvents = o.maxQueuedEvents as number;
-  }
-  if (o.now !== undefined && typeof o.now !== 'function')
-    bad('now', 'must be a function returning ms since the epoch');
-  let logger: Logger = silentLogger;
-  if (o.logger !== undefined) {
-    const l = o.logger as Record<string, unknown>;
-    if (!isObject(l) || !['debug', 'info', 'warn', 'error'].every((m) => typeof l[m] === 'function')) {
-      bad('logger', 'must have debug, info, warn and error methods');
-    } else logger = o.logger as Logger;
-  }
-  const backoff: BackoffOptions = {};
-  if (o.backoff !== undefined) {
-    if (!isObject(o.backoff)) bad('backoff', 'must be an object { initialMs?, maxMs?, multiplier? }');
-    else {
-      const { initialMs, maxMs, multiplier, random, ...rest } = o.backoff;
-      for (const k of Object.keys(rest)) bad(`backoff.${k}`, 'unknown option');
-      const positive = (name: string, v: unknown, min: number) => {
-        if (v === undefined) return undefined;
-        if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-          bad(`backoff.${name}`, `must be a number >= ${min}, got ${describe(v)}`);
-          return undefined;
-        }
-        return v;
-      };
-      const i = positive('initialMs', initialMs, 1);
-      const m = positive('maxMs', maxMs, 1);
-      const f = positive('multiplier', multiplier, 1);
-      if (i !== undefined) backoff.initialMs = i;
-      if (m !== undefined) backoff.maxMs = m;
-      if (f !== undefined) backoff.multiplier = f;
-      if (i !== undefined && m !== undefined && m < i) bad('backoff.maxMs', 'must be >= backoff.initialMs');
-      if (random !== undefined) {
-        if (typeof random !== 'function') bad('backoff.random', 'must be a function returning [0, 1)');
-        else backoff.random = random as () => number;
-      }
-    }
-  }
+  const shared = checkSharedOptions(o, bad);
   if (issues.length > 0) throw new ConfigError(issues);
 
-  const discovery: DiscoveryOptions = { logger };
-  if (cacheIdleMs !== undefined) discovery.cacheIdleMs = cacheIdleMs;
-  if (maxQueuedEvents !== undefined) discovery.maxQueuedEvents = maxQueuedEvents;
-  if (o.now !== undefined) discovery.now = o.now as () => number;
   return {
     endpoints,
     namespace,
@@ -250,9 +198,9 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
     dialTimeoutMs,
     callTimeoutMs,
     keepaliveMs,
-    backoff,
-    logger,
-    discovery,
+    backoff: shared.backoff,
+    logger: shared.logger,
+    discovery: shared.discovery,
   };
 }
 
@@ -281,15 +229,15 @@ function pathOption(
   if (value === undefined) return fallback;
   const rule = allowEmpty ? "must be empty or end with '/'" : "must end with '/'";
   if (typeof value !== 'string') {
-    bad(name, `${rule}, got ${describe(value)}`);
+    bad(name, `${rule}, got ${describeValue(value)}`);
     return fallback;
   }
   if (value === '' && allowEmpty) return value;
-  if (!value.endsWith('/')) bad(name, `${rule}, got ${describe(value)}`);
+  if (!value.endsWith('/')) bad(name, `${rule}, got ${describeValue(value)}`);
   else if (CONTROL_RE.test(value)) bad(name, 'must not contain control characters');
-  else if (value.includes('//')) bad(name, `must not contain '//', got ${describe(value)}`);
+  else if (value.includes('//')) bad(name, `must not contain '//', got ${describeValue(value)}`);
   else if (value.split('/').some((s) => s === '.' || s === '..'))
-    bad(name, `must not contain '.' or '..' segments, got ${describe(value)}`);
+    bad(name, `must not contain '.' or '..' segments, got ${describeValue(value)}`);
   return value;
 }
 
@@ -304,7 +252,7 @@ function msOption(
   const value = o[name];
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    bad(name, `must be an integer number of milliseconds from ${min} to ${max}, got ${describe(value)}`);
+    bad(name, `must be an integer number of milliseconds from ${min} to ${max}, got ${describeValue(value)}`);
     return fallback;
   }
   return value;

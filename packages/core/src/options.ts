@@ -1,0 +1,113 @@
+import type { BackoffOptions } from './backoff.js';
+import type { DiscoveryOptions } from './discovery.js';
+import { type Logger, silentLogger } from './logger.js';
+
+/**
+ * A short, safe description of a bad value for an error message: strings quoted and cut,
+ * objects and arrays named, never dumped. (Never pass a secret: say only its type.)
+ */
+export function describeValue(value: unknown, maxLength = 60): string {
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > maxLength ? `${value.slice(0, maxLength)}...` : value);
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'function') return 'a function';
+  return typeof value === 'object' ? 'an object' : String(value);
+}
+
+/** The option names every backend shares with core (discovery caching, clock, logger, backoff). */
+export const SHARED_OPTION_NAMES: readonly string[] = [
+  'cacheIdleMs',
+  'maxQueuedEvents',
+  'now',
+  'logger',
+  'backoff',
+];
+
+/** The shared options after validation. */
+export interface SharedOptions {
+  /** For `createServiceDiscovery` / `createBackend` (`logger` included). */
+  discovery: DiscoveryOptions;
+  /** For the backend's retry loops. */
+  backoff: BackoffOptions;
+  /** Default {@link silentLogger}. */
+  logger: Logger;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown, min: number): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min;
+}
+
+/**
+ * Checks the options a backend shares with core (`cacheIdleMs`, `maxQueuedEvents`, `now`,
+ * `logger`, `backoff`), reporting each problem through `bad(path, message)`, and returns them
+ * resolved. Backends call it from their own option resolver, so these rules live in one place.
+ */
+export function checkSharedOptions(
+  o: Record<string, unknown>,
+  bad: (path: string, message: string) => void,
+): SharedOptions {
+  const discovery: DiscoveryOptions = {};
+  if (o.cacheIdleMs !== undefined) {
+    if (!isCount(o.cacheIdleMs, 0))
+      bad('cacheIdleMs', `must be a non-negative integer number of ms, got ${describeValue(o.cacheIdleMs)}`);
+    else discovery.cacheIdleMs = o.cacheIdleMs;
+  }
+  if (o.maxQueuedEvents !== undefined) {
+    if (!isCount(o.maxQueuedEvents, 1))
+      bad('maxQueuedEvents', `must be a positive integer, got ${describeValue(o.maxQueuedEvents)}`);
+    else discovery.maxQueuedEvents = o.maxQueuedEvents;
+  }
+  if (o.now !== undefined) {
+    if (typeof o.now !== 'function')
+      bad('now', `must be a function returning ms since the epoch, got ${describeValue(o.now)}`);
+    else discovery.now = o.now as () => number;
+  }
+  let logger: Logger = silentLogger;
+  if (o.logger !== undefined) {
+    const l = o.logger;
+    if (!isObject(l) || !['debug', 'info', 'warn', 'error'].every((m) => typeof l[m] === 'function')) {
+      bad('logger', 'must have debug, info, warn and error methods');
+    } else logger = l as unknown as Logger;
+  }
+  discovery.logger = logger;
+  const backoff: BackoffOptions = {};
+  if (o.backoff !== undefined) {
+    if (!isObject(o.backoff))
+      bad(
+        'backoff',
+        `must be an object { initialMs?, maxMs?, multiplier? }, got ${describeValue(o.backoff)}`,
+      );
+    else {
+      const { initialMs, maxMs, multiplier, random, ...rest } = o.backoff;
+      for (const k of Object.keys(rest)) bad(`backoff.${k}`, 'unknown option');
+      const atLeast = (name: string, v: unknown, min: number): number | undefined => {
+        if (v === undefined) return undefined;
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (min === 0 && v === 0)) {
+          bad(
+            `backoff.${name}`,
+            `must be a number ${min === 0 ? '> 0' : `>= ${min}`}, got ${describeValue(v)}`,
+          );
+          return undefined;
+        }
+        return v;
+      };
+      const i = atLeast('initialMs', initialMs, 0);
+      const m = atLeast('maxMs', maxMs, 0);
+      const f = atLeast('multiplier', multiplier, 1);
+      if (i !== undefined) backoff.initialMs = i;
+      if (m !== undefined) backoff.maxMs = m;
+      if (f !== undefined) backoff.multiplier = f;
+      if (i !== undefined && m !== undefined && m < i) bad('backoff.maxMs', 'must be >= backoff.initialMs');
+      if (random !== undefined) {
+        if (typeof random !== 'function') bad('backoff.random', 'must be a function returning [0, 1)');
+        else backoff.random = random as () => number;
+      }
+    }
+  }
+  return { discovery, backoff, logger };
+}
