@@ -5,12 +5,14 @@ import {
   type BackoffOptions,
   type DiscoveryDriver,
   type Logger,
+  linkSignals,
   type MirrorFeed,
   PermissionDeniedError,
   type RegistrationControl,
   retryForever,
   type ServiceInstance,
   sleep,
+  UpstreamCounter,
 } from '@rollcall/core';
 import { type ConsulApi, isUnknownCheck, isUnknownService } from './api.js';
 import { checkConsulLimits, checkIdOf, decodeHealth, registrationBody, serviceIdOf } from './codec.js';
@@ -37,6 +39,8 @@ interface Held {
   control: RegistrationControl;
   /** Aborts on deregister/close (the control's signal) or when the client dies (simulated crash, close). */
   stop: AbortSignal;
+  /** Detaches `stop` from the client's long-lived lifetime signal once the registration is gone. */
+  unlink: () => void;
   /** The heartbeat loop; settles once it has stopped and its last request has finished. */
   loop: Promise<void>;
 }
@@ -52,7 +56,7 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
 export class ConsulDiscoveryDriver implements DiscoveryDriver {
   readonly backend = 'consul';
   private readonly held = new Map<RegistrationControl, Held>();
-  private readonly pollers = new Map<string, number>();
+  private readonly pollers = new UpstreamCounter();
   /** Aborted when the client closes or dies: stops every heartbeat and poller. */
   private readonly lifetime = new AbortController();
   /** Registrations whose `PUT /v1/agent/service/register` was sent: only those are ever deregistered. */
@@ -68,11 +72,20 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
 
   async register(control: RegistrationControl, signal?: AbortSignal): Promise<void> {
     checkConsulLimits(control.instance);
-    const stop = AbortSignal.any([control.signal, this.lifetime.signal]);
-    const attempt = signal ? AbortSignal.any([stop, signal]) : stop;
-    const sentAt = await this.putAndConfirm(control, attempt);
-    if (stop.aborted) return;
-    const held: Held = { control, stop, loop: Promise.resolve() };
+    // linkSignals, not AbortSignal.any: the lifetime signal outlives every registration (see core).
+    const stop = linkSignals(control.signal, this.lifetime.signal);
+    const attempt = signal ? linkSignals(stop.signal, signal) : undefined;
+    let sentAt: number;
+    try {
+      sentAt = await this.putAndConfirm(control, attempt?.signal ?? stop.signal);
+    } catch (error) {
+      stop.dispose();
+      throw error;
+    } finally {
+      attempt?.dispose();
+    }
+    if (stop.signal.aborted) return;
+    const held: Held = { control, stop: stop.signal, unlink: stop.dispose, loop: Promise.resolve() };
     held.loop = this.heartbeat(held, sentAt).catch((error) => {
       this.options.logger.error('consul heartbeat loop failed', {
         ...this.who(control),
@@ -88,6 +101,7 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
     // The control's signal is aborted already: wait for the heartbeat to stop so that no pass or
     // re-registration in flight can land after the deregistration and bring the service back.
     await held?.loop;
+    held?.unlink();
     // Never sent (refused before any request): the service ID may belong to another process.
     if (this.crashed || !this.sent.has(control)) return;
     try {
@@ -230,25 +244,19 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
 
   watch(service: string, feed: MirrorFeed<ServiceInstance>): () => void {
     const stop = new AbortController();
-    const signal = AbortSignal.any([stop.signal, this.lifetime.signal]);
-    this.pollers.set(service, (this.pollers.get(service) ?? 0) + 1);
-    void this.poll(service, feed, signal).catch((error) =>
+    const linked = linkSignals(stop.signal, this.lifetime.signal);
+    void this.poll(service, feed, linked.signal).catch((error) =>
       this.options.logger.error('consul poller failed', { service, error: message(error) }),
     );
-    let stopped = false;
-    return () => {
-      if (stopped) return;
-      stopped = true;
+    return this.pollers.track(service, () => {
       stop.abort();
-      const left = (this.pollers.get(service) ?? 1) - 1;
-      if (left > 0) this.pollers.set(service, left);
-      else this.pollers.delete(service);
-    };
+      linked.dispose();
+    });
   }
 
   /** Number of pollers this client runs for `service` (core guarantees at most one). */
   pollerCount(service: string): number {
-    return this.pollers.get(service) ?? 0;
+    return this.pollers.count(service);
   }
 
   /**

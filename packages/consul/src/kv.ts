@@ -4,7 +4,9 @@ import {
   type BackoffOptions,
   type KvDriver,
   type Logger,
+  linkSignals,
   type MirrorFeed,
+  UpstreamCounter,
 } from '@rollcall/core';
 import type { ConsulApi, KvItem } from './api.js';
 import { sleepUntil } from './time.js';
@@ -40,7 +42,7 @@ function toEntries(items: readonly KvItem[]): Map<string, string> {
 export class ConsulKvDriver implements KvDriver {
   readonly backend = 'consul';
   private readonly lifetime = new AbortController();
-  private readonly watches = new Map<string, number>();
+  private readonly watches = new UpstreamCounter();
 
   constructor(
     private readonly api: ConsulApi,
@@ -68,25 +70,19 @@ export class ConsulKvDriver implements KvDriver {
 
   watch(prefix: string, feed: MirrorFeed<string>): () => void {
     const stop = new AbortController();
-    const signal = AbortSignal.any([stop.signal, this.lifetime.signal]);
-    this.watches.set(prefix, (this.watches.get(prefix) ?? 0) + 1);
-    void this.follow(prefix, feed, signal).catch((error) =>
+    const linked = linkSignals(stop.signal, this.lifetime.signal);
+    void this.follow(prefix, feed, linked.signal).catch((error) =>
       this.options.logger.error('consul key/value watch failed', { prefix, error: message(error) }),
     );
-    let stopped = false;
-    return () => {
-      if (stopped) return;
-      stopped = true;
+    return this.watches.track(prefix, () => {
       stop.abort();
-      const left = (this.watches.get(prefix) ?? 1) - 1;
-      if (left > 0) this.watches.set(prefix, left);
-      else this.watches.delete(prefix);
-    };
+      linked.dispose();
+    });
   }
 
   /** Number of upstream watches this client runs for `prefix`. */
   watchCount(prefix: string): number {
-    return this.watches.get(prefix) ?? 0;
+    return this.watches.count(prefix);
   }
 
   /**

@@ -5,6 +5,7 @@ import {
   type MirrorFeed,
   type RegistrationControl,
   type ServiceInstance,
+  UpstreamCounter,
   validateInstance,
 } from '@rollcall/core';
 import type { EtcdConnection } from './connection.js';
@@ -22,7 +23,8 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
   /** One lease keeper per distinct TTL (normally one). */
   readonly keepers = new Map<number, LeaseKeeper>();
   /** Number of live etcd watches, by service. */
-  readonly watchCounts = new Map<string, number>();
+  /** etcd watches held now, by service. */
+  readonly watches = new UpstreamCounter();
   private readonly liveWatches = new Set<PrefixWatch<ServiceInstance>>();
   private readonly interner = new Interner();
   private readonly servicesRoot: string;
@@ -74,21 +76,16 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
     const codec = new InstanceCodec(service, prefix, this.interner, this.conn.options.logger);
     const watch = new PrefixWatch(this.conn, prefix, codec, feed, `service '${service}'`);
     this.liveWatches.add(watch);
-    this.watchCounts.set(service, (this.watchCounts.get(service) ?? 0) + 1);
     watch.start();
-    return () => {
-      if (watch.stopped) return;
+    return this.watches.track(service, () => {
       watch.stop();
       this.liveWatches.delete(watch);
-      const left = (this.watchCounts.get(service) ?? 1) - 1;
-      if (left > 0) this.watchCounts.set(service, left);
-      else this.watchCounts.delete(service);
-    };
+    });
   }
 
   /** Number of etcd watches this client holds for `service` (1 while anything watches or caches it). */
   upstreams(service: string): number {
-    return this.watchCounts.get(service) ?? 0;
+    return this.watches.count(service);
   }
 
   async listServices(): Promise<string[]> {
@@ -126,7 +123,7 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
   private stopWatches(): void {
     for (const w of this.liveWatches) w.stop();
     this.liveWatches.clear();
-    this.watchCounts.clear();
+    this.watches.clear();
   }
 }
 

@@ -1,4 +1,4 @@
-import type { KvDriver, MirrorFeed } from '@rollcall/core';
+import { type KvDriver, type MirrorFeed, UpstreamCounter } from '@rollcall/core';
 import type { EtcdConnection } from './connection.js';
 import { PrefixWatch } from './prefix-watch.js';
 
@@ -9,7 +9,8 @@ import { PrefixWatch } from './prefix-watch.js';
 export class EtcdKvDriver implements KvDriver {
   readonly backend = 'etcd';
   /** Number of live etcd watches, by (normalized) prefix. */
-  readonly watchCounts = new Map<string, number>();
+  /** etcd watches held now, by prefix. */
+  readonly watches = new UpstreamCounter();
   private readonly liveWatches = new Set<PrefixWatch<string>>();
   private readonly root: string;
 
@@ -78,22 +79,17 @@ export class EtcdKvDriver implements KvDriver {
       `prefix '${prefix}'`,
     );
     this.liveWatches.add(watch);
-    this.watchCounts.set(prefix, (this.watchCounts.get(prefix) ?? 0) + 1);
     watch.start();
-    return () => {
-      if (watch.stopped) return;
+    return this.watches.track(prefix, () => {
       watch.stop();
       this.liveWatches.delete(watch);
-      const left = (this.watchCounts.get(prefix) ?? 1) - 1;
-      if (left > 0) this.watchCounts.set(prefix, left);
-      else this.watchCounts.delete(prefix);
-    };
+    });
   }
 
   /** Stops every watch (a simulated crash). */
   stopAll(): void {
     for (const w of this.liveWatches) w.stop();
     this.liveWatches.clear();
-    this.watchCounts.clear();
+    this.watches.clear();
   }
 }
