@@ -158,6 +158,29 @@ export class EtcdConnection {
   }
 
   /**
+   * Runs `attempt` in the background until it succeeds or the connection closes, logging each
+   * failure (redacted). For clean-ups that must land eventually, such as removing a key whose
+   * write may have reached etcd after its caller gave up; once closed, the revoked (or expiring)
+   * lease takes such keys with it.
+   */
+  retryInBackground(
+    what: string,
+    attempt: () => Promise<unknown>,
+    fields: Record<string, unknown> = {},
+  ): void {
+    retryForever(attempt, {
+      backoff: this.backoff(),
+      signal: this.signal,
+      onError: (error, n) =>
+        this.options.logger.warn(`etcd: ${what} failed; retrying`, {
+          ...fields,
+          attempt: n,
+          error: this.redact(error instanceof Error ? error.message : String(error)),
+        }),
+    }).catch(() => {});
+  }
+
+  /**
    * Maps any failure to a typed, secret-free Rollcall error: credentials refused gives
    * {@link PermissionDeniedError}, a closed client {@link ClosedError}, anything else
    * {@link BackendUnavailableError}. `what` says which operation failed.

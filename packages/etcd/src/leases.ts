@@ -314,7 +314,8 @@ export class LeaseKeeper {
   }
 
   private removeInBackground(key: string): void {
-    retryForever(
+    this.conn.retryInBackground(
+      'removing a failed registration',
       () =>
         this.exclusive(async () => {
           // Registered again (successfully) meanwhile: the key is legitimately ours now.
@@ -323,17 +324,8 @@ export class LeaseKeeper {
             this.conn.client.delete().key(key).options(o).exec(),
           );
         }),
-      {
-        backoff: this.conn.backoff(),
-        signal: this.conn.signal,
-        onError: (error, attempt) =>
-          this.conn.options.logger.warn('etcd: removing a failed registration failed; retrying', {
-            key,
-            attempt,
-            error: this.conn.redact(error instanceof Error ? error.message : String(error)),
-          }),
-      },
-    ).catch(() => {}); // closed: the lease is revoked (or expires), taking the key with it
+      { key },
+    );
   }
 
   private async flushDeletes(): Promise<void> {

@@ -5,7 +5,6 @@ import {
   ClosedError,
   type HeldLock,
   type LockDriver,
-  retryForever,
   sleep,
   throwIfAborted,
 } from '@rollcall/core';
@@ -575,16 +574,11 @@ export class EtcdLockDriver implements LockDriver {
 
   private removeInBackground(key: string, what: string): void {
     if (!this.conn.isOpen) return;
-    retryForever(() => this.conn.call(what, (o) => this.conn.client.delete().key(key).options(o).exec()), {
-      backoff: this.conn.backoff(),
-      signal: this.conn.signal,
-      onError: (error, attempt) =>
-        this.conn.options.logger.warn('etcd: removing a lock key failed; retrying', {
-          key,
-          attempt,
-          error: this.conn.redact(error instanceof Error ? error.message : String(error)),
-        }),
-    }).catch(noop); // closed: the lease is revoked (or expires), taking the key with it
+    this.conn.retryInBackground(
+      'removing a lock key',
+      () => this.conn.call(what, (o) => this.conn.client.delete().key(key).options(o).exec()),
+      { key },
+    );
   }
 }
 
