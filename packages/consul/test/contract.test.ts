@@ -1,36 +1,10 @@
 import { type ServiceInstance, ValidationError } from '@rollcall/core';
-import {
-  type ConsulAgent,
-  describeDiscoveryContract,
-  describeKeyValueContract,
-  startConsul,
-  uniqueService,
-} from '@rollcall/testkit';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type ConsulBackend, simulateCrash } from '../src/index.js';
-import { backendOn, POLL_MS, passingIds } from './helpers.js';
+import { describeDiscoveryContract, describeKeyValueContract, uniqueService } from '@rollcall/testkit';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ConsulBackend } from '../src/index.js';
+import { agentForFile, backendOn, POLL_MS, passingIds } from './helpers.js';
 
-// One real Consul 1.8.7 dev agent for this file. Outage = the agent is killed; restore = a new dev
-// agent on the same ports: everything it held is lost, so registrations must come back by themselves.
-let agent: Promise<ConsulAgent> | undefined;
-const shared = () => {
-  agent ??= startConsul();
-  return agent;
-};
-afterAll(async () => {
-  await (await agent)?.stop();
-});
-
-const harness = async () => {
-  const a = await shared();
-  return {
-    newClient: async () => backendOn(a),
-    crash: async (client: unknown) => simulateCrash(client as ConsulBackend),
-    outage: async () => a.kill(),
-    restore: async () => a.restart(),
-    upstreams: (client: unknown, service: string) => (client as ConsulBackend).pollerCount(service),
-  };
-};
+const { shared, harness } = agentForFile();
 
 describeDiscoveryContract('consul (poll)', harness, {
   ttlSeconds: 2,
@@ -46,18 +20,12 @@ describeDiscoveryContract('consul (poll)', harness, {
   upstreamCount: true,
 });
 
-describeKeyValueContract(
-  'consul',
-  async () => {
-    const a = await shared();
-    return {
-      newClient: async () => backendOn(a),
-      outage: async () => a.kill(),
-      restore: async () => a.restart(),
-    };
-  },
-  { propagationMs: 2500, recoveryMs: 15_000, outage: true, eventPerWrite: false },
-);
+describeKeyValueContract('consul', harness, {
+  propagationMs: 2500,
+  recoveryMs: 15_000,
+  outage: true,
+  eventPerWrite: false,
+});
 
 describe('consul specifics on a real agent', () => {
   const clients: ConsulBackend[] = [];

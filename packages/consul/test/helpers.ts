@@ -1,6 +1,7 @@
 import type { Logger } from '@rollcall/core';
-import type { ConsulAgent } from '@rollcall/testkit';
-import { type ConsulBackend, type ConsulOptions, createConsulBackend } from '../src/index.js';
+import { type ConsulAgent, startConsul } from '@rollcall/testkit';
+import { afterAll } from 'vitest';
+import { type ConsulBackend, type ConsulOptions, createConsulBackend, simulateCrash } from '../src/index.js';
 
 /** The shortest poll interval the backend accepts: tests use it to stay quick. */
 export const POLL_MS = 5000;
@@ -45,4 +46,32 @@ export async function passingIds(
     headers,
   );
   return entries.map((e) => e.Service.Meta?.rollcall_id ?? '?').sort();
+}
+
+/**
+ * One real Consul 1.8.7 dev agent for the calling test file (started on first use, stopped after
+ * the file), and the compliance suites' harness on it: crash = `simulateCrash`; outage = the agent
+ * killed; restore = a new dev agent on the same ports, which has lost everything it held, so
+ * registrations and locks must recover by themselves.
+ */
+export function agentForFile(options: ConsulOptions = {}) {
+  let agent: Promise<ConsulAgent> | undefined;
+  const shared = () => {
+    agent ??= startConsul();
+    return agent;
+  };
+  afterAll(async () => {
+    await (await agent)?.stop();
+  });
+  const harness = async () => {
+    const a = await shared();
+    return {
+      newClient: async () => backendOn(a, options),
+      crash: async (client: unknown) => simulateCrash(client as ConsulBackend),
+      outage: async () => a.kill(),
+      restore: async () => a.restart(),
+      upstreams: (client: unknown, service: string) => (client as ConsulBackend).pollerCount(service),
+    };
+  };
+  return { shared, harness };
 }

@@ -8,19 +8,14 @@ import {
 } from '@rollcall/core';
 import { type ConsulAgent, eventually, startConsul, uniqueService } from '@rollcall/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TxnKv } from '../src/api.js';
 import { type ConsulBackend, type ConsulOptions, createConsulBackend, simulateCrash } from '../src/index.js';
 import { backendOn } from './helpers.js';
 
 const TTL = 10;
 
-interface RawEntry {
-  Key: string;
-  Value: string | null;
-  Flags: number;
-  Session?: string;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
+/** A raw KV entry as Consul answers it (the same shape as a transaction result's). */
+type RawEntry = TxnKv;
 interface RawSession {
   ID: string;
   Name: string;
