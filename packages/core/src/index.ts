@@ -13,6 +13,6 @@ export * from './options.js';
 export * from './registration.js';
 export * from './signals.js';
 export * from './tokens.js';
-export * from './upstreams.js';
 export type * from './types.js';
+export * from './upstreams.js';
 export * from './validation.js';
