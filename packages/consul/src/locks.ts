@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import {
   AbortedError,
+  abortable,
   BackendUnavailableError,
   Backoff,
   type BackoffOptions,
@@ -513,22 +514,14 @@ export class ConsulLockDriver implements LockDriver {
     const work = this.obtain(target, ttlSeconds, linked.signal, queued);
     work.then(linked.dispose, linked.dispose);
     this.track(work);
-    return new Promise<HeldLock>((resolve, reject) => {
-      const onAbort = () => reject(new AbortedError(signal.reason));
-      signal.addEventListener('abort', onAbort, { once: true });
-      work.then(
-        (held) => {
-          signal.removeEventListener('abort', onAbort);
-          if (!signal.aborted) return resolve(held);
-          // Granted just as the caller gave up: hand it on.
-          held.release().catch(() => {});
-        },
-        (error: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      );
-    });
+    // Granted just as the caller gave up: hand it on.
+    work.then(
+      (held) => {
+        if (signal.aborted) held.release().catch(() => {});
+      },
+      () => {},
+    );
+    return abortable(work, signal);
   }
 
   private async obtain(
