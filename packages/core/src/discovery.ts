@@ -81,17 +81,30 @@ export interface DiscoveryHealth {
 }
 
 class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
-  private cached: { version: number; snapshot: Snapshot } | undefined;
+  private cached: { version: number; entriesVersion: number; snapshot: Snapshot } | undefined;
   constructor(private readonly service: string) {}
 
   snapshot(state: MirrorState<ServiceInstance>): Snapshot {
-    if (this.cached?.version !== state.version) {
-      this.cached = {
+    let cached = this.cached;
+    if (cached?.version !== state.version) {
+      // Only stale/syncedAt moved (a poll confirmed the list, an outage began): keep the same list.
+      const instances =
+        cached?.entriesVersion === state.entriesVersion
+          ? cached.snapshot.instances
+          : makeSnapshot(this.service, state.entries.values(), false, 0).instances;
+      cached = {
         version: state.version,
-        snapshot: makeSnapshot(this.service, state.entries.values(), state.stale, state.syncedAt),
+        entriesVersion: state.entriesVersion,
+        snapshot: Object.freeze({
+          service: this.service,
+          instances,
+          stale: state.stale,
+          syncedAt: state.syncedAt,
+        }),
       };
+      this.cached = cached;
     }
-    return this.cached.snapshot;
+    return cached.snapshot;
   }
   equals = instanceEquals;
   sync: MirrorView<ServiceInstance, DiscoveryEvent>['sync'] = (state) => ({
@@ -102,8 +115,8 @@ class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
     const addedInstances = added.map(([, v]) => v);
     const updatedInstances = updated.map(([, v]) => v);
     const previous = this.cached;
-    // The mirror bumps the version once per change: patch the previous list instead of re-sorting.
-    if (previous?.version === state.version - 1) {
+    // The mirror bumps entriesVersion once per change: patch the previous list instead of re-sorting.
+    if (previous?.entriesVersion === state.entriesVersion - 1) {
       const upserts =
         updatedInstances.length === 0 ? addedInstances : [...addedInstances, ...updatedInstances];
       const instances = patchSorted(
@@ -113,6 +126,7 @@ class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
       );
       this.cached = {
         version: state.version,
+        entriesVersion: state.entriesVersion,
         snapshot: Object.freeze({
           service: this.service,
           instances,

@@ -110,8 +110,10 @@ export interface MirrorState<V> {
   readonly syncedAt: number;
   /** The last upstream error, while stale (or before the first answer). */
   readonly error: Error | undefined;
-  /** Bumped on every change to `entries` or `stale`; views cache derived objects by it. */
+  /** Bumped on every change to `entries`, `stale` or `syncedAt`; views cache derived objects by it. */
   readonly version: number;
+  /** Bumped only when `entries` change, so views can reuse what they derived from the entries alone. */
+  readonly entriesVersion: number;
 }
 
 /** Turns mirror transitions into the events of one API (discovery or key/value). */
@@ -166,6 +168,7 @@ export class Mirror<V, E> implements MirrorFeed<V> {
   private syncedAt = 0;
   private error: Error | undefined;
   private version = 0;
+  private entriesVersion = 0;
   private closed = false;
   private readonly subscribers = new Set<EventQueue<E>>();
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -189,6 +192,7 @@ export class Mirror<V, E> implements MirrorFeed<V> {
       syncedAt: this.syncedAt,
       error: this.error,
       version: this.version,
+      entriesVersion: this.entriesVersion,
     };
   }
 
@@ -227,7 +231,7 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     if (!this.hasData || this.isStale || options?.forceSync) {
       this.entries = next;
       this.markFresh();
-      this.version += 1;
+      this.bump(true);
       this.emit(this.view.sync(this.state));
       return;
     }
@@ -240,9 +244,12 @@ export class Mirror<V, E> implements MirrorFeed<V> {
       else if (!this.view.equals(old, value)) updated.push([key, value]);
     }
     for (const [key, value] of this.entries) if (!next.has(key)) removed.push([key, value]);
-    if (added.length + updated.length + removed.length === 0) return;
+    if (added.length + updated.length + removed.length === 0) {
+      this.bump(false); // confirmed unchanged: only syncedAt moved
+      return;
+    }
     this.entries = next;
-    this.version += 1;
+    this.bump(true);
     this.emit(this.view.change(this.state, added, updated, removed));
   }
 
@@ -274,13 +281,11 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     this.syncedAt = this.now();
     this.markFresh();
     if (added.length + updated.length + removed.length === 0) {
-      if (wasStale) {
-        this.version += 1;
-        this.emit(this.view.sync(this.state));
-      }
+      this.bump(false);
+      if (wasStale) this.emit(this.view.sync(this.state));
       return;
     }
-    this.version += 1;
+    this.bump(true);
     this.emit(this.view.change(this.state, added, updated, removed));
   }
 
@@ -295,14 +300,19 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     }
     if (this.isStale) return;
     this.isStale = true;
-    this.version += 1;
+    this.bump(false);
     this.emit(this.view.stale(this.state, error));
   }
 
   confirm(): void {
     if (this.closed || !this.hasData || this.isStale) return;
     this.syncedAt = this.now();
+    this.bump(false);
+  }
+
+  private bump(entriesChanged: boolean): void {
     this.version += 1;
+    if (entriesChanged) this.entriesVersion += 1;
   }
 
   /** Ends every subscriber and rejects pending `ready()` calls. Idempotent. */

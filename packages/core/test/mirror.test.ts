@@ -148,3 +148,41 @@ describe('EventQueue.closeOn', () => {
     expect(m.subscribe().closeOn(AbortSignal.abort()).isClosed).toBe(true);
   });
 });
+
+describe('snapshots and confirmations', () => {
+  it('a poll that confirms an unchanged list moves syncedAt and keeps the same instances array', async () => {
+    const { createServiceDiscovery } = await import('../src/index.js');
+    let feed!: import('../src/index.js').MirrorFeed<import('../src/index.js').ServiceInstance>;
+    let time = 1000;
+    const discovery = createServiceDiscovery(
+      {
+        backend: 'test',
+        register: async () => {},
+        deregister: async () => {},
+        watch: (_service, f) => {
+          feed = f;
+          return () => {};
+        },
+        listServices: async () => [],
+        ping: async () => {},
+        close: async () => {},
+      },
+      { now: () => time },
+    );
+    const instance = { id: 'a', service: 'web', host: 'h', port: 1 };
+    const first = discovery.getInstances('web');
+    feed.replace([['a', instance]]);
+    const before = await first;
+    time = 6000;
+    feed.replace([['a', { ...instance }]]);
+    const after = await discovery.getInstances('web');
+    expect(after.syncedAt).toBe(6000);
+    expect(before.syncedAt).toBe(1000);
+    expect(after.instances).toBe(before.instances);
+    feed.stale(new Error('down'));
+    const stale = await discovery.getInstances('web');
+    expect(stale.stale).toBe(true);
+    expect(stale.instances).toBe(before.instances);
+    await discovery.close();
+  });
+});
