@@ -1,9 +1,14 @@
 import { abortable } from './backoff.js';
 import { ClosedError, ValidationError } from './errors.js';
 import { instanceEquals, makeSnapshot, patchSorted } from './instances.js';
+import type { RegisteredKey } from './liveness/claims.js';
+import { realTimers } from './liveness/clock.js';
+import type { SessionWrite } from './liveness/driver.js';
+import type { LivenessEngine } from './liveness/engine.js';
+import { holdProcess, whileHeld } from './liveness/process-ref.js';
 import { type Logger, silentLogger } from './logger.js';
 import { type EventQueue, Mirror, type MirrorFeed, type MirrorState, type MirrorView } from './mirror.js';
-import { ManagedRegistration, type RegistrationControl } from './registration.js';
+import { ManagedRegistration } from './registration.js';
 import type {
   DiscoveryEvent,
   RegisterOptions,
@@ -17,21 +22,19 @@ import { validateInstance, validateRegisterOptions, validateServiceName } from '
 
 /**
  * The part of a discovery backend that talks to its server. Everything else (validation,
- * registration handles, the per-service cache, watch fan-out, stale handling, close) is
- * {@link createServiceDiscovery}'s, shared by every backend.
+ * registration handles, keeping registrations alive, the per-service cache, watch fan-out, stale
+ * handling, close) is {@link createServiceDiscovery}'s, shared by every backend.
  */
 export interface DiscoveryDriver {
   /** Backend name: `memory`, `etcd`, `consul`, ... */
   readonly backend: string;
+  /** The liveness engine that keeps this backend's registrations (its session driver writes them). */
+  readonly liveness: LivenessEngine<unknown, unknown>;
   /**
-   * Puts the instance in the backend and keeps it there (heartbeats, lease keepalive) until
-   * `control.signal` aborts. Resolves once a fresh read on any client sees it. When the backend
-   * later drops it, call `control.lost(error)`, re-register with backoff and no retry limit,
-   * then call `control.restored()`.
+   * The key and value that register `instance` with `ttlSeconds` through {@link liveness}. Throws a
+   * `ValidationError` for an instance this backend cannot store (before any network call).
    */
-  register(control: RegistrationControl, signal?: AbortSignal): Promise<void>;
-  /** Removes the instance now (not after a TTL). */
-  deregister(control: RegistrationControl): Promise<void>;
+  registration(instance: ServiceInstance, ttlSeconds: number): SessionWrite<unknown>;
   /**
    * Starts the one upstream (watch or poller) for `service`: first `feed.replace(list)`, then
    * updates in backend order, `feed.stale(error)` when unreachable. Returns a function that stops it.
@@ -52,10 +55,18 @@ export interface DiscoveryOptions {
   cacheIdleMs?: number;
   /** Events a watcher may fall behind before its backlog collapses into a catch-up `sync`. Default 1000. */
   maxQueuedEvents?: number;
-  /** Clock for `syncedAt`. Default `Date.now`. */
+  /** Clock for `syncedAt` (wall time shown to users). Default `Date.now`. */
   now?: () => number;
   /** Background reports (losses, recoveries). Default silent. */
   logger?: Logger;
+  /**
+   * After a watch re-syncs following an outage (or a backend reset), instances missing from the
+   * fresh list stay listed this long, so that instances whose owners are re-registering never
+   * disappear; those that do not come back are removed when it ends. Trade-off: an instance that
+   * died during the outage is listed up to this much longer. Default 10000 (the default
+   * registration ttl); 0 removes at once.
+   */
+  resyncGraceMs?: number;
 }
 
 /** One registration's line in a health report. */
@@ -82,7 +93,11 @@ export interface DiscoveryHealth {
 
 class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
   private cached: { version: number; entriesVersion: number; snapshot: Snapshot } | undefined;
-  constructor(private readonly service: string) {}
+  constructor(
+    private readonly service: string,
+    /** Told the ids of instances a change removed or updated (this client checks its own registrations). */
+    private readonly touched: (service: string, ids: string[]) => void,
+  ) {}
 
   snapshot(state: MirrorState<ServiceInstance>): Snapshot {
     let cached = this.cached;
@@ -112,6 +127,8 @@ class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
     snapshot: this.snapshot(state),
   });
   change: MirrorView<ServiceInstance, DiscoveryEvent>['change'] = (state, added, updated, removed) => {
+    if (removed.length + updated.length > 0)
+      this.touched(this.service, [...removed.map(([id]) => id), ...updated.map(([id]) => id)]);
     const addedInstances = added.map(([, v]) => v);
     const updatedInstances = updated.map(([, v]) => v);
     const previous = this.cached;
@@ -154,7 +171,10 @@ interface CacheEntry {
   mirror: Mirror<ServiceInstance, DiscoveryEvent>;
   view: DiscoveryView;
   stop: () => void;
+  /** Monotonic ms of the last read or event delivered. */
   lastUsed: number;
+  /** Reads waiting for the first answer: the entry is not swept while any is. */
+  pins: number;
 }
 
 class Watch implements ServiceWatch {
@@ -170,19 +190,22 @@ class Watch implements ServiceWatch {
   }
 }
 
-function registrationKey(instance: ServiceInstance): string {
+function registrationKey(instance: Pick<ServiceInstance, 'service' | 'id'>): string {
   return `${instance.service}/${instance.id}`;
 }
 
 /**
  * The {@link ServiceDiscovery} every backend shares: validation before any network call,
- * registration handles with `lost`/`restored`, one backend watch per service however many
- * callers watch or read it, last-known-good lists through outages, and a clean close.
+ * registration handles kept alive by the backend's liveness engine, one backend watch per service
+ * however many callers watch or read it, last-known-good lists through outages, and a clean close.
  */
 export class ManagedDiscovery implements ServiceDiscovery {
   readonly backend: string;
   private readonly cache = new Map<string, CacheEntry>();
-  private readonly registrations = new Map<string, ManagedRegistration>();
+  private readonly registrations = new Map<
+    string,
+    { registration: ManagedRegistration; claim: RegisteredKey<unknown, unknown> }
+  >();
   private readonly options: Required<Omit<DiscoveryOptions, 'logger'>> & { logger: Logger };
   private closing: Promise<void> | undefined;
   private sweeper: NodeJS.Timeout | undefined;
@@ -197,6 +220,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
       maxQueuedEvents: options.maxQueuedEvents ?? 1000,
       now: options.now ?? Date.now,
       logger: options.logger ?? silentLogger,
+      resyncGraceMs: options.resyncGraceMs ?? 10_000,
     };
   }
 
@@ -211,29 +235,36 @@ export class ManagedDiscovery implements ServiceDiscovery {
         `'${valid.id}' of service '${valid.service}' is already registered by this client; deregister it first`,
       );
     }
-    const registration = new ManagedRegistration(
+    const entry = this.driver.registration(valid, ttlSeconds);
+    const liveness = this.driver.liveness;
+    const logger = this.options.logger;
+    const registration: ManagedRegistration = new ManagedRegistration(
       valid,
       ttlSeconds,
-      (r) => this.remove(r),
-      (e) => this.options.logger.error('registration listener threw', { error: String(e) }),
+      () => {
+        if (this.registrations.get(key)?.registration === registration) this.registrations.delete(key);
+        return liveness.release(claim);
+      },
+      (e) => logger.error('registration listener threw', { error: String(e) }),
     );
     registration.on('lost', (error) =>
-      this.options.logger.warn('registration lost; re-registering', {
+      logger.warn('registration lost; re-registering', {
         service: valid.service,
         id: valid.id,
         error: error?.message,
       }),
     );
     registration.on('restored', () =>
-      this.options.logger.info('registration restored', { service: valid.service, id: valid.id }),
+      logger.info('registration restored', { service: valid.service, id: valid.id }),
     );
-    this.registrations.set(key, registration);
+    const claim = liveness.register(entry.key, entry.value, ttlSeconds, registration);
+    this.registrations.set(key, { registration, claim });
     try {
-      await abortable(this.driver.register(registration, signal), signal);
+      await abortable(claim.established, signal);
     } catch (error) {
-      // Nothing may stay behind: undo whatever part of the write reached the backend.
-      this.registrations.delete(key);
-      await registration.deregister().catch(() => {});
+      // Nothing may stay behind: the engine undoes whatever part of the write reached the backend,
+      // in the background (a write still in flight is deleted once it lands).
+      void registration.deregister().catch(() => {});
       throw error;
     }
     if (this.closing) {
@@ -247,9 +278,16 @@ export class ManagedDiscovery implements ServiceDiscovery {
     validateServiceName(service);
     this.assertOpen();
     const entry = this.entry(service);
-    entry.lastUsed = this.options.now();
-    const state = entry.mirror.state;
-    if (!state.hasData) await entry.mirror.ready();
+    entry.lastUsed = realTimers.now();
+    if (!entry.mirror.state.hasData) {
+      entry.pins += 1;
+      try {
+        await whileHeld(entry.mirror.ready());
+      } finally {
+        entry.pins -= 1;
+        entry.lastUsed = realTimers.now();
+      }
+    }
     return entry.view.snapshot(entry.mirror.state);
   }
 
@@ -257,8 +295,11 @@ export class ManagedDiscovery implements ServiceDiscovery {
     validateServiceName(service);
     this.assertOpen();
     const entry = this.entry(service);
+    // An open watch keeps the process alive, as an open socket would.
+    const release = holdProcess();
     const queue = entry.mirror.subscribe(() => {
-      entry.lastUsed = this.options.now();
+      entry.lastUsed = realTimers.now();
+      release();
     });
     queue.closeOn(options?.signal);
     return new Watch(queue);
@@ -266,7 +307,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
 
   async listServices(): Promise<string[]> {
     this.assertOpen();
-    const names = await this.driver.listServices();
+    const names = await whileHeld(this.driver.listServices());
     return [...new Set(names)].sort();
   }
 
@@ -284,7 +325,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
       backend: this.backend,
       reachable,
       ...(error ? { error } : {}),
-      registrations: [...this.registrations.values()].map((r) => ({
+      registrations: [...this.registrations.values()].map(({ registration: r }) => ({
         service: r.instance.service,
         id: r.instance.id,
         state: r.state,
@@ -302,7 +343,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
 
   /** The registrations this client holds now. */
   get activeRegistrations(): Registration[] {
-    return [...this.registrations.values()];
+    return [...this.registrations.values()].map((r) => r.registration);
   }
 
   close(): Promise<void> {
@@ -317,7 +358,9 @@ export class ManagedDiscovery implements ServiceDiscovery {
   private async shutdown(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     // Deregister first, so the instances leave every watcher at once rather than after a TTL.
-    const results = await Promise.allSettled([...this.registrations.values()].map((r) => r.deregister()));
+    const results = await Promise.allSettled(
+      [...this.registrations.values()].map(({ registration }) => registration.deregister()),
+    );
     for (const entry of this.cache.values()) {
       entry.stop();
       entry.mirror.close();
@@ -328,23 +371,27 @@ export class ManagedDiscovery implements ServiceDiscovery {
     if (failed) throw failed.reason;
   }
 
-  private async remove(registration: ManagedRegistration): Promise<void> {
-    this.registrations.delete(registrationKey(registration.instance));
-    await this.driver.deregister(registration);
+  /** A watch showed instances of `service` removed or changed: if any is ours, check it now. */
+  private touched(service: string, ids: string[]): void {
+    for (const id of ids) {
+      const own = this.registrations.get(`${service}/${id}`);
+      if (own) this.driver.liveness.verify(own.claim);
+    }
   }
 
   private entry(service: string): CacheEntry {
     let entry = this.cache.get(service);
     if (!entry) {
-      const view = new DiscoveryView(service);
+      const view = new DiscoveryView(service, (s, ids) => this.touched(s, ids));
       const mirror = new Mirror<ServiceInstance, DiscoveryEvent>(view, {
         backend: this.backend,
         subject: `service '${service}'`,
         maxQueued: this.options.maxQueuedEvents,
         now: this.options.now,
+        resyncGraceMs: this.options.resyncGraceMs,
       });
       const stop = this.driver.watch(service, mirror);
-      entry = { mirror, view, stop, lastUsed: this.options.now() };
+      entry = { mirror, view, stop, lastUsed: realTimers.now(), pins: 0 };
       this.cache.set(service, entry);
       this.startSweeper();
     }
@@ -360,9 +407,9 @@ export class ManagedDiscovery implements ServiceDiscovery {
 
   /** Drops caches nobody watched or read for `cacheIdleMs`, stopping their backend watches. */
   sweep(): void {
-    const cutoff = this.options.now() - this.options.cacheIdleMs;
+    const cutoff = realTimers.now() - this.options.cacheIdleMs;
     for (const [service, entry] of this.cache) {
-      if (entry.mirror.subscriberCount === 0 && entry.lastUsed <= cutoff) {
+      if (entry.mirror.subscriberCount === 0 && entry.pins === 0 && entry.lastUsed <= cutoff) {
         entry.stop();
         entry.mirror.close();
         this.cache.delete(service);

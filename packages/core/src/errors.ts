@@ -78,6 +78,31 @@ export class LockTimeoutError extends RollcallError {
   }
 }
 
+/**
+ * Another live client holds the same registration (same service and id) or key: Rollcall reports
+ * it instead of two processes overwriting each other. `register` rejects with it when the id is
+ * held at registration time; a registration that finds its id taken later emits `lost` with it and
+ * takes the id back once the other holder is gone.
+ */
+export class ConflictError extends RollcallError {
+  /** The registry key both claim (e.g. `orders/orders-1`). */
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super('ERR_CONFLICT', message);
+    this.key = key;
+  }
+}
+
+/**
+ * Thrown by a liveness driver when the server says the session a write or delete named no longer
+ * exists (an etcd lease not found, an invalid Consul session): the engine treats the session as lost.
+ */
+export class SessionGoneError extends RollcallError {
+  constructor(backend: string, message: string) {
+    super('ERR_SESSION_GONE', `${backend}: ${message}`);
+  }
+}
+
 /** The call was aborted by the caller's `AbortSignal`. */
 export class AbortedError extends RollcallError {
   constructor(reason?: unknown) {

@@ -1,4 +1,5 @@
 import { BackendUnavailableError, ClosedError } from './errors.js';
+import { realTimers, type TimerHandle, type Timers } from './liveness/clock.js';
 
 /**
  * One subscriber's queue of events: an async iterator that never blocks the producer.
@@ -133,8 +134,10 @@ export interface MirrorFeed<V> {
    * The full authoritative list. Emits `sync` when it is the first answer, when the mirror was
    * stale, or when `forceSync` is set (history lost, e.g. etcd compaction); otherwise a `change`
    * with the difference, or nothing when nothing changed (it still refreshes `syncedAt`).
+   * `resynced`: the backend lost its state or history (a Consul agent restart seen through its index
+   * going backwards) without the mirror having gone stale: treat it like a re-sync after an outage.
    */
-  replace(entries: Iterable<[string, V]>, options?: { forceSync?: boolean }): void;
+  replace(entries: Iterable<[string, V]>, options?: { forceSync?: boolean; resynced?: boolean }): void;
   /** An incremental update (one backend transaction): entries put and keys deleted. */
   apply(put: Iterable<[string, V]>, deleted: Iterable<string>): void;
   /** The backend became unreachable: keep the entries, flag them stale, emit `stale` once. */
@@ -153,6 +156,14 @@ export interface MirrorOptions {
   backend: string;
   /** What is mirrored, for errors (`service 'web'`). */
   subject: string;
+  /**
+   * After a re-sync that follows an outage (or a `resynced` replace), entries missing from the fresh
+   * list are kept this long before they are removed, in case their owners are re-registering them.
+   * Default 0 (removed at once).
+   */
+  resyncGraceMs?: number;
+  /** Timers for the grace window. Default real timers. */
+  timers?: Timers;
 }
 
 /**
@@ -174,6 +185,11 @@ export class Mirror<V, E> implements MirrorFeed<V> {
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private readonly maxQueued: number;
   private readonly now: () => number;
+  private readonly graceMs: number;
+  private readonly timers: Timers;
+  /** Entries missing from the list since a re-sync, kept until the monotonic time given. */
+  private held = new Map<string, number>();
+  private graceTimer: TimerHandle | undefined;
 
   constructor(
     private readonly view: MirrorView<V, E>,
@@ -181,6 +197,13 @@ export class Mirror<V, E> implements MirrorFeed<V> {
   ) {
     this.maxQueued = options.maxQueued ?? 1000;
     this.now = options.now ?? Date.now;
+    this.graceMs = options.resyncGraceMs ?? 0;
+    this.timers = options.timers ?? realTimers;
+  }
+
+  /** Keys kept in the list after a re-sync although the backend no longer lists them (grace window). */
+  get heldBack(): number {
+    return this.held.size;
   }
 
   /** The current state (a live view: read it, do not keep it). */
@@ -224,10 +247,11 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     return queue;
   }
 
-  replace(entries: Iterable<[string, V]>, options?: { forceSync?: boolean }): void {
+  replace(entries: Iterable<[string, V]>, options?: { forceSync?: boolean; resynced?: boolean }): void {
     if (this.closed) return;
     const next = new Map(entries);
     this.syncedAt = this.now();
+    this.holdBack(next, this.hasData && (this.isStale || options?.resynced === true) && !options?.forceSync);
     if (!this.hasData || this.isStale || options?.forceSync) {
       this.entries = next;
       this.markFresh();
@@ -257,6 +281,13 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     if (this.closed) return;
     if (!this.hasData) throw new Error('Mirror.apply before the first replace: a backend must sync first');
     const wasStale = this.isStale;
+    if (this.held.size > 0) {
+      // Whatever the backend says about a held-back key from now on is authoritative.
+      put = [...put];
+      deleted = [...deleted];
+      for (const [key] of put as [string, V][]) this.held.delete(key);
+      for (const key of deleted as string[]) this.held.delete(key);
+    }
     const added: [string, V][] = [];
     const updated: [string, V][] = [];
     const removed: [string, V][] = [];
@@ -310,6 +341,56 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     this.bump(false);
   }
 
+  /**
+   * Keeps in `next` the entries the grace window still holds back: with `resync`, every entry the
+   * fresh list misses starts a window (unless already in one); entries the backend lists again leave it.
+   */
+  private holdBack(next: Map<string, V>, resync: boolean): void {
+    if (this.graceMs <= 0) return;
+    const now = this.timers.now();
+    for (const key of this.held.keys()) if (next.has(key)) this.held.delete(key);
+    if (resync)
+      for (const key of this.entries.keys())
+        if (!next.has(key) && !this.held.has(key)) this.held.set(key, now + this.graceMs);
+    for (const [key, until] of this.held) {
+      const value = this.entries.get(key);
+      if (until > now && value !== undefined) next.set(key, value);
+      else this.held.delete(key);
+    }
+    this.armGrace();
+  }
+
+  private armGrace(): void {
+    this.timers.clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    if (this.held.size === 0 || this.closed) return;
+    const first = Math.min(...this.held.values());
+    this.graceTimer = this.timers.setTimeout(() => this.endGrace(), Math.max(0, first - this.timers.now()));
+  }
+
+  /** The window ended for some held-back entries: those the backend still does not list go. */
+  private endGrace(): void {
+    this.graceTimer = undefined;
+    if (this.closed) return;
+    // While unreachable nothing is removed (an outage never empties a list); the next re-sync decides.
+    if (this.isStale) return;
+    const now = this.timers.now();
+    const removed: [string, V][] = [];
+    for (const [key, until] of this.held) {
+      if (until > now) continue;
+      this.held.delete(key);
+      const value = this.entries.get(key);
+      if (value === undefined) continue;
+      this.entries.delete(key);
+      removed.push([key, value]);
+    }
+    if (removed.length > 0) {
+      this.bump(true);
+      this.emit(this.view.change(this.state, [], [], removed));
+    }
+    this.armGrace();
+  }
+
   private bump(entriesChanged: boolean): void {
     this.version += 1;
     if (entriesChanged) this.entriesVersion += 1;
@@ -319,6 +400,8 @@ export class Mirror<V, E> implements MirrorFeed<V> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.timers.clearTimeout(this.graceTimer);
+    this.timers.clearTimeout(this.graceTimer);
     for (const w of this.readyWaiters) w.reject(new ClosedError(this.options.subject));
     this.readyWaiters = [];
     for (const queue of [...this.subscribers]) queue.close();

@@ -1,37 +1,26 @@
+import type { KeyListener } from './liveness/claims.js';
 import type { Registration, RegistrationState, ServiceInstance } from './types.js';
-
-/**
- * The handle a backend driver gets for each registration: the validated instance, its TTL,
- * and the hooks to report that the backend dropped it and that it is back.
- */
-export interface RegistrationControl {
-  readonly instance: ServiceInstance;
-  readonly ttlSeconds: number;
-  /** Aborts when the registration is deregistered or its client closes: stop heartbeats and retries. */
-  readonly signal: AbortSignal;
-  /** The backend dropped the instance; the driver is re-registering it. Emits `lost` once per loss. */
-  lost(error: Error): void;
-  /** The instance is back in the backend. Emits `restored` if it had been lost. */
-  restored(): void;
-}
 
 type Listener = (error?: Error) => void;
 
-/** The {@link Registration} every backend returns; state and events live here, writes in the driver. */
-export class ManagedRegistration implements Registration, RegistrationControl {
+/**
+ * The {@link Registration} every backend returns. The liveness engine keeps its key on the server
+ * and reports losses and recoveries here ({@link KeyListener}); this class holds the public state
+ * and events.
+ */
+export class ManagedRegistration implements Registration, KeyListener {
   private current: RegistrationState = 'active';
   private readonly listeners = { lost: new Set<Listener>(), restored: new Set<Listener>() };
-  private readonly abort = new AbortController();
   private removal: Promise<void> | undefined;
   /** Times the backend dropped this instance, for health reports. */
   lossCount = 0;
-  /** The error of the current loss, while recovering. */
+  /** Why it is recovering, while it is (the latest reason: a conflict found later replaces a loss). */
   lastError: Error | undefined;
 
   constructor(
     readonly instance: ServiceInstance,
     readonly ttlSeconds: number,
-    private readonly remove: (registration: ManagedRegistration) => Promise<void>,
+    private readonly remove: () => Promise<void>,
     private readonly onListenerError: (error: unknown) => void = () => {},
   ) {}
 
@@ -39,18 +28,17 @@ export class ManagedRegistration implements Registration, RegistrationControl {
     return this.current;
   }
 
-  get signal(): AbortSignal {
-    return this.abort.signal;
-  }
-
+  /** The backend dropped the instance (or another client took its id); emits `lost` once per loss. */
   lost(error: Error): void {
+    if (this.current === 'closed') return;
+    this.lastError = error;
     if (this.current !== 'active') return;
     this.current = 'recovering';
     this.lossCount += 1;
-    this.lastError = error;
     this.fire('lost', error);
   }
 
+  /** The instance is back in the backend; emits `restored`. */
   restored(): void {
     if (this.current !== 'recovering') return;
     this.current = 'active';
@@ -68,8 +56,7 @@ export class ManagedRegistration implements Registration, RegistrationControl {
   deregister(): Promise<void> {
     if (!this.removal) {
       this.current = 'closed';
-      this.abort.abort();
-      this.removal = this.remove(this);
+      this.removal = this.remove();
     }
     return this.removal;
   }

@@ -4,81 +4,95 @@ import {
   createBackend,
   type DiscoveryDriver,
   type DiscoveryOptions,
+  LivenessEngine,
+  type LivenessOptions,
   type ManagedKeyValueSource,
   type MirrorFeed,
   normalizeKey,
-  type RegistrationControl,
   type ServiceInstance,
+  type SessionWrite,
   validateValue,
 } from '@rollcall/core';
-import { MemoryStore, type StoreClient } from './store.js';
+import { MemoryLockDriver } from './lock-driver.js';
+import { MemorySessionDriver } from './sessions.js';
+import { instanceKey, MemoryStore, type StoreClient } from './store.js';
 
 /** Options of {@link createMemoryBackend}. */
 export interface MemoryBackendOptions extends DiscoveryOptions {
-  /** The store to share with other clients. Default: a fresh store of its own. */
+  /** The store to share with other clients. Default: a fresh store of its own, disposed by `close()`. */
   store?: MemoryStore;
+  /** Options of the liveness engine (reconcile interval, idle sessions). Defaults as in `@rollcall/core`. */
+  liveness?: Omit<LivenessOptions, 'logger'>;
 }
 
 let clients = 0;
 
+/** A feed the client keeps current: fed by the store's notifications once it has read the full list. */
+interface Feed<V> {
+  readonly feed: MirrorFeed<V>;
+  /** False until a full read succeeded (and again after an outage): notifications wait for it. */
+  synced: boolean;
+  readonly read: () => Iterable<[string, V]>;
+  stop: () => void;
+}
+
 /**
- * One client of a {@link MemoryStore}: the discovery and key/value drivers of the memory
- * backend. It owns no watch logic of its own: feeds go to core's mirrors.
+ * One client of a {@link MemoryStore} ("one process"): the discovery and key/value drivers of the
+ * memory backend. Registrations and locks live on sessions kept by core's liveness engine; watch
+ * logic is core's mirrors.
  */
 class MemoryClient implements StoreClient, DiscoveryDriver {
   readonly backend = 'memory';
   readonly label = `memory-${++clients}`;
   alive = true;
   lastContact: number;
-  closed = false;
-  private readonly registrations = new Set<RegistrationControl>();
-  private readonly serviceFeeds = new Map<MirrorFeed<ServiceInstance>, string>();
-  private readonly kvFeeds = new Map<MirrorFeed<string>, string>();
+  readonly liveness: LivenessEngine<string, ServiceInstance>;
+  private closed = false;
+  private readonly serviceFeeds = new Set<Feed<ServiceInstance>>();
+  private readonly kvFeeds = new Set<Feed<string>>();
 
-  constructor(private readonly store: MemoryStore) {
+  constructor(
+    private readonly store: MemoryStore,
+    liveness: LivenessOptions,
+  ) {
     this.lastContact = store.clock.now();
+    this.liveness = new LivenessEngine(new MemorySessionDriver(store, this), liveness);
   }
 
   // ---- StoreClient ----
 
+  onCrash(): void {
+    // A killed process: nothing of it runs any more.
+    this.liveness.abandon();
+    for (const f of [...this.serviceFeeds, ...this.kvFeeds]) f.stop();
+    this.serviceFeeds.clear();
+    this.kvFeeds.clear();
+  }
+
   onOutage(error: Error): void {
-    for (const feed of this.serviceFeeds.keys()) feed.stale(error);
-    for (const feed of this.kvFeeds.keys()) feed.stale(error);
+    for (const f of [...this.serviceFeeds, ...this.kvFeeds]) {
+      f.synced = false;
+      f.feed.stale(error);
+    }
   }
 
   onRestore(): void {
-    // What expired during the outage is re-registered: lost, then restored, as on a real backend.
-    for (const control of this.registrations) {
-      if (!this.store.hasInstance(this, control.instance)) {
-        control.lost(new Error('instance expired while the store was unreachable'));
-        this.store.putInstance(this, control.instance, control.ttlSeconds * 1000);
-        control.restored();
-      }
-    }
-    for (const [feed, service] of this.serviceFeeds) feed.replace(this.store.listInstances(service));
-    for (const [feed, prefix] of this.kvFeeds) feed.replace(this.store.kvGetAll(this, prefix));
+    for (const f of this.serviceFeeds) this.sync(f);
+    for (const f of this.kvFeeds) this.sync(f);
+    // What expired during the outage is re-registered by the engine: lost, then restored.
+    this.liveness.nudge();
   }
 
   // ---- DiscoveryDriver ----
 
-  async register(control: RegistrationControl): Promise<void> {
-    this.assertOpen();
-    this.store.putInstance(this, control.instance, control.ttlSeconds * 1000);
-    this.registrations.add(control);
-  }
-
-  async deregister(control: RegistrationControl): Promise<void> {
-    this.registrations.delete(control);
-    if (this.alive && !this.store.isDown) this.store.deleteInstance(this, control.instance);
+  registration(instance: ServiceInstance): SessionWrite<ServiceInstance> {
+    return { key: instanceKey(instance.service, instance.id), value: instance };
   }
 
   watch(service: string, feed: MirrorFeed<ServiceInstance>): () => void {
-    this.serviceFeeds.set(feed, service);
-    const stop = this.store.watchService(this, service, feed);
-    return () => {
-      this.serviceFeeds.delete(feed);
-      stop();
-    };
+    return this.follow(this.serviceFeeds, feed, () => this.store.listInstances(service), (listener) =>
+      this.store.watchService(service, listener),
+    );
   }
 
   async listServices(): Promise<string[]> {
@@ -92,6 +106,8 @@ class MemoryClient implements StoreClient, DiscoveryDriver {
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.liveness.close();
+    for (const f of [...this.serviceFeeds, ...this.kvFeeds]) f.stop();
     this.store.detach(this);
   }
 
@@ -106,20 +122,54 @@ class MemoryClient implements StoreClient, DiscoveryDriver {
   }
 
   async put(key: string, value: string): Promise<void> {
+    this.assertOpen();
     this.store.kvWrite(this, [[key, value]], []);
   }
 
   async delete(key: string): Promise<void> {
+    this.assertOpen();
     this.store.kvWrite(this, [], [key]);
   }
 
   watchKv(prefix: string, feed: MirrorFeed<string>): () => void {
-    this.kvFeeds.set(feed, prefix);
-    const stop = this.store.watchKv(this, prefix, feed);
-    return () => {
-      this.kvFeeds.delete(feed);
-      stop();
+    return this.follow(this.kvFeeds, feed, () => this.store.kvGetAll(this, prefix), (listener) =>
+      this.store.watchKv(prefix, listener),
+    );
+  }
+
+  /**
+   * Feeds `feed` with a full read, then with the store's notifications; a read that fails (outage,
+   * crash) makes it stale until `onRestore` reads again. Notifications before a successful read are
+   * not applied (the mirror has nothing to apply them to).
+   */
+  private follow<V>(
+    feeds: Set<Feed<V>>,
+    feed: MirrorFeed<V>,
+    read: () => Iterable<[string, V]>,
+    listen: (listener: (put: [string, V][], deleted: string[]) => void) => () => void,
+  ): () => void {
+    const entry: Feed<V> = { feed, synced: false, read, stop: () => {} };
+    const unlisten = listen((put, deleted) => {
+      if (entry.synced) feed.apply(put, deleted);
+    });
+    entry.stop = () => {
+      unlisten();
+      feeds.delete(entry);
     };
+    feeds.add(entry);
+    this.sync(entry);
+    return entry.stop;
+  }
+
+  private sync<V>(entry: Feed<V>): void {
+    try {
+      this.store.check(this);
+      entry.feed.replace(entry.read());
+      entry.synced = true;
+    } catch (error) {
+      entry.synced = false;
+      entry.feed.stale(error as Error);
+    }
   }
 
   private assertOpen(): void {
@@ -142,8 +192,9 @@ export interface MemoryBackend extends AssembledBackend {
  * their own tests. Backends over one `store` behave as separate processes sharing a registry.
  */
 export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryBackend {
-  const { store = new MemoryStore(), ...discoveryOptions } = options;
-  const client = new MemoryClient(store);
+  const { store: shared, liveness, ...discoveryOptions } = options;
+  const store = shared ?? new MemoryStore();
+  const client = new MemoryClient(store, { ...liveness, logger: discoveryOptions.logger });
   const backend = createBackend(
     {
       name: 'memory',
@@ -157,15 +208,10 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
         delete: (k) => client.delete(k),
         watch: (p, feed) => client.watchKv(p, feed),
       },
-      locks: {
-        backend: 'memory',
-        minTtlSeconds: 2,
-        acquire: (name, ttl, signal, queued) =>
-          store.lock(client, `lock/${name}`, ttl * 1000, undefined, signal, queued),
-        tryAcquire: (name, ttl) => store.tryLock(client, `lock/${name}`, ttl * 1000),
-        campaign: (election, value, ttl, signal) =>
-          store.lock(client, `election/${election}`, ttl * 1000, value, signal, () => {}),
-        leader: async (election) => store.lockHolderValue(client, `election/${election}`),
+      locks: new MemoryLockDriver(store, client, client.liveness),
+      // A store made for this backend alone goes with it (its expiry timer included).
+      release: () => {
+        if (!shared) store.dispose();
       },
     },
     { store },

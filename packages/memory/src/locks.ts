@@ -1,16 +1,16 @@
-import { AbortedError, BackendUnavailableError, type HeldLock } from '@rollcall/core';
-import type { StoreClient } from './store.js';
+import { AbortedError, SessionGoneError } from '@rollcall/core';
 
 interface Waiter {
-  client: StoreClient;
-  ttlMs: number;
-  value: string | undefined;
-  grant: (held: HeldLock) => void;
+  /** The session the request is queued under. */
+  readonly session: string;
+  readonly value: string | undefined;
+  grant(token: bigint): void;
+  fail(error: Error): void;
 }
 
-interface Holder extends Waiter {
-  token: bigint;
-  lost: AbortController;
+interface Holder {
+  readonly session: string;
+  readonly value: string | undefined;
 }
 
 interface LockEntry {
@@ -19,22 +19,29 @@ interface LockEntry {
 }
 
 /**
- * The memory store's locks: a FIFO queue per name, a fencing counter per name, holders
- * tied to their client's liveness like the instances (a crashed client's lock is freed after
- * its TTL; an outage longer than the TTL loses every lock).
+ * The memory store's locks: a FIFO queue per name, a fencing counter per name, holders and
+ * waiters tied to a session (a session that ends frees its locks and drops its waits). A lock's
+ * key, for the liveness engine, is its name (`lock/<name>` or `election/<name>`).
  */
 export class LockTable {
   private readonly locks = new Map<string, LockEntry>();
   private readonly tokens = new Map<string, bigint>();
 
-  /** Queues `client` for `name`; `grant` is called (maybe at once) when it holds the lock. Returns a withdraw function. */
+  /** Queues `waiter` for `name`; `grant` is called (maybe at once) when it holds the lock. Returns a withdraw function. */
   enqueue(name: string, waiter: Waiter): () => void {
-    const entry = this.entry(name);
+    let entry = this.locks.get(name);
+    if (!entry) {
+      entry = { holder: undefined, queue: [] };
+      this.locks.set(name, entry);
+    }
     entry.queue.push(waiter);
     this.promote(name, entry);
+    const queued = entry;
     return () => {
-      const at = entry.queue.indexOf(waiter);
-      if (at >= 0) entry.queue.splice(at, 1);
+      const at = queued.queue.indexOf(waiter);
+      if (at < 0) return;
+      queued.queue.splice(at, 1);
+      this.promote(name, queued);
     };
   }
 
@@ -49,95 +56,79 @@ export class LockTable {
     return this.locks.get(name)?.holder?.value;
   }
 
-  /** Frees every lock whose holder has been silent (per `silentSince`) longer than its TTL. */
-  expire(now: number, silentSince: (client: StoreClient) => number | undefined): void {
-    for (const [name, entry] of this.locks) {
-      // A dead client's waits vanish with it.
-      entry.queue = entry.queue.filter((w) => {
-        const since = silentSince(w.client);
-        return since === undefined || now < since + w.ttlMs;
-      });
-      const holder = entry.holder;
-      if (holder) {
-        const since = silentSince(holder.client);
-        if (since !== undefined && now >= since + holder.ttlMs) {
-          entry.holder = undefined;
-          holder.lost.abort(
-            new BackendUnavailableError(
-              'memory',
-              `lock '${name}' expired: its holder was silent for its ttl`,
-            ),
-          );
-        }
-      }
-      this.promote(name, entry);
-    }
+  /** The session holding `key` (a lock name), if any. */
+  holderOfKey(key: string): string | undefined {
+    return this.locks.get(key)?.holder?.session;
   }
 
-  private release(name: string, holder: Holder): void {
-    const entry = this.locks.get(name);
-    if (entry?.holder !== holder) return;
+  /** Releases `key` if `session` holds it: the next waiter gets it. */
+  releaseKey(key: string, session: string): void {
+    const entry = this.locks.get(key);
+    if (entry?.holder?.session !== session) return;
     entry.holder = undefined;
-    this.promote(name, entry);
+    this.promote(key, entry);
+  }
+
+  /** A session ended: its locks pass on and its waits fail. */
+  endSession(session: string): void {
+    for (const [name, entry] of [...this.locks]) {
+      const dropped = entry.queue.filter((w) => w.session === session);
+      entry.queue = entry.queue.filter((w) => w.session !== session);
+      if (entry.holder?.session === session) entry.holder = undefined;
+      for (const w of dropped) w.fail(new SessionGoneError('memory', `session ${session} ended while waiting`));
+      this.promote(name, entry);
+    }
   }
 
   private promote(name: string, entry: LockEntry): void {
     if (entry.holder) return;
     const next = entry.queue.shift();
     if (!next) {
-      this.locks.delete(name);
+      if (this.locks.get(name) === entry) this.locks.delete(name);
       return;
     }
     const token = (this.tokens.get(name) ?? 0n) + 1n;
     this.tokens.set(name, token);
-    const holder: Holder = { ...next, token, lost: new AbortController() };
-    entry.holder = holder;
-    next.grant({
-      fencingToken: token,
-      lost: holder.lost.signal,
-      release: async () => this.release(name, holder),
-    });
-  }
-
-  private entry(name: string): LockEntry {
-    let entry = this.locks.get(name);
-    if (!entry) {
-      entry = { holder: undefined, queue: [] };
-      this.locks.set(name, entry);
-    }
-    return entry;
+    entry.holder = { session: next.session, value: next.value };
+    next.grant(token);
   }
 }
 
-/** Waits in `table` for `name` until granted, or withdraws on abort. */
+/** Waits in `table` for `name` under `session` until granted (the fencing token); withdraws when `signal` aborts. */
 export function waitForLock(
   table: LockTable,
   name: string,
-  client: StoreClient,
-  ttlMs: number,
+  session: string,
   value: string | undefined,
   signal: AbortSignal,
   queued: () => void,
-): Promise<HeldLock> {
-  return new Promise<HeldLock>((resolve, reject) => {
+): Promise<bigint> {
+  return new Promise<bigint>((resolve, reject) => {
     if (signal.aborted) return reject(new AbortedError(signal.reason));
-    let granted = false;
-    let withdraw: () => void = () => {};
+    let settled = false;
     const onAbort = () => {
+      if (settled) return;
+      settled = true;
       withdraw();
       reject(new AbortedError(signal.reason));
     };
-    withdraw = table.enqueue(name, {
-      client,
-      ttlMs,
+    const withdraw = table.enqueue(name, {
+      session,
       value,
-      grant: (held) => {
-        granted = true;
+      grant: (token) => {
+        if (settled) return;
+        settled = true;
         signal.removeEventListener('abort', onAbort);
-        resolve(held);
+        resolve(token);
+      },
+      fail: (error) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
       },
     });
-    if (!granted) {
+    if (!settled) {
       signal.addEventListener('abort', onAbort, { once: true });
       queued();
     }

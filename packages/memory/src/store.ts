@@ -1,10 +1,13 @@
 import {
   BackendUnavailableError,
-  type HeldLock,
-  type MirrorFeed,
+  type ClaimRef,
+  type Ownership,
+  type PutOutcome,
   type ServiceInstance,
+  SessionGoneError,
+  type SessionWrite,
 } from '@rollcall/core';
-import { LockTable, waitForLock } from './locks.js';
+import { LockTable } from './locks.js';
 
 /** A source of time in ms. Inject one (e.g. {@link ManualClock}) to expire TTLs without sleeping. */
 export interface Clock {
@@ -32,12 +35,6 @@ export interface MemoryStoreOptions {
   expiryIntervalMs?: number;
 }
 
-interface StoredInstance {
-  instance: ServiceInstance;
-  owner: StoreClient;
-  ttlMs: number;
-}
-
 /** The store's view of one connected client ("process"). Internal to the memory backend. */
 export interface StoreClient {
   readonly label: string;
@@ -45,22 +42,54 @@ export interface StoreClient {
   alive: boolean;
   /** When the store last heard from it (set when it crashes or loses the store). */
   lastContact: number;
-  /** Called after `restore()` so the client can re-register what the store dropped. */
-  onRestore(): void;
+  /** Called on `crash()`: the client stops everything it runs, like a killed process. */
+  onCrash(): void;
   /** Called on `outage()`. */
   onOutage(error: Error): void;
+  /** Called after `restore()`: the client re-reads what it watches and checks its sessions. */
+  onRestore(): void;
+}
+
+/** A session: keys tied to one client's life, expiring a ttl after the client falls silent. */
+interface StoreSession {
+  readonly id: string;
+  readonly owner: StoreClient;
+  readonly ttlMs: number;
+}
+
+interface StoredInstance {
+  readonly instance: ServiceInstance;
+  readonly session: string;
 }
 
 type ServiceListener = (put: [string, ServiceInstance][], deleted: string[]) => void;
 type KvListener = (put: [string, string][], deleted: string[]) => void;
 
+/** The key of an instance in a memory session (what the liveness engine calls it). */
+export function instanceKey(service: string, id: string): string {
+  return `instances/${service}/${id}`;
+}
+
+function parseInstanceKey(key: string): [string, string] | undefined {
+  const match = /^instances\/([^/]+)\/([^/]+)$/.exec(key);
+  return match ? [match[1]!, match[2]!] : undefined;
+}
+
+let sessionSerial = 0;
+
 /**
  * The shared state behind memory backends. Backends made over one store see each other as
  * separate processes would. Fault hooks (`crash`, `outage`/`restore`, `expire`) let tests
  * exercise their own reaction to registry failures without a real server.
+ *
+ * Like a real registry it keeps sessions: instances and locks are held by a client's session, and
+ * a session expires (taking its keys with it) a ttl after its client fell silent: crashed, or cut
+ * off by an outage. A live client is taken to heartbeat continuously, so a manual clock only
+ * expires the sessions of silent clients.
  */
 export class MemoryStore {
   readonly clock: Clock;
+  private readonly sessions = new Map<string, StoreSession>();
   private readonly services = new Map<string, Map<string, StoredInstance>>();
   private readonly kv = new Map<string, string>();
   private readonly serviceListeners = new Map<string, Set<ServiceListener>>();
@@ -68,9 +97,10 @@ export class MemoryStore {
   private readonly clients = new Set<StoreClient>();
   /** Maps a backend (or anything registered with `attach`) to its store client, for `crash(backend)`. */
   private readonly handles = new WeakMap<object, StoreClient>();
-  private readonly locks = new LockTable();
+  /** @internal */
+  readonly locks = new LockTable();
   private down = false;
-  private readonly timer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.clock = options.clock ?? { now: Date.now };
@@ -86,13 +116,14 @@ export class MemoryStore {
     return this.down;
   }
 
-  /** The process `backend` dies without closing: it stops heartbeating, so its instances expire after their TTL. */
+  /** The process `backend` dies without closing: it stops heartbeating, so its sessions expire after their TTL. */
   crash(backend: object): void {
     const client = this.handles.get(backend);
     if (!client) throw new TypeError('crash(): not a backend of this store');
     if (!client.alive) return;
     client.alive = false;
     client.lastContact = this.clock.now();
+    client.onCrash();
   }
 
   /** Every client loses the store: calls fail with BackendUnavailableError, watches go stale, heartbeats stop. */
@@ -107,13 +138,13 @@ export class MemoryStore {
     }
   }
 
-  /** Every client regains the store. TTLs that ran out during the outage expire first; clients then re-register and resync. */
+  /** Every client regains the store. TTLs that ran out during the outage expire first; clients then resync and re-register. */
   restore(): void {
     if (!this.down) return;
     this.down = false;
     // Nobody could heartbeat during the outage: every client was silent since it began.
     this.expireSilent((owner) => owner.lastContact);
-    for (const client of this.clients) if (client.alive) client.onRestore();
+    for (const client of [...this.clients]) if (client.alive) client.onRestore();
   }
 
   /** Applies TTL expiry now, by the clock. Also runs by itself on a timer. */
@@ -122,22 +153,13 @@ export class MemoryStore {
     this.expireSilent((owner) => (!owner.alive || !this.clients.has(owner) ? owner.lastContact : undefined));
   }
 
-  /** Removes instances whose owner was last heard (`silentSince`) more than their TTL ago. */
+  /** Ends sessions whose owner was last heard (`silentSince`) more than their TTL ago, with their keys. */
   private expireSilent(silentSince: (owner: StoreClient) => number | undefined): void {
     if (this.down) return;
     const now = this.clock.now();
-    this.locks.expire(now, silentSince);
-    for (const [service, instances] of this.services) {
-      const gone: string[] = [];
-      for (const [id, stored] of instances) {
-        const since = silentSince(stored.owner);
-        if (since !== undefined && now >= since + stored.ttlMs) gone.push(id);
-      }
-      if (gone.length > 0) {
-        for (const id of gone) instances.delete(id);
-        if (instances.size === 0) this.services.delete(service);
-        this.notifyService(service, [], gone);
-      }
+    for (const session of [...this.sessions.values()]) {
+      const since = silentSince(session.owner);
+      if (since !== undefined && now >= since + session.ttlMs) this.endSession(session.id);
     }
   }
 
@@ -146,9 +168,15 @@ export class MemoryStore {
     return this.serviceListeners.get(service)?.size ?? 0;
   }
 
-  /** Stops the expiry timer. */
+  /** Sessions alive in the store now (diagnostics, tests). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops the expiry timer. Idempotent. */
   dispose(): void {
     if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   // ---- used by memory backends ----
@@ -170,32 +198,105 @@ export class MemoryStore {
     if (this.down) throw new BackendUnavailableError('memory', 'store outage (simulated)');
   }
 
+  // ---- sessions ----
+
   /** @internal */
-  putInstance(client: StoreClient, instance: ServiceInstance, ttlMs: number): void {
+  grantSession(client: StoreClient, ttlMs: number): string {
     this.check(client);
-    let instances = this.services.get(instance.service);
-    if (!instances) {
-      instances = new Map();
-      this.services.set(instance.service, instances);
+    const id = `s${++sessionSerial}`;
+    this.sessions.set(id, { id, owner: client, ttlMs });
+    return id;
+  }
+
+  /** @internal True when the session still exists. */
+  renewSession(client: StoreClient, id: string): boolean {
+    this.check(client);
+    return this.sessions.get(id)?.owner === client;
+  }
+
+  /** @internal Ends a session of `client`'s and everything it holds. */
+  revokeSession(client: StoreClient, id: string): void {
+    this.check(client);
+    if (this.sessions.get(id)?.owner === client) this.endSession(id);
+  }
+
+  private endSession(id: string): void {
+    if (!this.sessions.delete(id)) return;
+    for (const [service, instances] of [...this.services]) {
+      const gone = [...instances].filter(([, s]) => s.session === id).map(([key]) => key);
+      if (gone.length === 0) continue;
+      for (const key of gone) instances.delete(key);
+      if (instances.size === 0) this.services.delete(service);
+      this.notifyService(service, [], gone);
     }
-    instances.set(instance.id, { instance, owner: client, ttlMs });
-    this.notifyService(instance.service, [[instance.id, instance]], []);
+    this.locks.endSession(id);
   }
 
-  /** @internal */
-  hasInstance(client: StoreClient, instance: ServiceInstance): boolean {
-    return this.services.get(instance.service)?.get(instance.id)?.owner === client;
+  /** Whether `owner` names a live session of someone other than one of `ours`. */
+  private isForeignLive(owner: string, ours: ReadonlySet<string>): boolean {
+    return !ours.has(owner) && this.sessions.has(owner);
   }
 
-  /** @internal Removes the instance if this client owns it. */
-  deleteInstance(client: StoreClient, instance: ServiceInstance): void {
+  private requireSession(client: StoreClient, id: string): void {
+    if (this.sessions.get(id)?.owner !== client)
+      throw new SessionGoneError('memory', `session ${id} expired or was revoked`);
+  }
+
+  /** @internal Writes instances on a session; a key a live foreign session holds is a conflict. */
+  putInstances(
+    client: StoreClient,
+    session: string,
+    writes: readonly SessionWrite<ServiceInstance>[],
+    ours: ReadonlySet<string>,
+  ): PutOutcome[] {
     this.check(client);
-    const instances = this.services.get(instance.service);
-    if (instances?.get(instance.id)?.owner !== client) return;
-    instances.delete(instance.id);
-    if (instances.size === 0) this.services.delete(instance.service);
-    this.notifyService(instance.service, [], [instance.id]);
+    this.requireSession(client, session);
+    return writes.map(({ value: instance }) => {
+      let instances = this.services.get(instance.service);
+      const existing = instances?.get(instance.id);
+      if (existing && existing.session !== session && this.isForeignLive(existing.session, ours))
+        return 'conflict';
+      if (!instances) {
+        instances = new Map();
+        this.services.set(instance.service, instances);
+      }
+      instances.set(instance.id, { instance, session });
+      this.notifyService(instance.service, [[instance.id, instance]], []);
+      return 'written';
+    });
   }
+
+  /** @internal Deletes keys (instances, locks) the session still holds. */
+  removeKeys(client: StoreClient, session: string, keys: readonly string[]): void {
+    this.check(client);
+    for (const key of keys) {
+      const parsed = parseInstanceKey(key);
+      if (parsed) {
+        const [service, id] = parsed;
+        const instances = this.services.get(service);
+        if (instances?.get(id)?.session !== session) continue;
+        instances.delete(id);
+        if (instances.size === 0) this.services.delete(service);
+        this.notifyService(service, [], [id]);
+      } else this.locks.releaseKey(key, session);
+    }
+  }
+
+  /** @internal Who holds each key (see the engine's `Ownership`). */
+  inspect(client: StoreClient, refs: readonly ClaimRef<string>[], ours: ReadonlySet<string>): Ownership[] {
+    this.check(client);
+    return refs.map(({ session, key }) => {
+      const parsed = parseInstanceKey(key);
+      const holder = parsed
+        ? this.services.get(parsed[0])?.get(parsed[1])?.session
+        : this.locks.holderOfKey(key);
+      if (holder === undefined) return 'absent';
+      if (holder === session) return 'current';
+      return this.isForeignLive(holder, ours) ? 'foreign' : 'absent';
+    });
+  }
+
+  // ---- instances ----
 
   /** @internal */
   listInstances(service: string): [string, ServiceInstance][] {
@@ -207,49 +308,22 @@ export class MemoryStore {
     return [...this.services.keys()];
   }
 
-  /** @internal Feeds `feed` with `service`'s list now and on every change, until the returned function is called. */
-  watchService(client: StoreClient, service: string, feed: MirrorFeed<ServiceInstance>): () => void {
-    const listener: ServiceListener = (put, deleted) => feed.apply(put, deleted);
+  /** @internal Calls `listener` with every change of `service` until the returned function is called. */
+  watchService(service: string, listener: ServiceListener): () => void {
     let listeners = this.serviceListeners.get(service);
     if (!listeners) {
       listeners = new Set();
       this.serviceListeners.set(service, listeners);
     }
     listeners.add(listener);
-    try {
-      this.check(client);
-      feed.replace(this.listInstances(service));
-    } catch (error) {
-      feed.stale(error as Error);
-    }
-    return () => listeners.delete(listener);
+    return () => {
+      const set = this.serviceListeners.get(service);
+      if (!set?.delete(listener)) return;
+      if (set.size === 0) this.serviceListeners.delete(service);
+    };
   }
 
-  /** @internal Waits for `name` in FIFO order; withdraws when `signal` aborts. */
-  async lock(
-    client: StoreClient,
-    name: string,
-    ttlMs: number,
-    value: string | undefined,
-    signal: AbortSignal,
-    queued: () => void,
-  ): Promise<HeldLock> {
-    this.check(client);
-    return waitForLock(this.locks, name, client, ttlMs, value, signal, queued);
-  }
-
-  /** @internal Takes `name` only if nobody holds or waits for it. */
-  async tryLock(client: StoreClient, name: string, ttlMs: number): Promise<HeldLock | undefined> {
-    this.check(client);
-    if (!this.locks.isFree(name)) return undefined;
-    return waitForLock(this.locks, name, client, ttlMs, undefined, new AbortController().signal, () => {});
-  }
-
-  /** @internal */
-  lockHolderValue(client: StoreClient, name: string): string | undefined {
-    this.check(client);
-    return this.locks.holderValue(name);
-  }
+  // ---- key/value ----
 
   /** @internal */
   kvGet(client: StoreClient, key: string): string | undefined {
@@ -268,29 +342,21 @@ export class MemoryStore {
     this.check(client);
     const actuallyDeleted = deleted.filter((k) => this.kv.delete(k));
     for (const [k, v] of put) this.kv.set(k, v);
-    for (const { prefix, listener } of this.kvListeners) {
+    for (const { prefix, listener } of [...this.kvListeners]) {
       const p = put.filter(([k]) => k.startsWith(prefix));
       const d = actuallyDeleted.filter((k) => k.startsWith(prefix));
       if (p.length + d.length > 0) listener(p, d);
     }
   }
 
-  /** @internal */
-  watchKv(client: StoreClient, prefix: string, feed: MirrorFeed<string>): () => void {
-    const entry = {
-      prefix,
-      listener: (put: [string, string][], deleted: string[]) => feed.apply(put, deleted),
-    };
+  /** @internal Calls `listener` with every change under `prefix` until the returned function is called. */
+  watchKv(prefix: string, listener: KvListener): () => void {
+    const entry = { prefix, listener };
     this.kvListeners.add(entry);
-    try {
-      feed.replace(this.kvGetAll(client, prefix));
-    } catch (error) {
-      feed.stale(error as Error);
-    }
     return () => this.kvListeners.delete(entry);
   }
 
   private notifyService(service: string, put: [string, ServiceInstance][], deleted: string[]): void {
-    for (const listener of this.serviceListeners.get(service) ?? []) listener(put, deleted);
+    for (const listener of [...(this.serviceListeners.get(service) ?? [])]) listener(put, deleted);
   }
 }

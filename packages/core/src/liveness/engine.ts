@@ -1,0 +1,1129 @@
+import { Backoff, type BackoffOptions } from '../backoff.js';
+import {
+  AbortedError,
+  BackendUnavailableError,
+  ClosedError,
+  ConflictError,
+  PermissionDeniedError,
+  SessionGoneError,
+} from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
+import { HeldKey, type KeyListener, RegisteredKey } from './claims.js';
+import { realTimers, type TimerHandle, type Timers } from './clock.js';
+import type { ClaimRef, PutOutcome, SessionDriver } from './driver.js';
+import { holdProcess } from './process-ref.js';
+import { LiveSession, type SessionHandle } from './session.js';
+
+/** Options of {@link LivenessEngine}, with their defaults. */
+export interface LivenessOptions {
+  /** Monotonic clock and timers. Default real timers on `performance.now()`. */
+  timers?: Timers;
+  /** Delays between re-registration and clean-up attempts. Default `new Backoff()` (100 ms doubling to 5 s). */
+  backoff?: BackoffOptions;
+  /** Losses, retries, conflicts, recoveries. Default silent. */
+  logger?: Logger;
+  /** How often every held key is checked against the server (missing keys put back, taken ones reported). Default 10000. */
+  reconcileIntervalMs?: number;
+  /** A session that holds no key is revoked after this long. Default 30000. */
+  idleSessionMs?: number;
+  /** How long a first registration may wait for its session and write before `register` rejects. Default 10000. */
+  establishTimeoutMs?: number;
+  /** After a failed renewal, retries are at most this far apart (and at most a quarter of the ttl). Default 1000. */
+  renewRetryMaxMs?: number;
+}
+
+/** What a {@link LivenessEngine} has done, for stats, health pages and tests. */
+export interface LivenessStats {
+  /** Sessions granted since the start. */
+  sessionsGranted: number;
+  /** Sessions held now (not lost, not ended). */
+  sessions: number;
+  /** Renewals sent, and acknowledged. */
+  renewals: number;
+  renewalsAcked: number;
+  /** Sessions lost (the server said so, or no renewal was acknowledged within the ttl). */
+  sessionsLost: number;
+  /** Registrations put back after a loss. */
+  keysRestored: number;
+  /** Reconciliations run (each checks every held key). */
+  reconciles: number;
+  /** Times a key was found held by another live client. */
+  conflicts: number;
+}
+
+const DEFAULTS = {
+  reconcileIntervalMs: 10_000,
+  idleSessionMs: 30_000,
+  establishTimeoutMs: 10_000,
+  renewRetryMaxMs: 1000,
+};
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/** Rejects with `signal`'s reason when it aborts first. */
+function race<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** True once released (read through a function: the state changes across awaits). */
+const isReleased = (claim: { state: string }) => claim.state === 'closed';
+
+/** Failures no retry can fix. */
+function isFatal(error: unknown): boolean {
+  return error instanceof PermissionDeniedError || error instanceof ClosedError;
+}
+
+/**
+ * The one liveness machinery of Rollcall: it keeps every key the server ties to this client's life
+ * (service registrations, lock and election keys, queue entries) for exactly as long as the client
+ * lives, on any backend, through a {@link SessionDriver}'s primitives.
+ *
+ * - **Sessions**: granted on first use (one per ttl for `client` scope, one per key for `key`
+ *   scope), renewed every ttl/3, retried at most `renewRetryMaxMs` apart after a failure. A session
+ *   is `lost` when the server says so, or locally as soon as no renewal sent within the last ttl was
+ *   acknowledged: from then on the server may expire it and give its locks to others. Sessions
+ *   holding nothing are revoked after `idleSessionMs`.
+ * - **One write path**: writes are group-committed per session; a write that lands on a session
+ *   the engine has dropped meanwhile is written again on the current one (and the dropped session
+ *   is revoked, undoing it); writes, re-writes and deletes of one key never overlap, so a release
+ *   waits for a write in flight and a deregistered key never comes back.
+ * - **Registrations** ({@link register}): put back after every loss with no retry limit (`lost`,
+ *   then `restored`), checked every `reconcileIntervalMs` (and when a watch shows them touched): a
+ *   missing key is put back; a key another live client holds is a {@link ConflictError} (`lost`),
+ *   taken back once that client is gone. Never two processes overwriting each other.
+ * - **Held keys** ({@link attach}): deleted as soon as their session is lost (before their `lost`
+ *   signal aborts), never put back.
+ * - **Process**: while anything is held the process stays alive; `close()` deletes and revokes
+ *   everything; `abandon()` (a simulated crash) stops without a word to the server.
+ */
+export class LivenessEngine<S, V = string> {
+  readonly stats: LivenessStats = {
+    sessionsGranted: 0,
+    sessions: 0,
+    renewals: 0,
+    renewalsAcked: 0,
+    sessionsLost: 0,
+    keysRestored: 0,
+    reconciles: 0,
+    conflicts: 0,
+  };
+  private readonly timers: Timers;
+  private readonly logger: Logger;
+  private readonly backoffOptions: BackoffOptions;
+  private readonly reconcileIntervalMs: number;
+  private readonly idleSessionMs: number;
+  private readonly establishTimeoutMs: number;
+  private readonly renewRetryMaxMs: number;
+  /** `client` scope: the session in use per ttl. */
+  private readonly current = new Map<number, LiveSession<S>>();
+  private readonly granting = new Map<number, Promise<LiveSession<S>>>();
+  /** Sessions the server may still hold: their owners may be overwritten, and `close()` revokes them. */
+  private readonly sessions = new Set<LiveSession<S>>();
+  /** `key` scope: each registration's own session. */
+  private readonly keySessions = new WeakMap<RegisteredKey<S, V>, LiveSession<S>>();
+  private readonly registered = new Set<RegisteredKey<S, V>>();
+  /** Registrations to write again (lost, or found missing). */
+  private readonly recovering = new Set<RegisteredKey<S, V>>();
+  /** Sessions lost locally that the server may still hold: revoked once their registrations live elsewhere. */
+  private readonly dropped = new Set<LiveSession<S>>();
+  /** Keys a watch showed touched: checked soon. */
+  private readonly suspects = new Set<RegisteredKey<S, V>>();
+  private recovery: Promise<void> | undefined;
+  private wakeRecovery: (() => void) | undefined;
+  private reconcileTimer: TimerHandle | undefined;
+  private suspectTimer: TimerHandle | undefined;
+  private state: 'open' | 'closing' | 'closed' | 'abandoned' = 'open';
+  private closing: Promise<void> | undefined;
+  /** Aborted by close() and abandon(): ends every wait and retry. */
+  private readonly lifetime = new AbortController();
+  private heldKeys = 0;
+  private releaseProcess: (() => void) | undefined;
+  private oursCache: ReadonlySet<string> | undefined;
+  /** The renewal in flight per session (a renewal out of turn shares it). */
+  private readonly renewals = new WeakMap<LiveSession<S>, Promise<void>>();
+
+  constructor(
+    private readonly driver: SessionDriver<S, V>,
+    options: LivenessOptions = {},
+  ) {
+    this.timers = options.timers ?? realTimers;
+    this.logger = options.logger ?? silentLogger;
+    this.backoffOptions = options.backoff ?? {};
+    this.reconcileIntervalMs = options.reconcileIntervalMs ?? DEFAULTS.reconcileIntervalMs;
+    this.idleSessionMs = options.idleSessionMs ?? DEFAULTS.idleSessionMs;
+    this.establishTimeoutMs = options.establishTimeoutMs ?? DEFAULTS.establishTimeoutMs;
+    this.renewRetryMaxMs = options.renewRetryMaxMs ?? DEFAULTS.renewRetryMaxMs;
+  }
+
+  /** The backend this engine keeps keys on. */
+  get backend(): string {
+    return this.driver.backend;
+  }
+
+  /** True until `close()` or `abandon()`. */
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  // ---------------------------------------------------------------- registrations
+
+  /**
+   * Keeps `key` = `value` on the server for as long as this client lives (a registration).
+   * `established` settles once the first write landed: it rejects with {@link ConflictError} when
+   * another live client holds the key, and with the driver's error (or a `BackendUnavailableError`
+   * after `establishTimeoutMs`) when it could not be written; the write is then undone in the
+   * background. After that, losses are reported to `listener` and repaired with no retry limit.
+   */
+  register(key: string, value: V, ttlSeconds: number, listener: KeyListener): RegisteredKey<S, V> {
+    this.assertOpen();
+    const claim = new RegisteredKey<S, V>(key, value, ttlSeconds, listener);
+    this.registered.add(claim);
+    this.retain();
+    claim.established = this.establish(claim);
+    // The caller awaits it; never an unhandled rejection when it does not.
+    claim.established.catch(() => {});
+    this.scheduleReconcile();
+    return claim;
+  }
+
+  /**
+   * Removes a registration: waits for a write of it in flight, then deletes it from every session
+   * it may have been written on. Rejects when the server cannot take the delete now; it is then
+   * retried in the background until it can. Idempotent.
+   */
+  release(claim: RegisteredKey<S, V>): Promise<void> {
+    if (claim.releasing) return claim.releasing;
+    claim.state = 'closed';
+    this.recovering.delete(claim);
+    this.suspects.delete(claim);
+    const tracked = this.registered.delete(claim);
+    claim.releasing = (async () => {
+      try {
+        await claim.inflight;
+        const session = claim.session;
+        claim.session = undefined;
+        if (session) {
+          session.registrations.delete(claim);
+          this.sessionEmptied(session);
+        }
+        const own = this.keySessions.get(claim);
+        const targets = [...claim.sentOn].filter((s) => s.state !== 'ended' || s === own);
+        claim.sentOn.clear();
+        if (this.state === 'abandoned') return;
+        await Promise.all(targets.map((s) => this.removeKeys(s, [claim.key])));
+        if (own) this.endSession(own);
+      } finally {
+        if (tracked) this.unretain();
+      }
+    })();
+    return claim.releasing;
+  }
+
+  /** Checks `claim` against the server soon (a watch showed its key deleted or changed). */
+  verify(claim: RegisteredKey<S, V>): void {
+    if (claim.state !== 'active' || this.state !== 'open') return;
+    this.suspects.add(claim);
+    this.suspectTimer ??= this.timers.setTimeout(() => {
+      this.suspectTimer = undefined;
+      const batch = [...this.suspects];
+      this.suspects.clear();
+      void this.reconcile(batch);
+    }, 0);
+  }
+
+  private async establish(claim: RegisteredKey<S, V>): Promise<void> {
+    const deadline = new AbortController();
+    const timer = this.timers.setTimeout(
+      () =>
+        deadline.abort(
+          new BackendUnavailableError(
+            this.driver.backend,
+            `register '${claim.key}': not written within ${this.establishTimeoutMs} ms`,
+          ),
+        ),
+      this.establishTimeoutMs,
+    );
+    const attempt = this.firstWrite(claim, deadline.signal);
+    // Past the deadline it may still settle (a write in flight): nobody waits for it then.
+    attempt.catch(() => {});
+    try {
+      await race(attempt, deadline.signal);
+    } catch (error) {
+      // Undo in the background whatever part of the write reached the server.
+      if (claim.state !== 'closed') void this.release(claim).catch(() => {});
+      throw error;
+    } finally {
+      this.timers.clearTimeout(timer);
+    }
+  }
+
+  private async firstWrite(claim: RegisteredKey<S, V>, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      if (claim.state === 'closed') throw new AbortedError('released');
+      const session = await this.sessionFor(claim, signal);
+      let outcome: PutOutcome;
+      try {
+        outcome = await this.put(session, claim);
+      } catch (error) {
+        // The server dropped the session under the write: write it again on a new one.
+        if (error instanceof SessionGoneError) continue;
+        throw error;
+      }
+      if (isReleased(claim)) throw new AbortedError('released');
+      if (outcome === 'conflict') {
+        this.stats.conflicts += 1;
+        throw new ConflictError(
+          claim.key,
+          `${this.driver.backend}: '${claim.key}' is registered by another live client; deregister it there first (or use another id)`,
+        );
+      }
+      // Dropped while the write was in flight: it may have landed on the dropped session (which is
+      // revoked, undoing it); write it on the current one.
+      if (!session.usable) continue;
+      this.bind(claim, session);
+      claim.state = 'active';
+      return;
+    }
+  }
+
+  /** The session a registration is written on: the ttl's shared one, or (key scope) its own. */
+  private async sessionFor(claim: RegisteredKey<S, V>, signal: AbortSignal): Promise<LiveSession<S>> {
+    if (this.driver.scope === 'client') return this.currentSession(claim.ttlSeconds, signal);
+    const own = this.keySessions.get(claim);
+    if (own?.usable) return own;
+    if (own) this.endSession(own);
+    const session = await race(this.grant(claim.ttlSeconds, claim.key), signal);
+    this.keySessions.set(claim, session);
+    return session;
+  }
+
+  private bind(claim: RegisteredKey<S, V>, session: LiveSession<S>): void {
+    if (claim.session && claim.session !== session) claim.session.registrations.delete(claim);
+    claim.session = session;
+    session.registrations.add(claim);
+    // The write on `session` replaced the key wherever else it was.
+    claim.sentOn.clear();
+    claim.sentOn.add(session);
+    this.timers.clearTimeout(session.idleTimer);
+  }
+
+  /** A registration's key is gone from the server (or taken): report it and write it again. */
+  private keyLost(claim: RegisteredKey<S, V>, error: Error): void {
+    if (claim.state === 'closed') return;
+    const session = claim.session;
+    claim.session = undefined;
+    session?.registrations.delete(claim);
+    if (claim.state === 'active') {
+      claim.state = 'recovering';
+      claim.listener.lost(error);
+    }
+    this.recovering.add(claim);
+    this.runRecovery();
+  }
+
+  private markConflict(claim: RegisteredKey<S, V>): void {
+    if (claim.conflict || claim.state === 'closed') return;
+    claim.conflict = true;
+    this.stats.conflicts += 1;
+    const error = new ConflictError(
+      claim.key,
+      `${this.driver.backend}: '${claim.key}' is now held by another live client; it is taken back once that client is gone`,
+    );
+    this.logger.warn(`${this.driver.backend}: a registration is held by another live client`, {
+      key: claim.key,
+    });
+    const session = claim.session;
+    claim.session = undefined;
+    session?.registrations.delete(claim);
+    this.recovering.add(claim);
+    if (claim.state === 'active') claim.state = 'recovering';
+    claim.listener.lost(error);
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  private runRecovery(): void {
+    if (this.recovery) {
+      this.wakeRecovery?.();
+      return;
+    }
+    if (this.state !== 'open') return;
+    this.recovery = this.recoveryLoop().finally(() => {
+      this.recovery = undefined;
+      if (this.state === 'open' && this.due().length > 0) this.runRecovery();
+      else this.revokeDropped();
+    });
+  }
+
+  /** Registrations to write again now (those in conflict wait for the reconciler). */
+  private due(): RegisteredKey<S, V>[] {
+    return [...this.recovering].filter((c) => !c.conflict && c.state !== 'closed');
+  }
+
+  private async recoveryLoop(): Promise<void> {
+    const backoff = new Backoff(this.backoffOptions);
+    let failures = 0;
+    for (;;) {
+      if (this.state !== 'open') return;
+      const due = this.due();
+      if (due.length === 0) return;
+      try {
+        await this.rewrite(due);
+        if (failures > 0) this.logger.info(`${this.driver.backend}: registrations written again`, { failures });
+        failures = 0;
+        backoff.reset();
+      } catch (error) {
+        if (this.state !== 'open') return;
+        failures += 1;
+        const delayMs = backoff.next();
+        (failures === 1 ? this.logger.warn : this.logger.debug).call(
+          this.logger,
+          `${this.driver.backend}: re-registering failed; retrying`,
+          { registrations: due.length, attempt: failures, delayMs: Math.round(delayMs), error: message(error) },
+        );
+        if (isFatal(error) && error instanceof PermissionDeniedError)
+          this.logger.error(`${this.driver.backend}: re-registration refused by the server`, {
+            error: message(error),
+          });
+        await this.pause(delayMs);
+      }
+    }
+  }
+
+  /** Sleeps `ms`, or less when nudged or closed. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.timers.clearTimeout(timer);
+        this.wakeRecovery = undefined;
+        this.lifetime.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = this.timers.setTimeout(done, ms);
+      this.wakeRecovery = done;
+      this.lifetime.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Writes each claim again on its current session; rejects with the first failure (the rest are done). */
+  private async rewrite(claims: RegisteredKey<S, V>[]): Promise<void> {
+    const failures: unknown[] = [];
+    const one = async (claim: RegisteredKey<S, V>, session: LiveSession<S>) => {
+      try {
+        await this.rewriteOne(claim, session);
+      } catch (error) {
+        failures.push(error);
+      }
+    };
+    if (this.driver.scope === 'client') {
+      const byTtl = new Map<number, RegisteredKey<S, V>[]>();
+      for (const c of claims) byTtl.set(c.ttlSeconds, [...(byTtl.get(c.ttlSeconds) ?? []), c]);
+      await Promise.all(
+        [...byTtl].map(async ([ttl, group]) => {
+          let session: LiveSession<S>;
+          try {
+            session = await this.currentSession(ttl, this.lifetime.signal);
+          } catch (error) {
+            failures.push(error);
+            return;
+          }
+          await Promise.all(group.map((c) => one(c, session)));
+        }),
+      );
+    } else {
+      await Promise.all(
+        claims.map(async (claim) => {
+          let session: LiveSession<S>;
+          try {
+            session = await this.sessionFor(claim, this.lifetime.signal);
+          } catch (error) {
+            failures.push(error);
+            return;
+          }
+          await one(claim, session);
+        }),
+      );
+    }
+    if (failures.length > 0) throw failures[0];
+  }
+
+  private async rewriteOne(claim: RegisteredKey<S, V>, session: LiveSession<S>): Promise<void> {
+    if (claim.state === 'closed') return;
+    let outcome: PutOutcome;
+    try {
+      outcome = await this.put(session, claim);
+    } catch (error) {
+      if (error instanceof SessionGoneError) return; // stays due: written on the next session
+      throw error;
+    }
+    if (isReleased(claim) || !this.recovering.has(claim)) return;
+    if (outcome === 'conflict') {
+      this.markConflict(claim);
+      return;
+    }
+    if (!session.usable) return; // stays due
+    this.recovering.delete(claim);
+    this.bind(claim, session);
+    const wasRecovering = claim.state === 'recovering';
+    claim.state = 'active';
+    if (wasRecovering) {
+      this.stats.keysRestored += 1;
+      claim.listener.restored();
+    }
+  }
+
+  // ---------------------------------------------------------------- held keys (locks)
+
+  /**
+   * The session of `ttlSeconds` to write held keys on (granting it when there is none), for lock
+   * drivers. `client` scope only. Rejects when `signal` aborts first or the grant fails.
+   */
+  async session(ttlSeconds: number, signal?: AbortSignal): Promise<SessionHandle<S>> {
+    this.assertOpen();
+    if (this.driver.scope !== 'client')
+      throw new TypeError(`${this.driver.backend}: held keys need a client-scope session driver`);
+    const session = await this.currentSession(ttlSeconds, signal ?? this.lifetime.signal);
+    // In use: not idle for another while.
+    this.sessionEmptied(session);
+    return session;
+  }
+
+  /**
+   * Tracks `key`, written on `handle` by the caller, as a key that must go when the session is
+   * lost: it is then deleted (the server may still hold the session) and `lost` aborts. Also
+   * lost when a reconciliation finds it missing or taken. Attaching to a session that is already
+   * lost returns a key that is lost at once (and deletes it).
+   */
+  attach(handle: SessionHandle<S>, key: string): HeldKey<S> {
+    const session = handle as LiveSession<S>;
+    const held: HeldKey<S> = new HeldKey<S>(key, session, (h, remove) => this.releaseHeld(h, remove));
+    if (!session.usable || this.state === 'abandoned') {
+      if (session.state === 'lost' && this.dropped.has(session))
+        this.removeInBackground(session, [key], 'delete a key written on a lost session');
+      held.lose(session.lost.reason ?? new ClosedError(`${this.driver.backend} session`));
+      return held;
+    }
+    session.held.add(held);
+    this.timers.clearTimeout(session.idleTimer);
+    this.retain();
+    this.scheduleReconcile();
+    return held;
+  }
+
+  /**
+   * Asks the server now whether `handle` still lives (a renewal out of turn, shared with one in
+   * flight): `alive`, `gone` (it is then lost, with everything on it), or `unknown` (unreachable).
+   */
+  async check(handle: SessionHandle<S>): Promise<'alive' | 'gone' | 'unknown'> {
+    const session = handle as LiveSession<S>;
+    if (!session.usable) return 'gone';
+    await this.renew(session);
+    if (!session.usable) return 'gone';
+    return session.state === 'alive' && session.failures === 0 ? 'alive' : 'unknown';
+  }
+
+  private releaseHeld(held: HeldKey<S>, remove: boolean): Promise<void> {
+    const session = held.session;
+    const tracked = session.held.delete(held);
+    held.ended = true;
+    if (!tracked) return Promise.resolve();
+    this.unretain();
+    this.sessionEmptied(session);
+    if (!remove || !session.usable) return Promise.resolve();
+    return this.removeKeys(session, [held.key]);
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  private async currentSession(ttlSeconds: number, signal: AbortSignal): Promise<LiveSession<S>> {
+    const session = this.current.get(ttlSeconds);
+    if (session?.usable) return session;
+    let granting = this.granting.get(ttlSeconds);
+    if (!granting) {
+      granting = this.grant(ttlSeconds).finally(() => this.granting.delete(ttlSeconds));
+      granting.then(
+        (s) => this.current.set(ttlSeconds, s),
+        () => {},
+      );
+      this.granting.set(ttlSeconds, granting);
+    }
+    return race(granting, signal);
+  }
+
+  private async grant(ttlSeconds: number, key?: string): Promise<LiveSession<S>> {
+    if (this.state === 'closed' || this.state === 'abandoned')
+      throw new ClosedError(`${this.driver.backend} backend`);
+    const startedAt = this.timers.now();
+    const value = await this.driver.grant(ttlSeconds, this.lifetime.signal, key);
+    const session = new LiveSession<S>(value, this.driver.ownerOf(value), ttlSeconds, startedAt);
+    const state = this.state as LivenessEngine<S, V>['state'];
+    if (state === 'closed' || state === 'abandoned') {
+      if (state === 'closed') void this.driver.revoke(value).catch(() => {});
+      throw new ClosedError(`${this.driver.backend} backend`);
+    }
+    this.sessions.add(session);
+    this.oursCache = undefined;
+    this.stats.sessionsGranted += 1;
+    this.scheduleRenew(session, startedAt + this.interval(session));
+    this.scheduleExpiry(session);
+    return session;
+  }
+
+  private interval(session: LiveSession<S>): number {
+    return (session.ttlSeconds * 1000) / 3;
+  }
+
+  private scheduleRenew(session: LiveSession<S>, at: number): void {
+    this.timers.clearTimeout(session.renewTimer);
+    session.renewTimer = this.timers.setTimeout(
+      () => void this.renew(session),
+      Math.max(0, at - this.timers.now()),
+    );
+  }
+
+  /** One renewal of `session` (shared with one in flight). */
+  private renew(session: LiveSession<S>): Promise<void> {
+    const running = this.renewals.get(session);
+    if (running) return running;
+    const run = this.renewOnce(session).finally(() => this.renewals.delete(session));
+    this.renewals.set(session, run);
+    return run;
+  }
+
+  private async renewOnce(session: LiveSession<S>): Promise<void> {
+    if (!session.usable) return;
+    this.timers.clearTimeout(session.renewTimer);
+    const startedAt = this.timers.now();
+    this.stats.renewals += 1;
+    const controller = new AbortController();
+    const timeout = this.timers.setTimeout(
+      () => controller.abort(new BackendUnavailableError(this.driver.backend, 'renewal unanswered')),
+      this.interval(session),
+    );
+    const stop = () => controller.abort(new ClosedError(`${this.driver.backend} backend`));
+    this.lifetime.signal.addEventListener('abort', stop, { once: true });
+    let alive: boolean | undefined;
+    let failure: unknown;
+    try {
+      alive = await this.driver.renew(session.value, controller.signal);
+    } catch (error) {
+      failure = error;
+    } finally {
+      this.timers.clearTimeout(timeout);
+      this.lifetime.signal.removeEventListener('abort', stop);
+    }
+    if (!session.usable) return;
+    if (alive === true) {
+      this.stats.renewalsAcked += 1;
+      if (session.failures > 0)
+        this.logger.info(`${this.driver.backend}: session renewals get through again`, {
+          ttlSeconds: session.ttlSeconds,
+          failures: session.failures,
+        });
+      session.failures = 0;
+      session.state = 'alive';
+      this.confirm(session, startedAt);
+      this.scheduleRenew(session, startedAt + this.interval(session));
+      return;
+    }
+    if (alive === false) {
+      this.lose(
+        session,
+        new SessionGoneError(
+          this.driver.backend,
+          `session (ttl ${session.ttlSeconds} s) expired or was revoked on the server`,
+        ),
+        true,
+      );
+      return;
+    }
+    session.failures += 1;
+    session.state = 'unconfirmed';
+    const delay = Math.min(
+      this.renewRetryMaxMs,
+      (session.ttlSeconds * 1000) / 4,
+      100 * 2 ** Math.min(session.failures - 1, 10),
+    );
+    (session.failures === 1 ? this.logger.warn : this.logger.debug).call(
+      this.logger,
+      `${this.driver.backend}: session renewal failed; retrying`,
+      {
+        ttlSeconds: session.ttlSeconds,
+        failures: session.failures,
+        retryInMs: Math.round(delay),
+        error: message(failure),
+      },
+    );
+    this.scheduleRenew(session, this.timers.now() + delay);
+  }
+
+  /** The server renewed `session` at or after `startedAt`: it keeps it at least a ttl after. */
+  private confirm(session: LiveSession<S>, startedAt: number): void {
+    const until = startedAt + session.ttlSeconds * 1000;
+    if (until > session.confirmedUntil) session.confirmedUntil = until;
+    this.scheduleExpiry(session);
+  }
+
+  private scheduleExpiry(session: LiveSession<S>): void {
+    this.timers.clearTimeout(session.expiryTimer);
+    session.expiryTimer = this.timers.setTimeout(
+      () => {
+        if (!session.usable) return;
+        if (this.timers.now() >= session.confirmedUntil) {
+          this.lose(
+            session,
+            new BackendUnavailableError(
+              this.driver.backend,
+              `no renewal of the client's session was acknowledged within its ttl (${session.ttlSeconds} s): the server may have expired it`,
+            ),
+            false,
+          );
+        } else this.scheduleExpiry(session);
+      },
+      Math.max(0, session.confirmedUntil - this.timers.now()),
+    );
+  }
+
+  /**
+   * `session` is lost: said by the server (`remote`), or not confirmed within its ttl (the server
+   * may still hold it). Its held keys are deleted (when the server may still hold them) before
+   * their `lost` aborts; its registrations are reported lost and written again elsewhere; a session
+   * lost locally is revoked once they are.
+   */
+  private lose(session: LiveSession<S>, error: Error, remote: boolean): void {
+    if (!session.usable) return;
+    session.state = 'lost';
+    this.clearTimers(session);
+    this.stats.sessionsLost += 1;
+    if (this.current.get(session.ttlSeconds) === session) this.current.delete(session.ttlSeconds);
+    if (remote) this.forgetSession(session);
+    else if (this.driver.scope === 'client') this.dropped.add(session);
+    const held = [...session.held];
+    const registrations = [...session.registrations] as RegisteredKey<S, V>[];
+    if (held.length + registrations.length > 0)
+      this.logger.warn(`${this.driver.backend}: session lost`, {
+        ttlSeconds: session.ttlSeconds,
+        registrations: registrations.length,
+        held: held.length,
+        error: error.message,
+      });
+    session.held.clear();
+    if (!remote && held.length > 0)
+      this.removeInBackground(
+        session,
+        held.map((h) => h.key),
+        'delete the keys of a lost session',
+      );
+    for (const h of held) {
+      (h as HeldKey<S>).lose(error);
+      this.unretain();
+    }
+    session.registrations.clear();
+    for (const claim of registrations) {
+      claim.session = undefined;
+      if (remote) claim.sentOn.delete(session);
+      if (claim.state === 'active') {
+        claim.state = 'recovering';
+        claim.listener.lost(error);
+      }
+      this.recovering.add(claim);
+    }
+    session.controller.abort(error);
+    if (registrations.length > 0) this.runRecovery();
+    else if (!this.recovery) this.revokeDropped();
+  }
+
+  /** Revokes sessions lost locally whose registrations were written elsewhere. */
+  private revokeDropped(): void {
+    if (this.state === 'abandoned') return;
+    for (const session of [...this.dropped]) {
+      this.dropped.delete(session);
+      this.retryInBackground('revoke a lost session', async () => {
+        await this.driver.revoke(session.value);
+        this.forgetSession(session);
+      });
+    }
+  }
+
+  /** The session holds nothing any more: end it (key scope) or revoke it once idle for a while. */
+  private sessionEmptied(session: LiveSession<S>): void {
+    this.timers.clearTimeout(session.idleTimer);
+    if (!session.idle || !session.usable) return;
+    if (this.driver.scope === 'key') return; // ended by its registration's release
+    session.idleTimer = this.timers.setTimeout(() => {
+      if (!session.idle || !session.usable || this.state !== 'open') return;
+      this.endSession(session);
+      this.retryInBackground('revoke an idle session', () => this.driver.revoke(session.value));
+    }, this.idleSessionMs);
+  }
+
+  /** Stops tracking a session this client ended (revoked or replaced). */
+  private endSession(session: LiveSession<S>): void {
+    if (session.state === 'ended') return;
+    const wasUsable = session.usable;
+    session.state = 'ended';
+    this.clearTimers(session);
+    if (this.current.get(session.ttlSeconds) === session) this.current.delete(session.ttlSeconds);
+    this.forgetSession(session);
+    if (wasUsable) session.controller.abort(new ClosedError(`${this.driver.backend} session`));
+  }
+
+  private forgetSession(session: LiveSession<S>): void {
+    if (this.sessions.delete(session)) this.oursCache = undefined;
+    this.dropped.delete(session);
+  }
+
+  private clearTimers(session: LiveSession<S>): void {
+    this.timers.clearTimeout(session.renewTimer);
+    this.timers.clearTimeout(session.expiryTimer);
+    this.timers.clearTimeout(session.idleTimer);
+  }
+
+  /** Owner ids of every session of ours the server may still hold. */
+  private ours(): ReadonlySet<string> {
+    this.oursCache ??= new Set([...this.sessions].map((s) => s.owner));
+    return this.oursCache;
+  }
+
+  // ---------------------------------------------------------------- the write path
+
+  /** Writes `claim` on `session`, group-committed with every write queued in the same tick. */
+  private put(session: LiveSession<S>, claim: RegisteredKey<S, V>): Promise<PutOutcome> {
+    return claim.serialize(
+      () =>
+        new Promise<PutOutcome>((resolve, reject) => {
+          session.pendingPuts.push({
+            key: claim.key,
+            value: claim.value,
+            resolve,
+            reject,
+            sent: () => claim.sentOn.add(session),
+          });
+          if (session.pendingPuts.length === 1) queueMicrotask(() => void this.flushPuts(session));
+        }),
+    );
+  }
+
+  private async flushPuts(session: LiveSession<S>): Promise<void> {
+    const batch = session.pendingPuts;
+    session.pendingPuts = [];
+    if (batch.length === 0) return;
+    if (!session.usable) {
+      const gone = new SessionGoneError(this.driver.backend, 'the session was lost before the write');
+      for (const p of batch) p.reject(gone);
+      return;
+    }
+    for (const p of batch) p.sent();
+    const startedAt = this.timers.now();
+    try {
+      const outcomes = await this.driver.put(
+        session.value,
+        batch.map((p) => ({ key: p.key, value: p.value as V })),
+        this.ours(),
+      );
+      // Writing a key-scope session's key renews it (a Consul registration starts its check passing).
+      if (this.driver.scope === 'key' && session.usable) {
+        session.state = 'alive';
+        session.failures = 0;
+        this.confirm(session, startedAt);
+        this.scheduleRenew(session, startedAt + this.interval(session));
+      }
+      batch.forEach((p, i) => p.resolve(outcomes[i] ?? 'written'));
+    } catch (error) {
+      if (error instanceof SessionGoneError) this.lose(session, error, true);
+      for (const p of batch) p.reject(error);
+    }
+  }
+
+  /** Deletes `keys` held by `session`, group-committed; on failure rejects and keeps trying in the background. */
+  private removeKeys(session: LiveSession<S>, keys: readonly string[]): Promise<void> {
+    return Promise.all(
+      keys.map(
+        (key) =>
+          new Promise<void>((resolve, reject) => {
+            session.pendingRemoves.push({ key, resolve, reject });
+            if (session.pendingRemoves.length === 1) queueMicrotask(() => void this.flushRemoves(session));
+          }),
+      ),
+    ).then(() => {});
+  }
+
+  private async flushRemoves(session: LiveSession<S>): Promise<void> {
+    const batch = session.pendingRemoves;
+    session.pendingRemoves = [];
+    if (batch.length === 0) return;
+    const keys = [...new Set(batch.map((r) => r.key))];
+    try {
+      await this.driver.remove(session.value, keys);
+      for (const r of batch) r.resolve();
+    } catch (error) {
+      if (error instanceof SessionGoneError) {
+        // Gone with its session: nothing left to delete.
+        for (const r of batch) r.resolve();
+        return;
+      }
+      for (const r of batch) r.reject(error);
+      if (!isFatal(error)) this.removeInBackground(session, keys, 'delete keys');
+    }
+  }
+
+  private removeInBackground(session: LiveSession<S>, keys: readonly string[], what: string): void {
+    this.retryInBackground(what, async () => {
+      try {
+        await this.driver.remove(session.value, keys);
+      } catch (error) {
+        if (error instanceof SessionGoneError) return;
+        throw error;
+      }
+    });
+  }
+
+  /** Runs `attempt` until it succeeds or the engine is closed or abandoned, logging failures. */
+  private retryInBackground(what: string, attempt: () => Promise<unknown>): void {
+    const backoff = new Backoff(this.backoffOptions);
+    const loop = async () => {
+      for (let n = 1; this.state === 'open' || this.state === 'closing'; n++) {
+        try {
+          await attempt();
+          return;
+        } catch (error) {
+          if (isFatal(error)) {
+            this.logger.error(`${this.driver.backend}: cannot ${what}`, { error: message(error) });
+            return;
+          }
+          (n === 1 ? this.logger.warn : this.logger.debug).call(
+            this.logger,
+            `${this.driver.backend}: ${what} failed; retrying`,
+            { attempt: n, error: message(error) },
+          );
+          await this.pauseFor(backoff.next());
+        }
+      }
+    };
+    void loop();
+  }
+
+  private pauseFor(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.timers.clearTimeout(timer);
+        this.lifetime.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = this.timers.setTimeout(done, ms);
+      this.lifetime.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  // ---------------------------------------------------------------- reconciliation
+
+  private scheduleReconcile(): void {
+    if (this.reconcileTimer || this.state !== 'open' || this.heldKeys === 0) return;
+    this.reconcileTimer = this.timers.setTimeout(() => {
+      this.reconcileTimer = undefined;
+      void this.reconcile().finally(() => this.scheduleReconcile());
+    }, this.reconcileIntervalMs);
+  }
+
+  /**
+   * Checks registrations (all, or `only`) and held keys against the server: a registration whose
+   * key is missing is written again, one another live client holds is a conflict (and one in
+   * conflict whose key is free again is written again); a held key that is missing or taken is lost.
+   */
+  async reconcile(only?: readonly RegisteredKey<S, V>[]): Promise<void> {
+    if (this.state !== 'open') return;
+    type Item =
+      | { kind: 'registration'; claim: RegisteredKey<S, V>; session: LiveSession<S> }
+      | { kind: 'held'; held: HeldKey<S> };
+    const items: Item[] = [];
+    for (const claim of only ?? this.registered) {
+      if (claim.state === 'active' && claim.session?.usable)
+        items.push({ kind: 'registration', claim, session: claim.session });
+      else if (claim.state === 'recovering' && claim.conflict) {
+        const target =
+          this.driver.scope === 'client'
+            ? this.current.get(claim.ttlSeconds)
+            : this.keySessions.get(claim);
+        if (target?.usable) items.push({ kind: 'registration', claim, session: target });
+      }
+    }
+    if (!only)
+      for (const session of this.sessions)
+        if (session.usable) for (const h of session.held) items.push({ kind: 'held', held: h as HeldKey<S> });
+    if (items.length === 0) return;
+    this.stats.reconciles += 1;
+    const refs: ClaimRef<S>[] = items.map((item) =>
+      item.kind === 'registration'
+        ? { session: item.session.value, key: item.claim.key }
+        : { session: item.held.session.value, key: item.held.key },
+    );
+    let answers: Awaited<ReturnType<SessionDriver<S, V>['inspect']>>;
+    try {
+      answers = await this.driver.inspect(refs, this.ours());
+    } catch (error) {
+      this.logger.debug(`${this.driver.backend}: reconciliation could not read the keys`, {
+        error: message(error),
+      });
+      return;
+    }
+    items.forEach((item, i) => {
+      const answer = answers[i];
+      if (item.kind === 'held') {
+        const h = item.held;
+        if (answer === 'current' || h.ended || !h.session.usable) return;
+        h.session.held.delete(h);
+        this.unretain();
+        this.sessionEmptied(h.session);
+        h.lose(
+          new BackendUnavailableError(
+            this.driver.backend,
+            `'${h.key}' is gone from the server (deleted, or taken by another client)`,
+          ),
+        );
+        return;
+      }
+      const { claim, session } = item;
+      if (claim.state === 'closed') return;
+      if (claim.conflict) {
+        if (answer === 'absent') {
+          claim.conflict = false;
+          this.logger.info(`${this.driver.backend}: a registration's id is free again; taking it back`, {
+            key: claim.key,
+          });
+          this.recovering.add(claim);
+          this.runRecovery();
+        }
+        return;
+      }
+      if (claim.session !== session || claim.state !== 'active') return;
+      if (answer === 'foreign') this.markConflict(claim);
+      else if (answer === 'absent') {
+        this.logger.warn(`${this.driver.backend}: a registration's key disappeared; putting it back`, {
+          key: claim.key,
+        });
+        this.keyLost(
+          claim,
+          new BackendUnavailableError(
+            this.driver.backend,
+            `'${claim.key}' disappeared from the server (deleted by someone else?)`,
+          ),
+        );
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * The server is reachable again (or its state may have changed): renew every session now, retry
+   * pending re-registrations at once, and check every key soon.
+   */
+  nudge(): void {
+    if (this.state !== 'open') return;
+    for (const session of this.sessions) if (session.usable) void this.renew(session);
+    this.wakeRecovery?.();
+    this.timers.clearTimeout(this.reconcileTimer);
+    this.reconcileTimer = undefined;
+    if (this.heldKeys > 0)
+      this.reconcileTimer = this.timers.setTimeout(() => {
+        this.reconcileTimer = undefined;
+        void this.reconcile().finally(() => this.scheduleReconcile());
+      }, 0);
+  }
+
+  /**
+   * Releases every registration and held key, then revokes every session the server may hold.
+   * Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.state === 'abandoned') return;
+      this.state = 'closing';
+      this.timers.clearTimeout(this.reconcileTimer);
+      this.timers.clearTimeout(this.suspectTimer);
+      this.wakeRecovery?.();
+      await Promise.allSettled([...this.registered].map((c) => this.release(c)));
+      const held = [...this.sessions].flatMap((s) => [...s.held] as HeldKey<S>[]);
+      await Promise.allSettled(held.map((h) => h.release()));
+      await this.recovery;
+      const sessions = [...this.sessions];
+      for (const s of sessions) this.clearTimers(s);
+      if (this.driver.scope === 'client')
+        await Promise.allSettled(
+          sessions.map((s) =>
+            this.driver.revoke(s.value).catch((error) =>
+              this.logger.warn(`${this.driver.backend}: session not revoked on close; it expires by its ttl`, {
+                ttlSeconds: s.ttlSeconds,
+                error: message(error),
+              }),
+            ),
+          ),
+        );
+      for (const s of sessions) this.endSession(s);
+      this.state = 'closed';
+      this.lifetime.abort(new ClosedError(`${this.driver.backend} backend`));
+      this.releaseProcess?.();
+      this.releaseProcess = undefined;
+    })();
+    return this.closing;
+  }
+
+  /** A simulated crash: every timer and retry stops; nothing is sent to the server. */
+  abandon(): void {
+    if (this.state === 'closed' || this.state === 'abandoned') return;
+    this.state = 'abandoned';
+    this.timers.clearTimeout(this.reconcileTimer);
+    this.timers.clearTimeout(this.suspectTimer);
+    const error = new ClosedError(`${this.driver.backend} backend`);
+    for (const s of [...this.sessions]) {
+      for (const h of s.held) (h as HeldKey<S>).lose(error);
+      s.held.clear();
+      this.clearTimers(s);
+      s.state = 'ended';
+      s.controller.abort(error);
+    }
+    this.sessions.clear();
+    this.current.clear();
+    this.recovering.clear();
+    this.lifetime.abort(error);
+    this.releaseProcess?.();
+    this.releaseProcess = undefined;
+  }
+
+  /** Sessions held now, and counters. */
+  snapshot(): LivenessStats {
+    return { ...this.stats, sessions: [...this.sessions].filter((s) => s.usable).length };
+  }
+
+  private assertOpen(): void {
+    if (this.state !== 'open') throw new ClosedError(`${this.driver.backend} backend`);
+  }
+
+  private retain(): void {
+    this.heldKeys += 1;
+    if (this.heldKeys === 1) this.releaseProcess ??= holdProcess();
+  }
+
+  private unretain(): void {
+    this.heldKeys -= 1;
+    if (this.heldKeys === 0) {
+      this.releaseProcess?.();
+      this.releaseProcess = undefined;
+    }
+  }
+}
