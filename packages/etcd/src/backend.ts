@@ -1,22 +1,27 @@
-import { type AssembledBackend, type Backend, createBackend } from '@rollcall/core';
+import { type AssembledBackend, type Backend, createBackend, LivenessEngine } from '@rollcall/core';
 import { EtcdConnection } from './connection.js';
 import { EtcdDiscoveryDriver } from './discovery.js';
 import { EtcdKvDriver } from './kv.js';
 import { EtcdLockDriver } from './locks.js';
 import { type EtcdOptions, resolveEtcdOptions } from './options.js';
+import { EtcdSessionDriver } from './sessions.js';
 
 /** What an etcd backend reports about its connection, for tests, benchmarks and health pages. */
 export interface EtcdBackendStats {
-  /** Leases held now (one per distinct registration TTL; normally 1, 0 before the first registration). */
+  /** Leases held now (one per distinct TTL in use; normally 1, 0 before the first registration or lock). */
   leases: number;
-  /** Leases granted since the start (grows only when etcd dropped one and it was replaced). */
+  /** Leases granted since the start (grows only when one was lost and replaced, or revoked when idle). */
   leasesGranted: number;
-  /** Keepalive requests sent on the keepalive stream(s) since the start. */
+  /** Keepalive requests sent on the keepalive stream since the start. */
   keepalives: number;
   /** Keepalive acknowledgements received since the start. */
   keepaliveAcks: number;
-  /** Times etcd dropped a lease and its registrations were re-put. */
+  /** Times a lease was lost (etcd said so, or no keepalive was acknowledged within its TTL). */
   leaseLosses: number;
+  /** Registrations put back after a loss (lease lost, key deleted by someone else). */
+  registrationsRestored: number;
+  /** Registrations found held by another live client. */
+  conflicts: number;
   /** etcd watches held now, by watched service. */
   serviceWatches: Record<string, number>;
   /** etcd watches held now, by key/value prefix. */
@@ -55,7 +60,7 @@ export interface EtcdBackend extends AssembledBackend {
 
 const internals = new WeakMap<
   EtcdBackend,
-  { discovery: EtcdDiscoveryDriver; kv: EtcdKvDriver; locks: EtcdLockDriver }
+  { discovery: EtcdDiscoveryDriver; kv: EtcdKvDriver; locks: EtcdLockDriver; crash: () => void }
 >();
 
 /**
@@ -69,10 +74,17 @@ const internals = new WeakMap<
 export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
   const resolved = resolveEtcdOptions(options);
   const conn = new EtcdConnection(resolved);
-  const discoveryDriver = new EtcdDiscoveryDriver(conn);
+  const sessions = new EtcdSessionDriver(conn);
+  // One engine for registrations and locks: one lease per client (per TTL) for both.
+  const liveness = new LivenessEngine(sessions, {
+    backoff: resolved.backoff,
+    logger: resolved.logger,
+    establishTimeoutMs: resolved.callTimeoutMs,
+  });
+  conn.onReachable(() => liveness.nudge());
+  const discoveryDriver = new EtcdDiscoveryDriver(conn, liveness);
   const kvDriver = new EtcdKvDriver(conn);
-  // Locks put their keys on the discovery driver's lease keepers: one lease per client (per TTL) for both.
-  const lockDriver = new EtcdLockDriver(conn, (ttl) => discoveryDriver.keeper(ttl));
+  const lockDriver = new EtcdLockDriver(conn, liveness);
   const backend = createBackend(
     {
       name: 'etcd',
@@ -83,6 +95,10 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
       // waiters proceed at once) and waits withdrawn while the lease still lives; then discovery
       // deregisters every instance, stops the watches, revokes the lease(s) and closes the client.
       locks: lockDriver,
+      release: () => {
+        sessions.close();
+        conn.close();
+      },
     },
     {
       options: Object.freeze({
@@ -93,13 +109,15 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
         dialTimeoutMs: resolved.dialTimeoutMs,
       }),
       stats(): EtcdBackendStats {
-        const keepers = [...discoveryDriver.keepers.values()];
+        const engine = liveness.snapshot();
         return {
-          leases: keepers.filter((k) => k.hasLease).length,
-          leasesGranted: keepers.reduce((n, k) => n + k.stats.granted, 0),
-          keepalives: keepers.reduce((n, k) => n + k.stats.keepalives, 0),
-          keepaliveAcks: keepers.reduce((n, k) => n + k.stats.keepaliveAcks, 0),
-          leaseLosses: keepers.reduce((n, k) => n + k.stats.losses, 0),
+          leases: engine.sessions,
+          leasesGranted: engine.sessionsGranted,
+          keepalives: sessions.counters.keepalives,
+          keepaliveAcks: sessions.counters.keepaliveAcks,
+          leaseLosses: engine.sessionsLost,
+          registrationsRestored: engine.keysRestored,
+          conflicts: engine.conflicts,
           serviceWatches: discoveryDriver.watches.toRecord(),
           kvWatches: kvDriver.watches.toRecord(),
           watchReads: conn.watchStats.reads,
@@ -114,7 +132,15 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
       upstreams: (service: string) => discoveryDriver.upstreams(service),
     },
   );
-  internals.set(backend, { discovery: discoveryDriver, kv: kvDriver, locks: lockDriver });
+  internals.set(backend, {
+    discovery: discoveryDriver,
+    kv: kvDriver,
+    locks: lockDriver,
+    crash: () => {
+      sessions.close();
+      conn.close(true);
+    },
+  });
   return backend;
 }
 
@@ -130,4 +156,5 @@ export function simulateCrash(backend: Backend): void {
   parts.kv.stopAll();
   parts.locks.crash();
   parts.discovery.crash();
+  parts.crash();
 }

@@ -51,7 +51,7 @@ export function isTransient(error: unknown): boolean {
   if (error instanceof EtcdAuthenticationFailedError || error instanceof EtcdPermissionDeniedError)
     return false;
   if (isRecoverableError(error)) return true;
-  // Our lease expired while etcd was unreachable: the lease keeper grants a new one on the next attempt.
+  // Our lease expired while etcd was unreachable: the liveness engine grants a new one on the next attempt.
   if (error instanceof EtcdLeaseInvalidError) return true;
   return TRANSIENT_MESSAGES.some((m) => error.message.includes(m));
 }
@@ -79,6 +79,7 @@ export class EtcdConnection {
   private readonly closer = new AbortController();
   private state: 'open' | 'closed' | 'crashed' = 'open';
   private gate: Promise<void> | undefined;
+  private readonly reachable = new Set<() => void>();
   private readonly secrets: string[];
   /** Totals over every prefix watch of this client: full reads, forced re-syncs (history compacted), connection losses. */
   readonly watchStats = { reads: 0, forcedSyncs: 0, disconnects: 0 };
@@ -249,16 +250,29 @@ export class EtcdConnection {
 
   /**
    * Resolves once etcd answers again. One probe loop is shared by every caller (every watch
-   * of this client waits here during an outage), with capped backoff and no limit.
+   * of this client waits here during an outage), with capped backoff and no limit. When it gets
+   * through, the `onReachable` listeners are told (the liveness engine renews and repairs at once).
    */
   waitReachable(signal: AbortSignal): Promise<void> {
     this.gate ??= retryForever(() => this.ping(), {
       backoff: this.backoff(),
       signal: this.closer.signal,
-    }).finally(() => {
-      this.gate = undefined;
-    });
+    }).then(
+      () => {
+        this.gate = undefined;
+        for (const listener of this.reachable) listener();
+      },
+      (error: unknown) => {
+        this.gate = undefined;
+        throw error;
+      },
+    );
     return abortable(this.gate, signal);
+  }
+
+  /** Calls `listener` each time etcd answers again after a wait in {@link waitReachable}. */
+  onReachable(listener: () => void): void {
+    this.reachable.add(listener);
   }
 
   /** Closes the client. Callers revoke their leases first. Idempotent. */

@@ -1,35 +1,36 @@
 import {
   abortable,
   type DiscoveryDriver,
+  type LivenessEngine,
   type Logger,
   type MirrorFeed,
-  type RegistrationControl,
   type ServiceInstance,
+  type SessionWrite,
   UpstreamCounter,
   validateInstance,
 } from '@rollcall/core';
 import type { EtcdConnection } from './connection.js';
 import { Interner } from './intern.js';
-import { LeaseKeeper } from './leases.js';
 import { type PrefixCodec, PrefixWatch } from './prefix-watch.js';
 
 /**
  * The etcd discovery driver: an instance is the key `<namespace>services/<service>/<id>` holding
- * the instance as JSON, on the client's shared lease; a service is watched on the prefix
- * `<namespace>services/<service>/` (trailing separator: `web` never sees `web-admin`).
+ * the instance as JSON, on the client's shared lease (kept by core's liveness engine); a service is
+ * watched on the prefix `<namespace>services/<service>/` (trailing separator: `web` never sees
+ * `web-admin`).
  */
 export class EtcdDiscoveryDriver implements DiscoveryDriver {
   readonly backend = 'etcd';
-  /** One lease keeper per distinct TTL (normally one). */
-  readonly keepers = new Map<number, LeaseKeeper>();
-  /** Number of live etcd watches, by service. */
   /** etcd watches held now, by service. */
   readonly watches = new UpstreamCounter();
   private readonly liveWatches = new Set<PrefixWatch<ServiceInstance>>();
   private readonly interner = new Interner();
   private readonly servicesRoot: string;
 
-  constructor(private readonly conn: EtcdConnection) {
+  constructor(
+    private readonly conn: EtcdConnection,
+    readonly liveness: LivenessEngine<string, string>,
+  ) {
     this.servicesRoot = `${conn.options.namespace}services/`;
   }
 
@@ -43,32 +44,8 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
     return `${this.servicesRoot}${service}/`;
   }
 
-  async register(control: RegistrationControl): Promise<void> {
-    this.conn.assertOpen();
-    await this.keeper(control.ttlSeconds).register(
-      control,
-      this.instanceKey(control.instance),
-      JSON.stringify(control.instance),
-    );
-  }
-
-  /** The client's lease keeper for `ttlSeconds`, made on first use; shared by registrations and locks. */
-  keeper(ttlSeconds: number): LeaseKeeper {
-    let keeper = this.keepers.get(ttlSeconds);
-    if (!keeper) {
-      keeper = new LeaseKeeper(this.conn, ttlSeconds);
-      this.keepers.set(ttlSeconds, keeper);
-    }
-    return keeper;
-  }
-
-  async deregister(control: RegistrationControl): Promise<void> {
-    const keeper = this.keepers.get(control.ttlSeconds);
-    const key = this.instanceKey(control.instance);
-    if (keeper) await keeper.deregister(control, key);
-    else if (!this.conn.crashed) {
-      await this.conn.call('deregister', (o) => this.conn.client.delete().key(key).options(o).exec());
-    }
+  registration(instance: ServiceInstance): SessionWrite<string> {
+    return { key: this.instanceKey(instance), value: JSON.stringify(instance) };
   }
 
   watch(service: string, feed: MirrorFeed<ServiceInstance>): () => void {
@@ -106,18 +83,16 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
     await abortable(this.conn.ping(signal), signal);
   }
 
-  /** Revokes the leases (their keys go at once), then closes the client: revoking after close would loop on ClientClosedError. */
+  /** Stops the watches and revokes the lease(s) (their keys go at once); the backend then closes the client. */
   async close(): Promise<void> {
     this.stopWatches();
-    if (this.conn.isOpen) await Promise.all([...this.keepers.values()].map((k) => k.close()));
-    this.conn.close();
+    await this.liveness.close();
   }
 
-  /** Simulates a killed process: keepalives stop, nothing is revoked or deleted, the connection drops. */
+  /** Simulates a killed process: keepalives stop, nothing is revoked or deleted. */
   crash(): void {
-    for (const keeper of this.keepers.values()) keeper.abandon();
+    this.liveness.abandon();
     this.stopWatches();
-    this.conn.close(true);
   }
 
   private stopWatches(): void {

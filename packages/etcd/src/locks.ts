@@ -3,24 +3,28 @@ import {
   abortable,
   BackendUnavailableError,
   ClosedError,
+  type HeldKey,
   type HeldLock,
+  type LivenessEngine,
   type LockDriver,
+  type SessionHandle,
   sleep,
   throwIfAborted,
 } from '@rollcall/core';
-import { EtcdLeaseInvalidError, type IKeyValue, type ITxnResponse, type Watcher } from 'etcd3';
+import type { IKeyValue, ITxnResponse, Watcher } from 'etcd3';
 import type { EtcdConnection } from './connection.js';
-import type { LeaseKeeper } from './leases.js';
+import { detach, Hold } from './hold.js';
+import { isLeaseNotFound } from './sessions.js';
 
 /** One request in a queue: a key on the client's lease. */
-interface Ticket {
+export interface Ticket {
   /** The queue: `<namespace>locks/<name>/` or `<namespace>elections/<name>/`. */
   readonly prefix: string;
   /** `<prefix><lease id in hex>-<n>`: unique per request. */
   readonly key: string;
-  /** The lease the key lives on (decimal, as etcd3 gives it), and its keeper. */
-  readonly leaseId: string;
-  readonly keeper: LeaseKeeper;
+  /** The session (lease) the key lives on, and the key as the liveness engine tracks it (deleted if the lease is lost). */
+  readonly session: SessionHandle<string>;
+  readonly held: HeldKey<string>;
   /**
    * The key's create revision: its place in the queue, and its fencing token once it holds.
    * etcd's revision is one global counter that every write increases, so a key created later has a
@@ -50,28 +54,12 @@ interface Position {
   revision: bigint;
 }
 
-/** A waiting request, woken early when its lease ends or the client closes. */
+/** A waiting request, woken early when the client closes. */
 interface Waiter {
-  leaseId: string | undefined;
   wake: () => void;
 }
 
 const noop = () => {};
-
-/** Drops an etcd3 watcher (cancelling it on the server when still connected). */
-function detach(watcher: Watcher): void {
-  watcher.removeAllListeners();
-  // etcd3 may still emit on it while cancelling; an 'error' with no listener would throw.
-  watcher.on('error', noop);
-  watcher.cancel().catch(noop);
-}
-
-function isLeaseNotFound(error: unknown): boolean {
-  return (
-    error instanceof EtcdLeaseInvalidError ||
-    (error instanceof Error && error.message.includes('requested lease not found'))
-  );
-}
 
 function keyOf(kv: IKeyValue | undefined): string | undefined {
   return kv?.key.toString('utf8');
@@ -81,15 +69,17 @@ function keyOf(kv: IKeyValue | undefined): string | undefined {
  * The etcd lock driver: the create-revision queue recipe on the client's shared lease.
  *
  * - A request puts a unique key `<namespace>locks/<name>/<leaseId hex>-<n>` on the client's lease
- *   (the {@link LeaseKeeper}'s lease of that TTL: one lease per client, not per lock). Its place
+ *   (the liveness engine's session of that TTL: one lease per client, not per lock). Its place
  *   is the key's create revision; it holds the lock when no key under the prefix has a lower one.
  * - A waiter watches only the delete of its immediate predecessor (the greatest create revision
  *   below its own) and then checks again: no polling, no thundering herd, no skip-ahead (a
  *   predecessor that withdraws hands the wait to the key before it, not the lock to us).
  * - The fencing token is the key's create revision (see {@link Ticket.createRevision}).
- * - A held lock is lost (its `lost` signal aborts) when its lease ends (expired while
- *   unreachable, revoked, no keepalive acknowledged for 2 x TTL) or when its key disappears
- *   (watched while held). Lock keys are never re-put after a lease loss: a lost lock is lost.
+ * - A held lock is lost (its `lost` signal aborts) when its lease is lost (etcd says so, or no
+ *   keepalive sent within the last TTL was acknowledged: etcd may then expire it and hand the lock on)
+ *   or when its key disappears (watched while held). The engine deletes the key of a lost hold
+ *   before its signal aborts (the lease may live on at etcd: no zombie lock), and revokes the lease.
+ *   Lock keys are never re-put after a loss: a lost lock is lost.
  * - Withdraw (abort, timeout) and release delete the key, so the next waiter proceeds at once
  *   and nothing is left behind; a delete etcd cannot take now is retried in the background.
  * - Elections are the same queue under `<namespace>elections/<name>/` with the candidate's value
@@ -112,16 +102,11 @@ export class EtcdLockDriver implements LockDriver {
   private readonly waiters = new Set<Waiter>();
   private readonly holds = new Set<Hold>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly subscribed = new Set<LeaseKeeper>();
-  private readonly unsubscribe: (() => void)[] = [];
   private closed = false;
-  /** Checks that every held lock's lease is still known alive; due at `confirmDue` (`performance.now()` ms). */
-  private confirmTimer: ReturnType<typeof setTimeout> | undefined;
-  private confirmDue = Number.POSITIVE_INFINITY;
 
   constructor(
     readonly conn: EtcdConnection,
-    private readonly keeperFor: (ttlSeconds: number) => LeaseKeeper,
+    private readonly engine: LivenessEngine<string, string>,
   ) {
     this.locksRoot = `${conn.options.namespace}locks/`;
     this.electionsRoot = `${conn.options.namespace}elections/`;
@@ -154,9 +139,9 @@ export class EtcdLockDriver implements LockDriver {
   async tryAcquire(name: string, ttlSeconds: number): Promise<HeldLock | undefined> {
     this.assertOpen();
     const what = `lock '${name}'`;
-    const { ticket, position } = await this.enqueue(this.lockPrefix(name), what, '', this.keeper(ttlSeconds));
-    if (position.first) return this.hold(ticket, position.revision);
-    await this.remove(ticket.key, `${what}: give up the place of a failed tryAcquire`);
+    const { ticket, position } = await this.enqueue(this.lockPrefix(name), what, '', ttlSeconds);
+    if (position.first && !ticket.held.lost.aborted) return this.hold(ticket, position.revision);
+    await ticket.held.release();
     return undefined;
   }
 
@@ -192,8 +177,6 @@ export class EtcdLockDriver implements LockDriver {
     const settle = Promise.allSettled([...this.inFlight]);
     await Promise.race([settle, sleep(this.conn.options.callTimeoutMs)]);
     for (const hold of [...this.holds]) hold.stop();
-    for (const off of this.unsubscribe.splice(0)) off();
-    clearTimeout(this.confirmTimer);
   }
 
   /** A simulated crash: waits end, watches stop, nothing is deleted (the keys expire with the lease). */
@@ -201,8 +184,6 @@ export class EtcdLockDriver implements LockDriver {
     this.closed = true;
     for (const waiter of this.waiters) waiter.wake();
     for (const hold of [...this.holds]) hold.stop();
-    for (const off of this.unsubscribe.splice(0)) off();
-    clearTimeout(this.confirmTimer);
   }
 
   private assertOpen(): void {
@@ -217,28 +198,6 @@ export class EtcdLockDriver implements LockDriver {
     return promise;
   }
 
-  private keeper(ttlSeconds: number): LeaseKeeper {
-    const keeper = this.keeperFor(ttlSeconds);
-    if (!this.subscribed.has(keeper)) {
-      this.subscribed.add(keeper);
-      this.unsubscribe.push(keeper.onLeaseEnd((leaseId, error) => this.onLeaseEnd(leaseId, error)));
-    }
-    return keeper;
-  }
-
-  /** A lease ended: every lock held on it is lost at once; every request waiting on it checks again (and re-queues). */
-  private onLeaseEnd(leaseId: string, error: Error): void {
-    for (const hold of [...this.holds]) {
-      if (hold.ticket.leaseId === leaseId)
-        hold.lose(
-          new BackendUnavailableError('etcd', `${hold.ticket.what} lost: the client's lease ended`, {
-            cause: error,
-          }),
-        );
-    }
-    for (const waiter of this.waiters) if (waiter.leaseId === leaseId) waiter.wake();
-  }
-
   /** Queues for the lock and resolves once it is held; withdraws (deletes the key) when `signal` aborts first. */
   private async wait(
     prefix: string,
@@ -250,29 +209,28 @@ export class EtcdLockDriver implements LockDriver {
   ): Promise<HeldLock> {
     this.assertOpen();
     throwIfAborted(signal);
-    const keeper = this.keeper(ttlSeconds);
-    const waiter: Waiter = { leaseId: undefined, wake: noop };
+    const waiter: Waiter = { wake: noop };
     this.waiters.add(waiter);
     let ticket: Ticket | undefined;
     try {
       let position: Position;
-      ({ ticket, position } = await this.enqueueAbortable(prefix, what, value, keeper, signal));
-      waiter.leaseId = ticket.leaseId;
+      ({ ticket, position } = await this.enqueueAbortable(prefix, what, value, ttlSeconds, signal));
       queued();
       for (;;) {
         throwIfAborted(signal);
         this.assertOpen();
-        if (position.first) {
+        if (position.first && !ticket.held.lost.aborted) {
           const hold = this.hold(ticket, position.revision);
           ticket = undefined;
           return hold;
         }
-        if (position.predecessor !== undefined) {
+        if (position.predecessor !== undefined && !ticket.held.lost.aborted) {
           const outcome = await this.predecessorGone(
             position.predecessor,
             position.revision + 1n,
             signal,
             waiter,
+            ticket.held.lost,
           );
           throwIfAborted(signal);
           this.assertOpen();
@@ -291,13 +249,13 @@ export class EtcdLockDriver implements LockDriver {
           // The watch stream broke: wait until etcd answers, then read where we stand (never trust a resume).
           if (outcome === 'disconnected') await this.conn.waitReachable(signal);
         }
-        const checked = await this.check(ticket, signal);
+        const checked = ticket.held.lost.aborted ? undefined : await this.check(ticket, signal);
         this.counters.rechecks += 1;
         if (checked) {
           position = checked;
           continue;
         }
-        // Our key is gone while we waited: the lease ended (etcd unreachable longer than the TTL), or
+        // Our key is gone while we waited: the lease was lost (etcd unreachable longer than the TTL), or
         // someone deleted it. We never held the lock, so queue again, at the back, on the current lease.
         this.conn.options.logger.warn(
           'etcd: a queued lock request lost its key while waiting; queueing again',
@@ -306,15 +264,15 @@ export class EtcdLockDriver implements LockDriver {
             key: ticket.key,
           },
         );
+        ticket.held.forget();
         ticket = undefined;
-        ({ ticket, position } = await this.enqueueAbortable(prefix, what, value, keeper, signal));
-        waiter.leaseId = ticket.leaseId;
+        ({ ticket, position } = await this.enqueueAbortable(prefix, what, value, ttlSeconds, signal));
       }
     } catch (error) {
       if (ticket) {
         // Withdraw: the next waiter must not be blocked by our key. Waits at most ~1 s for etcd; the
         // delete goes on in the background when etcd cannot take it now.
-        const removal = this.remove(ticket.key, `${what}: withdraw`).catch(noop);
+        const removal = ticket.held.release().catch(noop);
         await Promise.race([removal, sleep(1000)]);
       }
       if (this.closed && !(error instanceof AbortedError)) throw new ClosedError('etcd backend');
@@ -329,15 +287,15 @@ export class EtcdLockDriver implements LockDriver {
     prefix: string,
     what: string,
     value: string,
-    keeper: LeaseKeeper,
+    ttlSeconds: number,
     signal: AbortSignal,
   ): Promise<{ ticket: Ticket; position: Position }> {
-    const attempt = this.enqueue(prefix, what, value, keeper, signal);
+    const attempt = this.enqueue(prefix, what, value, ttlSeconds, signal);
     try {
       return await abortable(attempt, signal);
     } catch (error) {
       attempt.then(
-        ({ ticket }) => this.remove(ticket.key, `${what}: withdraw`).catch(noop),
+        ({ ticket }) => ticket.held.release().catch(noop),
         noop, // enqueue removes what it may have written when it fails
       );
       throw error;
@@ -354,18 +312,20 @@ export class EtcdLockDriver implements LockDriver {
     prefix: string,
     what: string,
     value: string,
-    keeper: LeaseKeeper,
+    ttlSeconds: number,
     signal?: AbortSignal,
   ): Promise<{ ticket: Ticket; position: Position }> {
     const n = this.sequence++;
     const attempted = new Set<string>();
     const client = this.conn.client;
+    let held: HeldKey<string> | undefined;
     try {
       return await this.conn
         .call(
           `queue for ${what}`,
           async (o) => {
-            const leaseId = await keeper.leaseId(o.deadline);
+            const session = await this.engine.session(ttlSeconds, signal);
+            const leaseId = session.value;
             const key = `${prefix}${BigInt(leaseId).toString(16)}-${n}`;
             attempted.add(key);
             const first = () => client.getAll().prefix(prefix).sort('Create', 'Ascend').limit(1);
@@ -382,8 +342,8 @@ export class EtcdLockDriver implements LockDriver {
                 .options(o)
                 .commit();
             } catch (error) {
-              // Our lease expired while etcd was unreachable: the keeper drops it; the retry grants a new one.
-              if (isLeaseNotFound(error)) keeper.leaseInvalid(leaseId, error);
+              // Our lease expired while etcd was unreachable: the engine drops it; the retry gets a new one.
+              if (isLeaseNotFound(error)) this.engine.invalidate(session, error as Error);
               throw error;
             }
             const revision = BigInt(response.header.revision);
@@ -400,7 +360,10 @@ export class EtcdLockDriver implements LockDriver {
             }
             const firstKey = keyOf(r1?.[0]);
             const isFirst = firstKey === key;
-            const ticket: Ticket = { prefix, key, leaseId, keeper, createRevision, what };
+            // From here the engine deletes the key if the lease is lost.
+            held = this.engine.attach(session, key);
+            attempted.delete(key);
+            const ticket: Ticket = { prefix, key, session, held, createRevision, what };
             // Not first and the predecessor not known (the retry branch): check() finds it.
             if (!isFirst && predecessor === undefined) return { ticket, position: undefined };
             return {
@@ -425,6 +388,7 @@ export class EtcdLockDriver implements LockDriver {
         });
     } catch (error) {
       for (const key of attempted) this.removeInBackground(key, `${what}: undo a failed queue write`);
+      held?.release().catch(noop);
       throw this.conn.error(error, `queue for ${what}`);
     }
   }
@@ -489,6 +453,7 @@ export class EtcdLockDriver implements LockDriver {
     fromRevision: bigint,
     signal: AbortSignal,
     waiter: Waiter,
+    lost: AbortSignal,
   ): Promise<'deleted' | 'recheck' | 'disconnected'> {
     return new Promise((resolve, reject) => {
       const watcher = this.conn.client
@@ -502,12 +467,15 @@ export class EtcdLockDriver implements LockDriver {
         if (settled) return;
         settled = true;
         signal.removeEventListener('abort', onAbort);
+        lost.removeEventListener('abort', onLost);
         waiter.wake = noop;
         detach(watcher);
         if (outcome instanceof Error) reject(outcome);
         else resolve(outcome);
       };
       const onAbort = () => finish(new AbortedError(signal.reason));
+      // Our lease was lost: our key is gone (or going); queue again.
+      const onLost = () => finish('recheck');
       watcher.on('delete', () => finish('deleted'));
       // etcd cancels a watch whose start revision was compacted away: read again and watch anew.
       watcher.on('error', () => {
@@ -518,58 +486,16 @@ export class EtcdLockDriver implements LockDriver {
       waiter.wake = () => finish('recheck');
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
+      if (lost.aborted) onLost();
+      else lost.addEventListener('abort', onLost, { once: true });
       if (this.closed) finish('recheck');
     });
   }
 
   private hold(ticket: Ticket, revision: bigint): Hold {
-    const hold = new Hold(this, ticket, revision + 1n, () => this.holds.delete(hold));
+    const hold: Hold = new Hold(this.conn, this.counters, ticket, revision + 1n, () => this.holds.delete(hold));
     this.holds.add(hold);
-    const until = ticket.keeper.confirmedUntil(ticket.leaseId);
-    if (until < this.confirmDue) this.checkConfirmations();
     return hold;
-  }
-
-  /**
-   * A held lock is lost once its lease is no longer known to be alive: no keepalive sent within
-   * the last TTL was acknowledged (see {@link LeaseKeeper.confirmedUntil}). etcd may expire the
-   * lease from then on and give the lock to the next waiter, so the holder must stop now, not
-   * when etcd3 gives up on the lease (2 x TTL). The key is not deleted here (release() does); if
-   * the lease did survive, the key goes on release or with the lease.
-   */
-  private checkConfirmations(): void {
-    clearTimeout(this.confirmTimer);
-    this.confirmTimer = undefined;
-    this.confirmDue = Number.POSITIVE_INFINITY;
-    const now = performance.now();
-    for (const hold of [...this.holds]) {
-      const { keeper, leaseId, what } = hold.ticket;
-      const until = keeper.confirmedUntil(leaseId);
-      if (now >= until) {
-        hold.lose(
-          new BackendUnavailableError(
-            'etcd',
-            `${what} lost: no keepalive of its lease was acknowledged within its ttl (${keeper.ttlSeconds} s), so etcd may have expired it`,
-          ),
-        );
-      } else if (until < this.confirmDue) this.confirmDue = until;
-    }
-    if (this.confirmDue === Number.POSITIVE_INFINITY || this.closed) return;
-    this.confirmTimer = setTimeout(() => this.checkConfirmations(), Math.ceil(this.confirmDue - now) + 1);
-    this.confirmTimer.unref?.();
-  }
-
-  /** Deletes `key`. When etcd cannot take it now, rejects and keeps trying in the background. */
-  async remove(key: string, what: string): Promise<void> {
-    if (this.conn.crashed) return;
-    try {
-      await this.conn.call(what, (o) => this.conn.client.delete().key(key).options(o).exec());
-    } catch (error) {
-      // Closed: the lease was revoked (or expires), taking the key with it.
-      if (error instanceof ClosedError) return;
-      this.removeInBackground(key, what);
-      throw error;
-    }
   }
 
   private removeInBackground(key: string, what: string): void {
@@ -579,130 +505,5 @@ export class EtcdLockDriver implements LockDriver {
       () => this.conn.call(what, (o) => this.conn.client.delete().key(key).options(o).exec()),
       { key },
     );
-  }
-}
-
-/**
- * A held lock: aborts `lost` when the lease ends (told by the driver) or when its key disappears
- * (a watch on the key while held); `release()` deletes the key.
- */
-class Hold implements HeldLock {
-  readonly fencingToken: bigint;
-  private readonly controller = new AbortController();
-  private watcher: Watcher | undefined;
-  /** Set by release, loss or stop: no more watching, no more loss. */
-  private ended = false;
-  private releasing: Promise<void> | undefined;
-  /** Aborted when the hold ends: stops a re-check waiting for etcd. */
-  private readonly stopper = new AbortController();
-
-  constructor(
-    private readonly driver: EtcdLockDriver,
-    readonly ticket: Ticket,
-    fromRevision: bigint,
-    private readonly onEnd: () => void,
-  ) {
-    this.fencingToken = ticket.createRevision;
-    this.watch(fromRevision);
-  }
-
-  get lost(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  release(): Promise<void> {
-    if (!this.releasing) {
-      this.stop();
-      this.releasing = this.driver.remove(this.ticket.key, `release ${this.ticket.what}`);
-    }
-    return this.releasing;
-  }
-
-  /** The lock is lost: abort `lost` (once). */
-  lose(error: Error): void {
-    if (this.ended) return;
-    this.stop();
-    this.driver.conn.options.logger.warn('etcd: a held lock was lost', {
-      lock: this.ticket.what,
-      key: this.ticket.key,
-      error: error.message,
-    });
-    this.controller.abort(error);
-  }
-
-  /** Stops watching, without aborting `lost` (release, close, crash). */
-  stop(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.stopper.abort();
-    if (this.watcher) detach(this.watcher);
-    this.watcher = undefined;
-    this.onEnd();
-  }
-
-  private watch(fromRevision: bigint): void {
-    const watcher = this.driver.conn.client
-      .watch()
-      .key(this.ticket.key)
-      .startRevision(fromRevision.toString())
-      .only('delete')
-      .watcher();
-    this.watcher = watcher;
-    watcher.on('delete', () => {
-      if (this.watcher === watcher)
-        this.lose(
-          new BackendUnavailableError(
-            'etcd',
-            `${this.ticket.what} lost: its key ${this.ticket.key} was deleted (its lease expired, or someone deleted it)`,
-          ),
-        );
-    });
-    // Cancelled by etcd (history compacted) or the stream broke: read the key, then watch again from there.
-    watcher.on('error', () => {
-      if (this.watcher !== watcher) return;
-      this.driver.counters.watchCancels += 1;
-      void this.recheck();
-    });
-    watcher.on('disconnected', () => {
-      if (this.watcher === watcher) void this.recheck();
-    });
-  }
-
-  private async recheck(): Promise<void> {
-    if (this.watcher) detach(this.watcher);
-    this.watcher = undefined;
-    const conn = this.driver.conn;
-    const signal = this.stopper.signal;
-    const backoff = conn.backoff();
-    for (;;) {
-      if (this.ended) return;
-      try {
-        await conn.waitReachable(signal);
-        const response = await conn.call(
-          `check ${this.ticket.what}`,
-          (o) => conn.client.get(this.ticket.key).options(o).exec(),
-          undefined,
-          signal,
-        );
-        if (this.ended) return;
-        const kv = response.kvs[0];
-        if (!kv || BigInt(kv.create_revision) !== this.ticket.createRevision) {
-          this.lose(
-            new BackendUnavailableError(
-              'etcd',
-              `${this.ticket.what} lost: its key ${this.ticket.key} is gone (its lease expired, or someone deleted it)`,
-            ),
-          );
-          return;
-        }
-        this.driver.counters.rechecks += 1;
-        this.watch(BigInt(response.header.revision) + 1n);
-        return;
-      } catch (error) {
-        if (this.ended || error instanceof ClosedError || error instanceof AbortedError) return;
-        // etcd went away again (or refused the read): wait a little and for etcd, then read again.
-        await sleep(backoff.next(), signal).catch(noop);
-      }
-    }
   }
 }

@@ -537,6 +537,18 @@ export class LivenessEngine<S, V = string> {
     return session.state === 'alive' && session.failures === 0 ? 'alive' : 'unknown';
   }
 
+  /**
+   * The server said `handle` does not exist (a write naming it was refused): it is lost now, with
+   * everything on it (registrations are written again on a new one).
+   */
+  invalidate(handle: SessionHandle<S>, error: Error): void {
+    this.lose(
+      handle as LiveSession<S>,
+      error instanceof SessionGoneError ? error : new SessionGoneError(this.driver.backend, error.message),
+      true,
+    );
+  }
+
   private releaseHeld(held: HeldKey<S>, remove: boolean): Promise<void> {
     const session = held.session;
     const tracked = session.held.delete(held);

@@ -1,0 +1,245 @@
+import {
+  BackendUnavailableError,
+  type ClaimRef,
+  type Ownership,
+  type PutOutcome,
+  SessionGoneError,
+  type SessionDriver,
+  type SessionWrite,
+} from '@rollcall/core';
+import { EtcdLeaseInvalidError, type IKeyValue, type ITxnResponse } from 'etcd3';
+import type { CallOptions, EtcdConnection } from './connection.js';
+import { KeepaliveStream } from './keepalive.js';
+
+/** etcd's default `--max-txn-ops`: the most operations one transaction may hold. */
+const MAX_TXN_OPS = 128;
+/** Bytes of keys and values per transaction: well under etcd's default `--max-request-bytes` (1.5 MiB). */
+const MAX_TXN_BYTES = 1024 * 1024;
+/** A write races other writers of the same keys at most this many times before it gives up (and is retried later). */
+const MAX_ROUNDS = 5;
+
+/** Splits items into transactions etcd accepts: at most 128 operations and ~1 MiB each. */
+export function chunked<T>(items: readonly T[], size: (item: T) => number): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const n = size(item) + 32;
+    if (current.length > 0 && (current.length >= MAX_TXN_OPS || bytes + n > MAX_TXN_BYTES)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += n;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+/** True when etcd answered that a lease does not exist. */
+export function isLeaseNotFound(error: unknown): boolean {
+  return (
+    error instanceof EtcdLeaseInvalidError ||
+    (error instanceof Error && error.message.includes('requested lease not found'))
+  );
+}
+
+/** What a key's current holder means for a write: free to (over)write at this revision, or held by someone else. */
+type Slot = { free: true; compare: 'Create' | 'Mod'; revision: string } | { free: false };
+
+/** Counters of the etcd session driver. */
+export interface EtcdSessionCounters {
+  /** Keepalive requests written on the keepalive stream. */
+  keepalives: number;
+  /** Keepalive answers received (the lease is confirmed alive). */
+  keepaliveAcks: number;
+}
+
+/**
+ * etcd leases as liveness primitives for core's engine: one lease per client (per ttl) holds every
+ * registration and lock key of the client. Renewals go over one long-lived keepalive stream
+ * (go-micro's measurement: a stream per client, not one-shot keepalives, keeps etcd's load flat).
+ *
+ * - A write is a transaction that creates the key only if absent, or overwrites it only at the
+ *   revision read when its holder is free (no lease: written by hand; or one of this client's
+ *   leases); a key on another live lease is a conflict. New keys (the common case) take one round trip.
+ * - A delete names the lease: `if key.lease == L then delete`, so a key another client took over is
+ *   never deleted.
+ * - Inspection lists the keys attached to each lease (`LeaseTimeToLive` with keys) and reads only
+ *   those missing from it.
+ */
+export class EtcdSessionDriver implements SessionDriver<string, string> {
+  readonly backend = 'etcd';
+  readonly scope = 'client' as const;
+  readonly counters: EtcdSessionCounters = { keepalives: 0, keepaliveAcks: 0 };
+  private readonly stream: KeepaliveStream;
+
+  constructor(private readonly conn: EtcdConnection) {
+    this.stream = new KeepaliveStream(conn, this.counters);
+  }
+
+  ownerOf(lease: string): string {
+    return lease;
+  }
+
+  async grant(ttlSeconds: number, signal: AbortSignal): Promise<string> {
+    const response = await this.conn.call(
+      `grant a lease (ttl ${ttlSeconds} s)`,
+      (o) => this.conn.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o),
+      undefined,
+      signal,
+    );
+    if (response.error) throw new BackendUnavailableError('etcd', `lease grant refused: ${response.error}`);
+    return String(response.ID);
+  }
+
+  renew(lease: string, signal: AbortSignal): Promise<boolean> {
+    return this.stream.renew(lease, signal);
+  }
+
+  async revoke(lease: string): Promise<void> {
+    await this.conn.call('revoke the lease', async (o) => {
+      try {
+        await this.conn.client.leaseClient.leaseRevoke({ ID: lease }, o);
+      } catch (error) {
+        // Already gone (expired, or revoked before): done. (Not retried as a transient failure.)
+        if (!isLeaseNotFound(error)) throw error;
+      }
+    });
+  }
+
+  async put(lease: string, writes: readonly SessionWrite<string>[], ours: ReadonlySet<string>): Promise<PutOutcome[]> {
+    const outcomes: PutOutcome[] = new Array(writes.length).fill('written');
+    const indexed = writes.map((w, i) => ({ ...w, i }));
+    // etcd refuses a transaction naming one key twice; the engine never sends one key twice at once.
+    const chunks = chunked(indexed, (w) => w.key.length + Buffer.byteLength(w.value));
+    await Promise.all(chunks.map((chunk) => this.putChunk(lease, chunk, ours, outcomes)));
+    return outcomes;
+  }
+
+  private async putChunk(
+    lease: string,
+    chunk: readonly (SessionWrite<string> & { i: number })[],
+    ours: ReadonlySet<string>,
+    outcomes: PutOutcome[],
+  ): Promise<void> {
+    const client = this.conn.client;
+    // First round: assume every key is new (one round trip when it is).
+    let slots: Slot[] = chunk.map(() => ({ free: true, compare: 'Create', revision: '0' }));
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const writable = chunk.filter((_, k) => slots[k]!.free);
+      chunk.forEach((w, k) => {
+        if (!slots[k]!.free) outcomes[w.i] = 'conflict';
+      });
+      if (writable.length === 0) return;
+      const response = await this.txn('register', (o) => {
+        let txn: ReturnType<typeof client.if> | undefined;
+        chunk.forEach((w, k) => {
+          const slot = slots[k]!;
+          if (!slot.free) return;
+          txn = txn
+            ? txn.and(w.key, slot.compare, '==', slot.revision)
+            : client.if(w.key, slot.compare, '==', slot.revision);
+        });
+        return (txn as ReturnType<typeof client.if>)
+          .then(...writable.map((w) => client.put(w.key).value(w.value).lease(lease)))
+          .else(...chunk.map((w) => client.get(w.key)))
+          .options(o)
+          .commit();
+      });
+      if (response.succeeded) return;
+      // Someone holds some keys (or they changed since we looked): look at each holder and try again.
+      slots = chunk.map((_, k) => slotOf(response.responses[k]?.response_range?.kvs[0], ours));
+    }
+    throw new BackendUnavailableError('etcd', 'register: the keys kept changing under concurrent writers');
+  }
+
+  async remove(lease: string, keys: readonly string[]): Promise<void> {
+    const client = this.conn.client;
+    await Promise.all(
+      chunked(keys, (k) => k.length).map(async (chunk) => {
+        // Usually every key is still on the lease: one transaction deletes them all.
+        const all = await this.txn('deregister', (o) => {
+          let txn = client.if(chunk[0]!, 'Lease', '==', lease);
+          for (const key of chunk.slice(1)) txn = txn.and(key, 'Lease', '==', lease);
+          return txn
+            .then(...chunk.map((k) => client.delete().key(k)))
+            .options(o)
+            .commit();
+        });
+        if (all.succeeded || chunk.length === 1) return;
+        // Some moved (taken by another client, deleted): delete each one that is still ours.
+        await Promise.all(
+          chunk.map((key) =>
+            this.txn('deregister', (o) =>
+              client.if(key, 'Lease', '==', lease).then(client.delete().key(key)).options(o).commit(),
+            ),
+          ),
+        );
+      }),
+    );
+  }
+
+  async inspect(refs: readonly ClaimRef<string>[], ours: ReadonlySet<string>): Promise<Ownership[]> {
+    const answers: Ownership[] = new Array(refs.length).fill('absent');
+    const byLease = new Map<string, number[]>();
+    refs.forEach((r, i) => byLease.set(r.session, [...(byLease.get(r.session) ?? []), i]));
+    const unsure: number[] = [];
+    for (const [lease, indices] of byLease) {
+      const attached = await this.conn.call('list the keys of a lease', (o) =>
+        this.conn.client.leaseClient.leaseTimeToLive({ ID: lease, keys: true }, o),
+      );
+      const keys = new Set((attached.keys ?? []).map((k) => Buffer.from(k).toString('utf8')));
+      for (const i of indices) {
+        if (keys.has(refs[i]!.key)) answers[i] = 'current';
+        else unsure.push(i);
+      }
+    }
+    // Keys not on their lease: gone, or held by someone else.
+    for (const chunk of chunked(unsure, (i) => refs[i]!.key.length)) {
+      const client = this.conn.client;
+      const response = await this.txn('inspect registrations', (o) =>
+        client
+          .if(refs[chunk[0]!]!.key, 'Create', '>', -1)
+          .then(...chunk.map((i) => client.get(refs[i]!.key)))
+          .options(o)
+          .commit(),
+      );
+      chunk.forEach((i, k) => {
+        const slot = slotOf(response.responses[k]?.response_range?.kvs[0], ours);
+        answers[i] = slot.free ? 'absent' : 'foreign';
+      });
+    }
+    return answers;
+  }
+
+  /** Stops the keepalive stream (close, crash). */
+  close(): void {
+    this.stream.close();
+  }
+
+  /** One transaction within the call deadline; a lease etcd no longer knows is {@link SessionGoneError}. */
+  private txn(what: string, op: (o: CallOptions) => Promise<ITxnResponse>): Promise<ITxnResponse> {
+    return this.conn.call(what, async (o) => {
+      try {
+        return await op(o);
+      } catch (error) {
+        if (isLeaseNotFound(error)) throw new SessionGoneError('etcd', `${what}: the client's lease expired`);
+        throw error;
+      }
+    });
+  }
+}
+
+/**
+ * Whether a key's holder lets us write: absent (create), written without a lease or held by one of
+ * `ours` (overwrite at its revision), or held by another live lease (keys on an expired lease are
+ * deleted by etcd, so a lease on a key means a live holder).
+ */
+function slotOf(kv: IKeyValue | undefined, ours: ReadonlySet<string>): Slot {
+  if (!kv) return { free: true, compare: 'Create', revision: '0' };
+  const lease = String(kv.lease ?? '0');
+  if (lease === '0' || ours.has(lease)) return { free: true, compare: 'Mod', revision: String(kv.mod_revision) };
+  return { free: false };
+}
