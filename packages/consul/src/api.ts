@@ -32,7 +32,10 @@ interface RawResponse {
 interface RawClient {
   agent: {
     check: { pass(options: CallOptions & { id: string; note?: string }): Promise<unknown> };
-    service: { deregister(options: CallOptions & { id: string }): Promise<unknown> };
+    service: {
+      deregister(options: CallOptions & { id: string }): Promise<unknown>;
+      list(options: CallOptions): Promise<unknown>;
+    };
   };
   health: { service(options: CallOptions & { service: string; passing?: boolean }): Promise<unknown> };
   catalog: { service: { list(options: CallOptions): Promise<unknown> } };
@@ -191,6 +194,16 @@ export class ConsulApi {
     );
   }
 
+  /** `GET /v1/agent/services`: the services registered with this agent, by service ID. */
+  async agentServices(): Promise<Record<string, { Meta?: Record<string, string> | null }>> {
+    const [, data] = await this.call('list the agent services', undefined, this.options.callTimeoutMs, (o) =>
+      this.client.agent.service.list(o),
+    );
+    return data && typeof data === 'object'
+      ? (data as Record<string, { Meta?: Record<string, string> }>)
+      : {};
+  }
+
   /** `PUT /v1/agent/service/deregister/<id>`. */
   async deregisterService(serviceId: string): Promise<void> {
     await this.call('deregister the service', undefined, this.options.callTimeoutMs, (o) =>
@@ -202,11 +215,19 @@ export class ConsulApi {
 
   /**
    * `GET /v1/health/service/<name>?passing`. With `index`, a blocking query of at most `waitMs`.
-   * `local`: ask the agent's own datacenter even when a `datacenter` option is set.
+   * `local`: ask the agent's own datacenter even when a `datacenter` option is set. `passing`
+   * (default true): only instances whose checks all pass; false lists every instance with its checks.
    */
   async healthService(
     service: string,
-    options: { index?: bigint; waitMs?: number; filter?: string; signal?: AbortSignal; local?: boolean } = {},
+    options: {
+      index?: bigint;
+      waitMs?: number;
+      filter?: string;
+      signal?: AbortSignal;
+      local?: boolean;
+      passing?: boolean;
+    } = {},
   ): Promise<QueryAnswer<unknown[]>> {
     const blocking = options.index !== undefined && options.index > 0n && options.waitMs !== undefined;
     const timeout = blocking ? this.blockingTimeout(options.waitMs as number) : this.options.callTimeoutMs;
@@ -218,7 +239,12 @@ export class ConsulApi {
     }
     if (options.filter) query.filter = options.filter;
     const [response, data] = await this.call(`read service '${service}'`, options.signal, timeout, (o) =>
-      this.client.health.service({ service, passing: true, ...query, ...o }),
+      this.client.health.service({
+        service,
+        ...(options.passing === false ? {} : { passing: true }),
+        ...query,
+        ...o,
+      }),
     );
     return { data: Array.isArray(data) ? data : [], index: indexOf(response) };
   }

@@ -1,7 +1,9 @@
-import { type AssembledBackend, createBackend } from '@rollcall/core';
+import { randomUUID } from 'node:crypto';
+import { type AssembledBackend, createBackend, LivenessEngine } from '@rollcall/core';
 import { ConsulApi } from './api.js';
 import { ConsulDiscoveryDriver } from './discovery.js';
 import { ConsulKvDriver } from './kv.js';
+import { ConsulLockSessions } from './lock-sessions.js';
 import { ConsulLockDriver } from './locks.js';
 import {
   CONSUL_MIN_DEREGISTER_MS,
@@ -9,6 +11,7 @@ import {
   type ConsulWatchMode,
   resolveOptions,
 } from './options.js';
+import { ConsulRegistrationSessions } from './registrations.js';
 
 /** The Consul backend: discovery, key/value and locks over one agent connection. */
 export interface ConsulBackend extends AssembledBackend {
@@ -43,15 +46,36 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
     });
   }
   const api = new ConsulApi(resolved);
-  const driver = new ConsulDiscoveryDriver(api, {
+  const engineOptions = { backoff: resolved.backoff, logger };
+  // Registrations: each an agent service whose TTL check the engine passes (one heartbeat per instance).
+  const registrations = new LivenessEngine(
+    new ConsulRegistrationSessions(api, {
+      clientId: randomUUID(),
+      deregisterCriticalAfter: resolved.deregisterCriticalAfter,
+    }),
+    // A registration is a register call and a confirming read (up to 3 s): both within this.
+    { ...engineOptions, establishTimeoutMs: 2 * resolved.callTimeoutMs + 3000 },
+  );
+  const driver = new ConsulDiscoveryDriver(api, registrations, {
     pollIntervalMs: resolved.pollIntervalMs,
     watchMode: resolved.watchMode,
-    deregisterCriticalAfter: resolved.deregisterCriticalAfter,
     backoff: resolved.backoff,
     logger,
   });
-  const kvDriver = new ConsulKvDriver(api, { backoff: resolved.backoff, logger });
-  const lockDriver = new ConsulLockDriver(api, {
+  const kvDriver = new ConsulKvDriver(api, {
+    waitMs: resolved.pollIntervalMs,
+    backoff: resolved.backoff,
+    logger,
+  });
+  // Locks: one Consul session per client (per TTL) holds every lock, election and queue key.
+  const lockEngine = new LivenessEngine<string, never>(
+    new ConsulLockSessions(api, { lockDelay: resolved.lockDelay }),
+    {
+      ...engineOptions,
+      establishTimeoutMs: resolved.callTimeoutMs,
+    },
+  );
+  const lockDriver = new ConsulLockDriver(api, lockEngine, {
     prefix: resolved.lockPrefix,
     lockDelay: resolved.lockDelay,
     backoff: resolved.backoff,

@@ -31,6 +31,8 @@ import {
 export const META_ID = `${RESERVED_METADATA_PREFIX}id`;
 export const META_VERSION = `${RESERVED_METADATA_PREFIX}version`;
 export const META_SHAPE = `${RESERVED_METADATA_PREFIX}shape`;
+/** The id of the client that registered the instance: who may overwrite or deregister it. */
+export const META_OWNER = `${RESERVED_METADATA_PREFIX}owner`;
 /** Consul refuses services with more Meta pairs than this. */
 export const CONSUL_MAX_META = 64;
 
@@ -66,8 +68,8 @@ export function checkConsulLimits(instance: ServiceInstance): void {
   }
 }
 
-function reservedMeta(instance: ServiceInstance): Record<string, string> {
-  const meta: Record<string, string> = { [META_ID]: instance.id };
+function reservedMeta(instance: ServiceInstance, owner = ''): Record<string, string> {
+  const meta: Record<string, string> = { [META_ID]: instance.id, [META_OWNER]: owner };
   if (instance.version !== undefined) meta[META_VERSION] = instance.version;
   const shape: string[] = [];
   if (instance.weight !== undefined) shape.push('weight');
@@ -82,6 +84,7 @@ export function registrationBody(
   instance: ServiceInstance,
   ttlSeconds: number,
   deregisterCriticalAfter: string,
+  owner = '',
 ): Record<string, unknown> {
   const serviceId = serviceIdOf(instance);
   return {
@@ -90,7 +93,7 @@ export function registrationBody(
     Address: instance.host,
     Port: instance.port,
     Tags: instance.tags ? [...instance.tags] : [],
-    Meta: { ...(instance.metadata ?? {}), ...reservedMeta(instance) },
+    Meta: { ...(instance.metadata ?? {}), ...reservedMeta(instance, owner) },
     Weights: { Passing: instance.weight ?? 1, Warning: 1 },
     Check: {
       CheckID: checkIdOf(instance),

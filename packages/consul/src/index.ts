@@ -6,14 +6,8 @@
 export { ConsulHttpError } from './api.js';
 export { type ConsulBackend, createConsulBackend, simulateCrash } from './backend.js';
 export { CONSUL_MAX_META, checkIdOf, decodeHealthEntry, registrationBody, serviceIdOf } from './codec.js';
-export { BLOCKING_WAIT_MS, HEARTBEAT_RETRY_MAX_MS } from './discovery.js';
-export { KV_MIN_INTERVAL_MS, KV_WAIT_MS } from './kv.js';
-export {
-  CONSUL_MIN_SESSION_TTL_SECONDS,
-  LOCK_DELAY_RETRY_MAX_MS,
-  LOCK_WAIT_MS,
-  RENEW_RETRY_MAX_MS,
-} from './locks.js';
+export { KV_MIN_INTERVAL_MS } from './kv.js';
+export { CONSUL_MIN_SESSION_TTL_SECONDS, LOCK_DELAY_RETRY_MAX_MS, LOCK_WAIT_MS } from './locks.js';
 export {
   CONSUL_MAX_LOCK_DELAY_MS,
   CONSUL_MIN_DEREGISTER_MS,

@@ -13,11 +13,14 @@ import { sleepUntil } from './time.js';
 
 /** Least time between two requests of one prefix watch (a blocking query answers at once on a change). */
 export const KV_MIN_INTERVAL_MS = 1000;
-/** `wait` of a prefix watch's blocking query. */
-export const KV_WAIT_MS = 30_000;
-
 /** What the key/value driver needs of the backend options. */
 export interface KvDriverOptions {
+  /**
+   * `wait` of a prefix watch's blocking query: the poll interval, so that a silent partition, or an
+   * agent that restarted and would hold a query with an older index for its whole wait, is noticed
+   * within about that long.
+   */
+  waitMs: number;
   backoff: BackoffOptions;
   logger: Logger;
 }
@@ -104,10 +107,10 @@ export class ConsulKvDriver implements KvDriver {
       } catch {
         return;
       }
-      lastStart = Date.now();
+      lastStart = performance.now();
       try {
         const wasRead = index === 0n;
-        const answer = await this.api.kvList(prefix, { index, waitMs: KV_WAIT_MS, signal });
+        const answer = await this.api.kvList(prefix, { index, waitMs: this.options.waitMs, signal });
         index = answer.index === undefined || answer.index < index ? 0n : answer.index;
         // The index-0 read that starts (or restarts) a watch answers at once; the first blocking
         // query follows it without waiting, so that the watch is listening from the start.

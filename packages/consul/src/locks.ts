@@ -9,10 +9,12 @@ import {
   type BackoffOptions,
   ClosedError,
   type HeldLock,
+  type LivenessEngine,
   type LockDriver,
   type Logger,
   linkSignals,
   PermissionDeniedError,
+  type SessionHandle,
   sleep,
 } from '@rollcall/core';
 import { type ConsulApi, ConsulHttpError, type KvItem, type TxnKv, type TxnOp } from './api.js';
@@ -42,8 +44,6 @@ import { type ConsulApi, ConsulHttpError, type KvItem, type TxnKv, type TxnOp } 
 export const LOCK_WAIT_MS = 30_000;
 /** Consul's smallest session TTL. */
 export const CONSUL_MIN_SESSION_TTL_SECONDS = 10;
-/** Session renewal retries after a failure are never further apart than this. */
-export const RENEW_RETRY_MAX_MS = 1000;
 /** A head waiter refused by a lock-delay asks again at most this far apart. */
 export const LOCK_DELAY_RETRY_MAX_MS = 1000;
 
@@ -70,26 +70,8 @@ interface Target {
   readonly value: string;
 }
 
-interface Session {
-  readonly id: string;
-  readonly ttlSeconds: number;
-  /** Aborted when the session is lost (invalidated, or not renewed for its TTL) or the client closes. */
-  readonly lost: AbortController;
-  /** Locks and leaderships held under this session now. */
-  readonly holds: Set<Hold>;
-  /** When (`performance.now()`) the last successful renewal (or the creation) was sent: Consul keeps the session at least a TTL after it. */
-  lastRenewAt: number;
-  guard: ReturnType<typeof setTimeout> | undefined;
-  /** A renewal asked for out of turn, shared by concurrent askers. */
-  checking: Promise<SessionState> | undefined;
-}
-
-type SessionState = 'alive' | 'gone' | 'unknown';
-
-interface Hold {
-  readonly target: Target;
-  readonly lost: AbortController;
-}
+/** The lock session a ticket is queued under: the liveness engine's session (its value is the Consul session ID). */
+type Session = SessionHandle<string>;
 
 /** One attempt of one caller to get a lock under one session. */
 interface Ticket {
@@ -135,11 +117,13 @@ function isFatal(error: unknown): boolean {
 /**
  * The Consul {@link LockDriver}.
  *
- * **Sessions.** One Consul session per client per distinct TTL, created on first use with
- * `Behavior: delete` (the keys it holds are deleted when it dies) and the `lockDelay` option
- * (default `0s`), renewed every ttl/2 and kept until `close()`. When a renewal says the session is
- * gone (404), or no renewal has succeeded for a whole TTL (Consul may then drop it at any moment),
- * every lock held under it is lost at once: each `lost` signal aborts, and later calls make a new session.
+ * **Sessions.** One Consul session per client per distinct TTL, kept by core's liveness engine
+ * ({@link ConsulLockSessions}): created on first use with `Behavior: delete` (the keys it holds are
+ * deleted when it dies) and the `lockDelay` option (default `0s`), renewed every ttl/3, revoked when
+ * idle and on `close()`. When a renewal says the session is gone (404), or no renewal has succeeded
+ * for a whole TTL (Consul may then drop it at any moment), every lock held under it is lost at once:
+ * its lock key is deleted, its `lost` signal aborts, the session is destroyed, and later calls use a
+ * new session.
  *
  * **Fencing tokens.** A token is `epoch + ModifyIndex`, where `ModifyIndex` is the lock key's index
  * as set by the acquiring transaction itself (read back in the same round-trip) and `epoch` the
@@ -157,10 +141,6 @@ function isFatal(error: unknown): boolean {
 export class ConsulLockDriver implements LockDriver {
   readonly backend = 'consul';
   readonly minTtlSeconds = CONSUL_MIN_SESSION_TTL_SECONDS;
-  private readonly sessions = new Map<number, Promise<Session>>();
-  private readonly live = new Map<number, Session>();
-  /** Sessions that may still exist in Consul: destroyed by `close()`. */
-  private readonly created = new Set<string>();
   /** Background work (waits, withdrawals, renewals): `close()` waits for it. */
   private readonly tasks = new Set<Promise<unknown>>();
   /** Aborted by `close()` and `crash()`: stops every wait, loop and retry. */
@@ -173,6 +153,7 @@ export class ConsulLockDriver implements LockDriver {
 
   constructor(
     private readonly api: ConsulApi,
+    private readonly engine: LivenessEngine<string, never>,
     private readonly options: LockDriverOptions,
   ) {
     this.holderValue = JSON.stringify({ host: hostname(), pid: process.pid, client: randomUUID() });
@@ -195,14 +176,14 @@ export class ConsulLockDriver implements LockDriver {
     const target = this.target('locks', name, this.holderValue);
     for (let attempt = 0; ; attempt++) {
       this.assertOpen();
-      const ticket = this.ticket(target, await this.session(ttlSeconds));
+      const ticket = this.ticket(target, await this.engine.session(ttlSeconds));
       let view: View;
       try {
         view = await this.enqueue(ticket);
       } catch (error) {
         if (error instanceof InvalidSessionError && attempt === 0) {
           // The session died without our noticing yet: check it, and try once more with a new one.
-          await this.checkSession(ticket.session);
+          await this.engine.check(ticket.session);
           continue;
         }
         this.withdraw(ticket);
@@ -242,37 +223,16 @@ export class ConsulLockDriver implements LockDriver {
   }
 
   /**
-   * Ends every wait and loop, then destroys every session this client made: Consul deletes the keys
-   * they hold, so their locks pass on at once (with no lock-delay by default). Idempotent.
+   * Ends every wait and loop, then lets the engine release what is held and destroy every session
+   * this client made: Consul deletes the keys they hold, so their locks pass on at once (with no
+   * lock-delay by default). Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const crashed = this.state === 'crashed';
       this.state = 'closed';
       this.lifetime.abort(new ClosedError('lock service'));
       await Promise.allSettled([...this.tasks]);
-      for (const session of this.live.values()) {
-        clearTimeout(session.guard);
-        this.abortHolds(session, new ClosedError('lock service'));
-        session.lost.abort(new ClosedError('lock service'));
-      }
-      this.live.clear();
-      this.sessions.clear();
-      if (crashed) return;
-      await Promise.allSettled(
-        [...this.created].map((id) =>
-          this.api.destroySession(id).catch((error) => {
-            this.options.logger.warn(
-              'consul lock session not destroyed on close; Consul drops it after its TTL',
-              {
-                session: id,
-                error: message(error),
-              },
-            );
-          }),
-        ),
-      );
-      this.created.clear();
+      await this.engine.close();
     })();
     return this.closing;
   }
@@ -282,214 +242,12 @@ export class ConsulLockDriver implements LockDriver {
     if (this.state === 'closed') return;
     this.state = 'crashed';
     this.lifetime.abort(new ClosedError('lock service'));
-    for (const session of this.live.values()) clearTimeout(session.guard);
+    this.engine.abandon();
   }
 
   /** Number of sessions this client keeps alive (diagnostics, tests). */
   sessionCount(): number {
-    return this.live.size;
-  }
-
-  // ---- sessions ----
-
-  private session(ttlSeconds: number): Promise<Session> {
-    this.assertOpen();
-    const existing = this.sessions.get(ttlSeconds);
-    if (existing) return existing;
-    const creating = this.createSession(ttlSeconds);
-    this.sessions.set(ttlSeconds, creating);
-    this.track(creating);
-    creating.catch(() => {
-      if (this.sessions.get(ttlSeconds) === creating) this.sessions.delete(ttlSeconds);
-    });
-    return creating;
-  }
-
-  private async createSession(ttlSeconds: number): Promise<Session> {
-    const sentAt = performance.now();
-    const id = await this.api.createSession({
-      Name: `rollcall locks (${hostname()} pid ${process.pid})`,
-      TTL: `${ttlSeconds}s`,
-      Behavior: 'delete',
-      LockDelay: this.options.lockDelay,
-    });
-    if (this.state === 'crashed') throw new ClosedError('lock service');
-    this.created.add(id);
-    if (this.state !== 'open') {
-      // close() began meanwhile: it destroys every created session once the tasks (this one too) are done.
-      throw new ClosedError('lock service');
-    }
-    const lost = new AbortController();
-    setMaxListeners(0, lost.signal);
-    const session: Session = {
-      id,
-      ttlSeconds,
-      lost,
-      holds: new Set(),
-      lastRenewAt: sentAt,
-      guard: undefined,
-      checking: undefined,
-    };
-    this.live.set(ttlSeconds, session);
-    this.armGuard(session);
-    this.track(this.renewLoop(session));
-    return session;
-  }
-
-  /** Declares the session lost once a whole TTL has passed since the last renewal was sent. */
-  private armGuard(session: Session): void {
-    clearTimeout(session.guard);
-    const ttlMs = session.ttlSeconds * 1000;
-    session.guard = setTimeout(
-      () =>
-        this.lose(
-          session,
-          `no renewal reached Consul for its TTL (${session.ttlSeconds} s): Consul may drop it at any moment`,
-          true,
-        ),
-      Math.max(0, session.lastRenewAt + ttlMs - performance.now()),
-    );
-    session.guard.unref?.();
-  }
-
-  /** Renews every ttl/2; after a failure, retries at most {@link RENEW_RETRY_MAX_MS} apart until the guard fires. */
-  private async renewLoop(session: Session): Promise<void> {
-    const ttlMs = session.ttlSeconds * 1000;
-    const backoff = new Backoff({
-      ...this.options.backoff,
-      maxMs: Math.min(this.options.backoff.maxMs ?? 5000, RENEW_RETRY_MAX_MS, ttlMs / 4),
-    });
-    const linked = linkSignals(session.lost.signal, this.lifetime.signal);
-    const stop = linked.signal;
-    let delay = ttlMs / 2;
-    let failures = 0;
-    for (;;) {
-      try {
-        await sleep(delay, stop);
-      } catch {
-        linked.dispose();
-        return;
-      }
-      const state = await this.renew(session, stop, (error) => {
-        if (failures === 0)
-          this.options.logger.warn('consul lock session renewal failed; retrying until its TTL runs out', {
-            session: session.id,
-            error: message(error),
-          });
-      });
-      if (stop.aborted || state === 'gone') {
-        linked.dispose();
-        return;
-      }
-      if (state === 'alive') {
-        if (failures > 0)
-          this.options.logger.info('consul lock session renewed again', { session: session.id, failures });
-        failures = 0;
-        backoff.reset();
-        delay = ttlMs / 2;
-      } else {
-        failures += 1;
-        delay = backoff.next();
-      }
-    }
-  }
-
-  /** One renewal: `gone` has already declared the session lost. */
-  private async renew(
-    session: Session,
-    signal: AbortSignal,
-    onError: (error: unknown) => void = () => {},
-  ): Promise<SessionState> {
-    const sentAt = performance.now();
-    try {
-      const alive = await this.api.renewSession(session.id, signal);
-      if (session.lost.signal.aborted) return 'gone';
-      if (!alive) {
-        this.lose(
-          session,
-          'Consul no longer knows it (invalidated: destroyed, its node check failed, or the agent lost its state)',
-          false,
-        );
-        return 'gone';
-      }
-      if (sentAt > session.lastRenewAt) {
-        session.lastRenewAt = sentAt;
-        this.armGuard(session);
-      }
-      return 'alive';
-    } catch (error) {
-      if (session.lost.signal.aborted) return 'gone';
-      if (!signal.aborted) onError(error);
-      return 'unknown';
-    }
-  }
-
-  /** Renews out of turn to learn whether the session lives (a queue entry vanished, Consul called it invalid). */
-  private checkSession(session: Session): Promise<SessionState> {
-    if (!session.checking) {
-      const linked = linkSignals(session.lost.signal, this.lifetime.signal);
-      session.checking = this.renew(session, linked.signal).finally(() => {
-        linked.dispose();
-        session.checking = undefined;
-      });
-    }
-    return session.checking;
-  }
-
-  /**
-   * The session is lost: every lock held under it is lost at once. `destroy` when Consul may still
-   * have it (renewals failed): it is destroyed as soon as the agent answers, so that its locks pass on.
-   */
-  private lose(session: Session, reason: string, destroy: boolean): void {
-    if (session.lost.signal.aborted) return;
-    clearTimeout(session.guard);
-    session.lost.abort(new BackendUnavailableError('consul', `lock session ${session.id}: ${reason}`));
-    if (this.live.get(session.ttlSeconds) === session) {
-      this.live.delete(session.ttlSeconds);
-      this.sessions.delete(session.ttlSeconds);
-    }
-    this.options.logger.warn('consul lock session lost', {
-      session: session.id,
-      reason,
-      locks: session.holds.size,
-    });
-    for (const hold of session.holds) {
-      const what = hold.target.kind === 'locks' ? 'lock' : 'leadership of';
-      hold.lost.abort(new BackendUnavailableError('consul', `${what} '${hold.target.name}' lost: ${reason}`));
-    }
-    session.holds.clear();
-    if (!destroy) {
-      this.created.delete(session.id);
-      return;
-    }
-    if (this.state !== 'open') return;
-    this.track(this.destroyLater(session));
-  }
-
-  /** Destroys a session given up locally, retrying until Consul answers (or must have dropped it itself). */
-  private async destroyLater(session: Session): Promise<void> {
-    const backoff = new Backoff(this.options.backoff);
-    // Consul keeps a session at most 2 x TTL after its last renewal.
-    const surelyGone = session.lastRenewAt + 2 * session.ttlSeconds * 1000 + 5000;
-    while (performance.now() < surelyGone) {
-      try {
-        await this.api.destroySession(session.id);
-        this.created.delete(session.id);
-        return;
-      } catch {
-        try {
-          await sleep(backoff.next(), this.lifetime.signal);
-        } catch {
-          return;
-        }
-      }
-    }
-    this.created.delete(session.id);
-  }
-
-  private abortHolds(session: Session, reason: Error): void {
-    for (const hold of session.holds) hold.lost.abort(reason);
-    session.holds.clear();
+    return this.engine.snapshot().sessions;
   }
 
   // ---- waiting ----
@@ -542,7 +300,7 @@ export class ConsulLockDriver implements LockDriver {
       if (stop.aborted) throw new AbortedError(stop.reason);
       let session: Session;
       try {
-        session = await this.session(ttlSeconds);
+        session = await this.engine.session(ttlSeconds, stop);
       } catch (error) {
         if (stop.aborted) throw new AbortedError(stop.reason);
         if (isFatal(error)) throw error;
@@ -579,7 +337,7 @@ export class ConsulLockDriver implements LockDriver {
     announce: () => void,
     backoff: Backoff,
   ): Promise<HeldLock | undefined> {
-    const linked = linkSignals(stop, ticket.session.lost.signal);
+    const linked = linkSignals(stop, ticket.session.lost);
     try {
       return await this.queueWith(ticket, stop, linked.signal, announce, backoff);
     } finally {
@@ -603,7 +361,7 @@ export class ConsulLockDriver implements LockDriver {
     let failures = 0;
     for (;;) {
       if (stop.aborted) throw new AbortedError(stop.reason);
-      if (session.lost.signal.aborted) return undefined;
+      if (session.lost.aborted) return undefined;
       try {
         if (!enqueued) {
           // Idempotent for one key and session: a retry after an unknown outcome keeps the place.
@@ -617,7 +375,7 @@ export class ConsulLockDriver implements LockDriver {
           this.options.logger.info('consul lock wait reaches the agent again', { ...who, failures });
         failures = 0;
         const { lock, queue } = view;
-        if (lock?.Session === session.id && lock.Flags === ticket.n) {
+        if (lock?.Session === session.value && lock.Flags === ticket.n) {
           // An acquisition whose answer was lost did apply.
           const held = this.hold(ticket, lock.ModifyIndex, await this.readEpoch());
           if (held) return held;
@@ -626,7 +384,7 @@ export class ConsulLockDriver implements LockDriver {
         const mine = queue.find((e) => e.Key === ticket.key);
         if (!mine) {
           // Our entry is gone: the session died (Behavior delete) or somebody deleted the key.
-          const state = await this.checkSession(session);
+          const state = await this.engine.check(session);
           if (state === 'gone') return undefined;
           if (state === 'unknown')
             throw new BackendUnavailableError('consul', 'the lock session cannot be checked');
@@ -639,7 +397,7 @@ export class ConsulLockDriver implements LockDriver {
           const outcome = await this.take(ticket, lock);
           if (outcome.kind === 'held') return outcome.held;
           if (outcome.kind === 'invalid-session') {
-            if ((await this.checkSession(session)) === 'gone') return undefined;
+            if ((await this.engine.check(session)) === 'gone') return undefined;
           } else if (outcome.kind === 'lock-delay') {
             // Another session holding this key was invalidated with a lock-delay (not ours: `lockDelay`
             // is 0 by default). Consul refuses the key until it ends; nothing to block on, so retry.
@@ -669,11 +427,11 @@ export class ConsulLockDriver implements LockDriver {
         backoff.reset();
       } catch (error) {
         if (stop.aborted) throw new AbortedError(stop.reason);
-        if (session.lost.signal.aborted) return undefined;
+        if (session.lost.aborted) return undefined;
         if (isFatal(error)) throw error;
         view = undefined;
         if (error instanceof InvalidSessionError) {
-          if ((await this.checkSession(session)) === 'gone') return undefined;
+          if ((await this.engine.check(session)) === 'gone') return undefined;
         }
         if (failures++ === 0)
           this.options.logger.warn('consul lock wait failed; retrying', { ...who, error: message(error) });
@@ -693,7 +451,13 @@ export class ConsulLockDriver implements LockDriver {
     ticket.queued = true;
     const outcome = await this.api.txn(`queue for ${this.label(target)}`, [
       {
-        KV: { Verb: 'lock', Key: ticket.key, Value: b64(target.value), Flags: ticket.n, Session: session.id },
+        KV: {
+          Verb: 'lock',
+          Key: ticket.key,
+          Value: b64(target.value),
+          Flags: ticket.n,
+          Session: session.value,
+        },
       },
       { KV: { Verb: 'get-tree', Key: target.base } },
     ]);
@@ -740,7 +504,7 @@ export class ConsulLockDriver implements LockDriver {
           Key: target.lockKey,
           Value: b64(target.value),
           Flags: ticket.n,
-          Session: session.id,
+          Session: session.value,
         },
       },
       { KV: { Verb: 'delete', Key: ticket.key } },
@@ -800,60 +564,21 @@ export class ConsulLockDriver implements LockDriver {
     return 0n;
   }
 
-  /** Registers a granted lock under its session; `undefined` when the session was lost meanwhile (queue again). */
+  /**
+   * Tracks a granted lock as a key of its session (the engine deletes it, and aborts `lost`, if the
+   * session is lost); `undefined` when the session was lost meanwhile (queue again).
+   */
   private hold(ticket: Ticket, modifyIndex: number, epoch: bigint): HeldLock | undefined {
     const { session, target } = ticket;
-    if (session.lost.signal.aborted) return undefined;
-    const hold: Hold = { target, lost: new AbortController() };
-    session.holds.add(hold);
-    let releasing: Promise<void> | undefined;
+    if (session.lost.aborted) return undefined;
+    const held = this.engine.attach(session, target.lockKey);
+    if (held.lost.aborted) return undefined;
     return {
       fencingToken: epoch + BigInt(modifyIndex),
-      lost: hold.lost.signal,
-      release: () => {
-        releasing ??= this.release(ticket, hold, modifyIndex);
-        return releasing;
-      },
+      lost: held.lost,
+      // Deletes the lock key while this session still holds it: the head waiter, blocked on it, takes it at once.
+      release: () => held.release(),
     };
-  }
-
-  /**
-   * Deletes the lock key while it is still this holder's (`cas` = the index the grant set): the head
-   * waiter, blocked on it, takes the lock at once. Retries until it succeeds or the session is lost
-   * (at most a TTL when the agent cannot be reached: then the session's keys go with it).
-   */
-  private async release(ticket: Ticket, hold: Hold, modifyIndex: number): Promise<void> {
-    const { session, target } = ticket;
-    session.holds.delete(hold);
-    if (this.state === 'crashed' || this.state === 'closed') return;
-    const linked = linkSignals(session.lost.signal, this.lifetime.signal);
-    try {
-      await this.releaseUntil(target, modifyIndex, linked.signal);
-    } finally {
-      linked.dispose();
-    }
-  }
-
-  private async releaseUntil(target: Target, modifyIndex: number, stop: AbortSignal): Promise<void> {
-    const backoff = new Backoff(this.options.backoff);
-    while (!stop.aborted) {
-      try {
-        await this.api.kvRemove(target.lockKey, modifyIndex);
-        return;
-      } catch (error) {
-        if (error instanceof PermissionDeniedError) throw error;
-        if (this.state !== 'open') return;
-        this.options.logger.warn('consul lock release failed; retrying', {
-          [target.kind === 'locks' ? 'lock' : 'election']: target.name,
-          error: message(error),
-        });
-        try {
-          await sleep(backoff.next(), stop);
-        } catch {
-          return;
-        }
-      }
-    }
   }
 
   /**
@@ -864,7 +589,7 @@ export class ConsulLockDriver implements LockDriver {
   private withdraw(ticket: Ticket): void {
     if (this.state !== 'open' || !(ticket.queued || ticket.uncertain)) return;
     const { session, target } = ticket;
-    const linked = linkSignals(session.lost.signal, this.lifetime.signal);
+    const linked = linkSignals(session.lost, this.lifetime.signal);
     const stop = linked.signal;
     const task = (async () => {
       const backoff = new Backoff(this.options.backoff);
@@ -873,7 +598,7 @@ export class ConsulLockDriver implements LockDriver {
           await this.api.kvRemove(ticket.key);
           if (ticket.uncertain) {
             const lock = await this.api.kvRead(target.lockKey);
-            if (lock?.Session === session.id && lock.Flags === ticket.n)
+            if (lock?.Session === session.value && lock.Flags === ticket.n)
               await this.api.kvRemove(target.lockKey, lock.ModifyIndex);
           }
           return;
@@ -909,7 +634,7 @@ export class ConsulLockDriver implements LockDriver {
       target,
       session,
       n,
-      key: `${target.queuePrefix}${session.id}-${n}`,
+      key: `${target.queuePrefix}${session.value}-${n}`,
       queued: false,
       uncertain: false,
     };

@@ -138,7 +138,10 @@ export class KeepaliveStream {
     const mapped =
       error instanceof ClosedError
         ? error
-        : new BackendUnavailableError('etcd', `keepalive stream failed: ${this.conn.redact(String((error as Error)?.message ?? error))}`);
+        : new BackendUnavailableError(
+            'etcd',
+            `keepalive stream failed: ${this.conn.redact(String((error as Error)?.message ?? error))}`,
+          );
     const waiting = [...this.outstanding.values()].flat();
     this.outstanding.clear();
     for (const entry of waiting) entry.reject(mapped);

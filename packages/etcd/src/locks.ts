@@ -11,7 +11,7 @@ import {
   sleep,
   throwIfAborted,
 } from '@rollcall/core';
-import type { IKeyValue, ITxnResponse, Watcher } from 'etcd3';
+import type { IKeyValue, ITxnResponse } from 'etcd3';
 import type { EtcdConnection } from './connection.js';
 import { detach, Hold } from './hold.js';
 import { isLeaseNotFound } from './sessions.js';
@@ -493,7 +493,9 @@ export class EtcdLockDriver implements LockDriver {
   }
 
   private hold(ticket: Ticket, revision: bigint): Hold {
-    const hold: Hold = new Hold(this.conn, this.counters, ticket, revision + 1n, () => this.holds.delete(hold));
+    const hold: Hold = new Hold(this.conn, this.counters, ticket, revision + 1n, () =>
+      this.holds.delete(hold),
+    );
     this.holds.add(hold);
     return hold;
   }

@@ -3,8 +3,8 @@ import {
   type ClaimRef,
   type Ownership,
   type PutOutcome,
-  SessionGoneError,
   type SessionDriver,
+  SessionGoneError,
   type SessionWrite,
 } from '@rollcall/core';
 import { EtcdLeaseInvalidError, type IKeyValue, type ITxnResponse } from 'etcd3';
@@ -109,7 +109,11 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
     });
   }
 
-  async put(lease: string, writes: readonly SessionWrite<string>[], ours: ReadonlySet<string>): Promise<PutOutcome[]> {
+  async put(
+    lease: string,
+    writes: readonly SessionWrite<string>[],
+    ours: ReadonlySet<string>,
+  ): Promise<PutOutcome[]> {
     const outcomes: PutOutcome[] = new Array(writes.length).fill('written');
     const indexed = writes.map((w, i) => ({ ...w, i }));
     // etcd refuses a transaction naming one key twice; the engine never sends one key twice at once.
@@ -150,7 +154,7 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
       });
       if (response.succeeded) return;
       // Someone holds some keys (or they changed since we looked): look at each holder and try again.
-      slots = chunk.map((_, k) => slotOf(response.responses[k]?.response_range?.kvs[0], ours));
+      slots = chunk.map((w, k) => slotOf(response.responses[k]?.response_range?.kvs[0], ours, w.value));
     }
     throw new BackendUnavailableError('etcd', 'register: the keys kept changing under concurrent writers');
   }
@@ -184,7 +188,9 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
   async inspect(refs: readonly ClaimRef<string>[], ours: ReadonlySet<string>): Promise<Ownership[]> {
     const answers: Ownership[] = new Array(refs.length).fill('absent');
     const byLease = new Map<string, number[]>();
-    refs.forEach((r, i) => byLease.set(r.session, [...(byLease.get(r.session) ?? []), i]));
+    refs.forEach((r, i) => {
+      byLease.set(r.session, [...(byLease.get(r.session) ?? []), i]);
+    });
     const unsure: number[] = [];
     for (const [lease, indices] of byLease) {
       const attached = await this.conn.call('list the keys of a lease', (o) =>
@@ -235,11 +241,26 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
 /**
  * Whether a key's holder lets us write: absent (create), written without a lease or held by one of
  * `ours` (overwrite at its revision), or held by another live lease (keys on an expired lease are
- * deleted by etcd, so a lease on a key means a live holder).
+ * deleted by etcd, so a lease on a key means a live holder) — unless that holder registered the same
+ * address as `value`: one address is served by one process, so it is this process's previous
+ * incarnation (killed, its lease not yet expired), which is taken over.
  */
-function slotOf(kv: IKeyValue | undefined, ours: ReadonlySet<string>): Slot {
+function slotOf(kv: IKeyValue | undefined, ours: ReadonlySet<string>, value?: string): Slot {
   if (!kv) return { free: true, compare: 'Create', revision: '0' };
   const lease = String(kv.lease ?? '0');
-  if (lease === '0' || ours.has(lease)) return { free: true, compare: 'Mod', revision: String(kv.mod_revision) };
+  const overwrite: Slot = { free: true, compare: 'Mod', revision: String(kv.mod_revision) };
+  if (lease === '0' || ours.has(lease)) return overwrite;
+  if (value !== undefined && sameAddress(kv.value.toString('utf8'), value)) return overwrite;
   return { free: false };
+}
+
+/** True when two stored instances (JSON) name the same host and port. */
+function sameAddress(a: string, b: string): boolean {
+  try {
+    const x = JSON.parse(a) as { host?: unknown; port?: unknown };
+    const y = JSON.parse(b) as { host?: unknown; port?: unknown };
+    return x.host === y.host && x.port === y.port;
+  } catch {
+    return false;
+  }
 }

@@ -264,7 +264,9 @@ describe('etcd locks', () => {
     expect(lostAt).toBeLessThanOrEqual(acquiredAt);
     expect(lostAt - cutAt).toBeLessThanOrEqual(ttl * 1000 + 50);
     expect(acquiredAt - cutAt).toBeLessThanOrEqual(ttl * 1000 + 1500);
-    expect(String((held.signal.reason as Error).message)).toMatch(/no renewal .* acknowledged within its ttl/);
+    expect(String((held.signal.reason as Error).message)).toMatch(
+      /no renewal .* acknowledged within its TTL/,
+    );
     expect(next.fencingToken > held.fencingToken).toBe(true);
     await next.release();
     await held.release();

@@ -90,8 +90,11 @@ class MemoryClient implements StoreClient, DiscoveryDriver {
   }
 
   watch(service: string, feed: MirrorFeed<ServiceInstance>): () => void {
-    return this.follow(this.serviceFeeds, feed, () => this.store.listInstances(service), (listener) =>
-      this.store.watchService(service, listener),
+    return this.follow(
+      this.serviceFeeds,
+      feed,
+      () => this.store.listInstances(service),
+      (listener) => this.store.watchService(service, listener),
     );
   }
 
@@ -132,8 +135,11 @@ class MemoryClient implements StoreClient, DiscoveryDriver {
   }
 
   watchKv(prefix: string, feed: MirrorFeed<string>): () => void {
-    return this.follow(this.kvFeeds, feed, () => this.store.kvGetAll(this, prefix), (listener) =>
-      this.store.watchKv(prefix, listener),
+    return this.follow(
+      this.kvFeeds,
+      feed,
+      () => this.store.kvGetAll(this, prefix),
+      (listener) => this.store.watchKv(prefix, listener),
     );
   }
 

@@ -75,7 +75,8 @@ export class LockTable {
       const dropped = entry.queue.filter((w) => w.session === session);
       entry.queue = entry.queue.filter((w) => w.session !== session);
       if (entry.holder?.session === session) entry.holder = undefined;
-      for (const w of dropped) w.fail(new SessionGoneError('memory', `session ${session} ended while waiting`));
+      for (const w of dropped)
+        w.fail(new SessionGoneError('memory', `session ${session} ended while waiting`));
       this.promote(name, entry);
     }
   }

@@ -1,4 +1,11 @@
-import type { ClaimRef, Ownership, PutOutcome, ServiceInstance, SessionDriver, SessionWrite } from '@rollcall/core';
+import type {
+  ClaimRef,
+  Ownership,
+  PutOutcome,
+  ServiceInstance,
+  SessionDriver,
+  SessionWrite,
+} from '@rollcall/core';
 import type { MemoryStore, StoreClient } from './store.js';
 
 /** The memory store's sessions as liveness primitives (one client's view). */

@@ -254,7 +254,14 @@ export class MemoryStore {
     return writes.map(({ value: instance }) => {
       let instances = this.services.get(instance.service);
       const existing = instances?.get(instance.id);
-      if (existing && existing.session !== session && this.isForeignLive(existing.session, ours))
+      // Another live session holds the id at another address: a conflict. At the same address it can
+      // only be this process's previous incarnation (one address, one process): taken over.
+      if (
+        existing &&
+        existing.session !== session &&
+        this.isForeignLive(existing.session, ours) &&
+        (existing.instance.host !== instance.host || existing.instance.port !== instance.port)
+      )
         return 'conflict';
       if (!instances) {
         instances = new Map();

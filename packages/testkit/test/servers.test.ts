@@ -300,7 +300,7 @@ describe('consul dev agent', () => {
     });
 
     it('forwards to the agent and counts requests with method and path+query', async () => {
-      expect((await get(`${proxy.url}/v1/status/leader`)).body).toMatch(/"127\.0\.0\.1:\d+"/);
+      expect((await get(`${proxy.url}/v1/status/leader`, 5_000)).body).toMatch(/"127\.0\.0\.1:\d+"/);
       const reg = await fetch(`${proxy.url}/v1/agent/service/register`, {
         method: 'PUT',
         body: JSON.stringify({ ID: 'p-1', Name: 'proxied' }),

@@ -384,7 +384,8 @@ export class LivenessEngine<S, V = string> {
       if (due.length === 0) return;
       try {
         await this.rewrite(due);
-        if (failures > 0) this.logger.info(`${this.driver.backend}: registrations written again`, { failures });
+        if (failures > 0)
+          this.logger.info(`${this.driver.backend}: registrations written again`, { failures });
         failures = 0;
         backoff.reset();
       } catch (error) {
@@ -394,7 +395,12 @@ export class LivenessEngine<S, V = string> {
         (failures === 1 ? this.logger.warn : this.logger.debug).call(
           this.logger,
           `${this.driver.backend}: re-registering failed; retrying`,
-          { registrations: due.length, attempt: failures, delayMs: Math.round(delayMs), error: message(error) },
+          {
+            registrations: due.length,
+            attempt: failures,
+            delayMs: Math.round(delayMs),
+            error: message(error),
+          },
         );
         if (isFatal(error) && error instanceof PermissionDeniedError)
           this.logger.error(`${this.driver.backend}: re-registration refused by the server`, {
@@ -658,7 +664,7 @@ export class LivenessEngine<S, V = string> {
         session,
         new SessionGoneError(
           this.driver.backend,
-          `session (ttl ${session.ttlSeconds} s) expired or was revoked on the server`,
+          `session (TTL ${session.ttlSeconds} s) expired or was revoked on the server`,
         ),
         true,
       );
@@ -697,11 +703,15 @@ export class LivenessEngine<S, V = string> {
       () => {
         if (!session.usable) return;
         if (this.timers.now() >= session.confirmedUntil) {
+          const what =
+            this.driver.scope === 'key'
+              ? `no heartbeat of '${[...session.registrations][0]?.key ?? 'the registration'}'`
+              : "no renewal of the client's session";
           this.lose(
             session,
             new BackendUnavailableError(
               this.driver.backend,
-              `no renewal of the client's session was acknowledged within its ttl (${session.ttlSeconds} s): the server may have expired it`,
+              `${what} was acknowledged within its TTL (${session.ttlSeconds} s): the server may have expired it`,
             ),
             false,
           );
@@ -742,7 +752,11 @@ export class LivenessEngine<S, V = string> {
         'delete the keys of a lost session',
       );
     for (const h of held) {
-      (h as HeldKey<S>).lose(error);
+      (h as HeldKey<S>).lose(
+        new BackendUnavailableError(this.driver.backend, `'${h.key}' lost: ${error.message}`, {
+          cause: error,
+        }),
+      );
       this.unretain();
     }
     session.registrations.clear();
@@ -819,6 +833,8 @@ export class LivenessEngine<S, V = string> {
     return claim.serialize(
       () =>
         new Promise<PutOutcome>((resolve, reject) => {
+          // Released meanwhile: its release no longer waits for writes, so none may start.
+          if (isReleased(claim)) return reject(new AbortedError('released'));
           session.pendingPuts.push({
             key: claim.key,
             value: claim.value,
@@ -855,7 +871,9 @@ export class LivenessEngine<S, V = string> {
         this.confirm(session, startedAt);
         this.scheduleRenew(session, startedAt + this.interval(session));
       }
-      batch.forEach((p, i) => p.resolve(outcomes[i] ?? 'written'));
+      batch.forEach((p, i) => {
+        p.resolve(outcomes[i] ?? 'written');
+      });
     } catch (error) {
       if (error instanceof SessionGoneError) this.lose(session, error, true);
       for (const p of batch) p.reject(error);
@@ -968,9 +986,7 @@ export class LivenessEngine<S, V = string> {
         items.push({ kind: 'registration', claim, session: claim.session });
       else if (claim.state === 'recovering' && claim.conflict) {
         const target =
-          this.driver.scope === 'client'
-            ? this.current.get(claim.ttlSeconds)
-            : this.keySessions.get(claim);
+          this.driver.scope === 'client' ? this.current.get(claim.ttlSeconds) : this.keySessions.get(claim);
         if (target?.usable) items.push({ kind: 'registration', claim, session: target });
       }
     }
@@ -1079,10 +1095,13 @@ export class LivenessEngine<S, V = string> {
         await Promise.allSettled(
           sessions.map((s) =>
             this.driver.revoke(s.value).catch((error) =>
-              this.logger.warn(`${this.driver.backend}: session not revoked on close; it expires by its ttl`, {
-                ttlSeconds: s.ttlSeconds,
-                error: message(error),
-              }),
+              this.logger.warn(
+                `${this.driver.backend}: session not revoked on close; it expires by its ttl`,
+                {
+                  ttlSeconds: s.ttlSeconds,
+                  error: message(error),
+                },
+              ),
             ),
           ),
         );

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFileSync, closeSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { sleep } from './util.js';
 
@@ -200,8 +200,16 @@ export class ManagedProcess {
   signal(signal: NodeJS.Signals): void {
     if (!this.running) return;
     this.child?.kill(signal);
-    if (signal === 'SIGSTOP') this.paused = true;
-    if (signal === 'SIGCONT') this.paused = false;
+    if (signal === 'SIGSTOP') {
+      this.paused = true;
+      // kill() only queues the signal: a thread already running may still answer one more request.
+      // Return once every thread of the process is stopped, so that "paused" means paused.
+      waitForThreads(this.child?.pid, true);
+    }
+    if (signal === 'SIGCONT') {
+      this.paused = false;
+      waitForThreads(this.child?.pid, false);
+    }
   }
 
   /** SIGKILL and wait for the exit. No-op when not running. */
@@ -287,5 +295,35 @@ export async function waitReady(
       );
     }
     await sleep(intervalMs);
+  }
+}
+
+/**
+ * Waits (synchronously, at most 1 s) until every thread of `pid` is stopped (`stopped`) or none is,
+ * reading `/proc/<pid>/task/<tid>/stat`. Where `/proc` is missing it returns at once.
+ */
+function waitForThreads(pid: number | undefined, stopped: boolean): void {
+  if (pid === undefined) return;
+  const deadline = performance.now() + 1000;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  while (performance.now() < deadline) {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return;
+    }
+    const states = tasks.map((tid) => {
+      try {
+        // The state is the field after the command name, which is in parentheses.
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      } catch {
+        return 'X';
+      }
+    });
+    const isStopped = (state: string) => state === 'T' || state === 't' || state === 'X' || state === 'Z';
+    if (stopped ? states.every(isStopped) : !states.some((s) => s === 'T' || s === 't')) return;
+    Atomics.wait(nap, 0, 0, 1);
   }
 }
