@@ -46,7 +46,7 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
     });
   }
   const api = new ConsulApi(resolved);
-  const engineOptions = { backoff: resolved.backoff, logger };
+  const engineOptions = resolved.liveness;
   // Registrations: each an agent service whose TTL check the engine passes (one heartbeat per instance).
   const registrations = new LivenessEngine(
     new ConsulRegistrationSessions(api, {

@@ -6,8 +6,10 @@ import {
   type DiscoveryOptions,
   describeValue,
   isValidHost,
+  type LivenessOptions,
   type Logger,
   SHARED_OPTION_NAMES,
+  type SharedBackendOptions,
 } from '@rollcall/core';
 
 /** How discovery follows a service. */
@@ -17,7 +19,7 @@ export type ConsulWatchMode = 'poll' | 'blocking';
  * Options of {@link createConsulBackend}. Every field is optional; the default is given beside it.
  * Bad options throw a `ConfigError` listing every bad field before anything is sent.
  */
-export interface ConsulOptions extends DiscoveryOptions {
+export interface ConsulOptions extends SharedBackendOptions {
   /** Agent host name or IP address. Default `'127.0.0.1'`. */
   host?: string;
   /** Agent HTTP(S) port. Default `8500`. */
@@ -96,6 +98,8 @@ export interface ResolvedConsulOptions {
   lockDelay: string;
   discovery: DiscoveryOptions;
   logger: Logger;
+  /** Options of the backend's liveness engines. */
+  liveness: LivenessOptions;
 }
 
 /** The smallest `pollIntervalMs`: the contract allows at most one request per 5 s per watched service. */
@@ -282,6 +286,7 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
     lockPrefix: lockPrefix as string,
     lockDelay,
     discovery: shared.discovery,
+    liveness: shared.liveness,
     logger: shared.logger,
   };
 }

@@ -1,4 +1,5 @@
 import { ClosedError } from './errors.js';
+import { holdProcess, whileHeld } from './liveness/process-ref.js';
 import { type EventQueue, Mirror, type MirrorFeed, type MirrorView } from './mirror.js';
 import type { KeyValueSource, KvEvent } from './types.js';
 import { normalizeKey, normalizePrefix, validateValue } from './validation.js';
@@ -62,26 +63,26 @@ export class ManagedKeyValueSource implements KeyValueSource {
   async get(key: string): Promise<string | undefined> {
     const k = normalizeKey(key);
     this.assertOpen();
-    return this.driver.get(k);
+    return whileHeld(this.driver.get(k));
   }
 
   async getAll(prefix: string): Promise<Map<string, string>> {
     const p = normalizePrefix(prefix);
     this.assertOpen();
-    return this.driver.getAll(p);
+    return whileHeld(this.driver.getAll(p));
   }
 
   async put(key: string, value: string): Promise<void> {
     const k = normalizeKey(key);
     const v = validateValue(value);
     this.assertOpen();
-    return this.driver.put(k, v);
+    return whileHeld(this.driver.put(k, v));
   }
 
   async delete(key: string): Promise<void> {
     const k = normalizeKey(key);
     this.assertOpen();
-    return this.driver.delete(k);
+    return whileHeld(this.driver.delete(k));
   }
 
   watchPrefix(prefix: string, options?: { signal?: AbortSignal }): KvWatch {
@@ -98,7 +99,10 @@ export class ManagedKeyValueSource implements KeyValueSource {
       this.prefixes.set(p, entry);
     }
     const current = entry;
+    // An open watch keeps the process alive, as an open socket would.
+    const release = holdProcess();
     const queue: EventQueue<KvEvent> = current.mirror.subscribe(() => {
+      release();
       // The last watcher of a prefix gone: stop its backend watch.
       if (current.mirror.subscriberCount === 0 && this.prefixes.get(p) === current) {
         this.prefixes.delete(p);

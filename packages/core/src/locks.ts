@@ -1,4 +1,5 @@
 import { AbortedError, ClosedError, LockTimeoutError, ValidationError } from './errors.js';
+import { whileHeld } from './liveness/process-ref.js';
 import { linkSignals } from './signals.js';
 import type { Leadership, LockLease, LockService } from './types.js';
 import { validateId, validateTtl } from './validation.js';
@@ -127,7 +128,7 @@ export class ManagedLockService implements LockService {
     validateId(name, 'name');
     const ttl = this.ttl(options.ttlSeconds);
     this.assertOpen();
-    const held = await this.driver.tryAcquire(name, ttl);
+    const held = await whileHeld(this.driver.tryAcquire(name, ttl));
     return held ? this.track(name, held) : undefined;
   }
 
@@ -161,7 +162,7 @@ export class ManagedLockService implements LockService {
   async leader(election: string): Promise<string | undefined> {
     validateId(election, 'election');
     this.assertOpen();
-    return this.driver.leader(election);
+    return whileHeld(this.driver.leader(election));
   }
 
   /** Releases every held lock and abandons every wait. Idempotent. */
@@ -189,7 +190,7 @@ export class ManagedLockService implements LockService {
         : setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
     this.pending.add(controller);
     try {
-      const held = await start(linked?.signal ?? controller.signal);
+      const held = await whileHeld(start(linked?.signal ?? controller.signal));
       return this.track(name, held);
     } catch (error) {
       const reason: unknown = controller.signal.aborted

@@ -1,5 +1,6 @@
 import type { BackoffOptions } from './backoff.js';
 import type { DiscoveryOptions } from './discovery.js';
+import type { LivenessOptions } from './liveness/engine.js';
 import { type Logger, silentLogger } from './logger.js';
 
 /**
@@ -15,13 +16,26 @@ export function describeValue(value: unknown, maxLength = 60): string {
   return typeof value === 'object' ? 'an object' : String(value);
 }
 
-/** The option names every backend shares with core (discovery caching, clock, logger, backoff). */
+/** The options every backend takes on core's behalf (validated by {@link checkSharedOptions}). */
+export interface SharedBackendOptions extends DiscoveryOptions {
+  /**
+   * How often the liveness engine checks every registration and held lock key against the server
+   * (a missing registration is put back, one another live client took is reported as a conflict,
+   * a missing lock key is a lost lock). Registrations a watch of this client sees touched are also
+   * checked at once. Default 10000.
+   */
+  reconcileIntervalMs?: number;
+}
+
+/** The option names every backend shares with core (discovery caching, clock, logger, backoff, liveness). */
 export const SHARED_OPTION_NAMES: readonly string[] = [
   'cacheIdleMs',
   'maxQueuedEvents',
   'now',
   'logger',
   'backoff',
+  'resyncGraceMs',
+  'reconcileIntervalMs',
 ];
 
 /** The shared options after validation. */
@@ -30,6 +44,8 @@ export interface SharedOptions {
   discovery: DiscoveryOptions;
   /** For the backend's retry loops. */
   backoff: BackoffOptions;
+  /** For the backend's liveness engine(s) (`reconcileIntervalMs`, `backoff`, `logger`). */
+  liveness: LivenessOptions;
   /** Default {@link silentLogger}. */
   logger: Logger;
 }
@@ -66,6 +82,23 @@ export function checkSharedOptions(
     if (typeof o.now !== 'function')
       bad('now', `must be a function returning ms since the epoch, got ${describeValue(o.now)}`);
     else discovery.now = o.now as () => number;
+  }
+  if (o.resyncGraceMs !== undefined) {
+    if (!isCount(o.resyncGraceMs, 0))
+      bad(
+        'resyncGraceMs',
+        `must be a non-negative integer number of ms, got ${describeValue(o.resyncGraceMs)}`,
+      );
+    else discovery.resyncGraceMs = o.resyncGraceMs;
+  }
+  const liveness: LivenessOptions = {};
+  if (o.reconcileIntervalMs !== undefined) {
+    if (!isCount(o.reconcileIntervalMs, 100) || o.reconcileIntervalMs > 2 ** 31 - 1)
+      bad(
+        'reconcileIntervalMs',
+        `must be an integer number of ms from 100 to 2147483647, got ${describeValue(o.reconcileIntervalMs)}`,
+      );
+    else liveness.reconcileIntervalMs = o.reconcileIntervalMs;
   }
   let logger: Logger = silentLogger;
   if (o.logger !== undefined) {
@@ -109,5 +142,7 @@ export function checkSharedOptions(
       }
     }
   }
-  return { discovery, backoff, logger };
+  liveness.backoff = backoff;
+  liveness.logger = logger;
+  return { discovery, backoff, logger, liveness };
 }

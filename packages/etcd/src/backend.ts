@@ -77,8 +77,7 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
   const sessions = new EtcdSessionDriver(conn);
   // One engine for registrations and locks: one lease per client (per TTL) for both.
   const liveness = new LivenessEngine(sessions, {
-    backoff: resolved.backoff,
-    logger: resolved.logger,
+    ...resolved.liveness,
     establishTimeoutMs: resolved.callTimeoutMs,
   });
   conn.onReachable(() => liveness.nudge());

@@ -6,8 +6,10 @@ import {
   checkSharedOptions,
   type DiscoveryOptions,
   describeValue,
+  type LivenessOptions,
   type Logger,
   SHARED_OPTION_NAMES,
+  type SharedBackendOptions,
 } from '@rollcall/core';
 
 /** Username and password for etcd's built-in authentication. The password never appears in errors or logs. */
@@ -27,7 +29,7 @@ export interface EtcdTlsOptions {
 }
 
 /** Options of {@link createEtcdBackend}. Every field is optional; the defaults suit a local etcd. */
-export interface EtcdOptions extends DiscoveryOptions {
+export interface EtcdOptions extends SharedBackendOptions {
   /** etcd client URLs, `http://host:port` or `https://host:port` (all one scheme). Default `['http://127.0.0.1:2379']`. */
   endpoints?: string[];
   /** Prefix of every discovery key: an instance is `<namespace>services/<service>/<id>`. Must end with `/`. Default `'/rollcall/'`. */
@@ -66,6 +68,8 @@ export interface ResolvedEtcdOptions {
   backoff: BackoffOptions;
   logger: Logger;
   discovery: DiscoveryOptions;
+  /** Options of the backend's liveness engine(s). */
+  liveness: LivenessOptions;
 }
 
 /** Default values of {@link EtcdOptions}. */
@@ -201,6 +205,7 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
     backoff: shared.backoff,
     logger: shared.logger,
     discovery: shared.discovery,
+    liveness: shared.liveness,
   };
 }
 

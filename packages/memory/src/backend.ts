@@ -3,7 +3,6 @@ import {
   ClosedError,
   createBackend,
   type DiscoveryDriver,
-  type DiscoveryOptions,
   LivenessEngine,
   type LivenessOptions,
   type ManagedKeyValueSource,
@@ -11,6 +10,7 @@ import {
   normalizeKey,
   type ServiceInstance,
   type SessionWrite,
+  type SharedBackendOptions,
   validateValue,
 } from '@rollcall/core';
 import { MemoryLockDriver } from './lock-driver.js';
@@ -18,11 +18,9 @@ import { MemorySessionDriver } from './sessions.js';
 import { instanceKey, MemoryStore, type StoreClient } from './store.js';
 
 /** Options of {@link createMemoryBackend}. */
-export interface MemoryBackendOptions extends DiscoveryOptions {
+export interface MemoryBackendOptions extends SharedBackendOptions {
   /** The store to share with other clients. Default: a fresh store of its own, disposed by `close()`. */
   store?: MemoryStore;
-  /** Options of the liveness engine (reconcile interval, idle sessions). Defaults as in `@rollcall/core`. */
-  liveness?: Omit<LivenessOptions, 'logger'>;
 }
 
 let clients = 0;
@@ -198,9 +196,12 @@ export interface MemoryBackend extends AssembledBackend {
  * their own tests. Backends over one `store` behave as separate processes sharing a registry.
  */
 export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryBackend {
-  const { store: shared, liveness, ...discoveryOptions } = options;
+  const { store: shared, reconcileIntervalMs, ...discoveryOptions } = options;
   const store = shared ?? new MemoryStore();
-  const client = new MemoryClient(store, { ...liveness, logger: discoveryOptions.logger });
+  const client = new MemoryClient(store, {
+    logger: discoveryOptions.logger,
+    ...(reconcileIntervalMs === undefined ? {} : { reconcileIntervalMs }),
+  });
   const backend = createBackend(
     {
       name: 'memory',

@@ -10,9 +10,14 @@ import {
 import { type Logger, silentLogger } from '../logger.js';
 import { HeldKey, type KeyListener, RegisteredKey } from './claims.js';
 import { realTimers, type TimerHandle, type Timers } from './clock.js';
+import { type EngineContext, type LivenessStats, message, pause, race } from './context.js';
 import type { ClaimRef, PutOutcome, SessionDriver } from './driver.js';
+import { SessionKeeper } from './keeper.js';
 import { holdProcess } from './process-ref.js';
-import { LiveSession, type SessionHandle } from './session.js';
+import type { LiveSession, SessionHandle } from './session.js';
+import { isReleased, WritePath } from './write-path.js';
+
+export type { LivenessStats } from './context.js';
 
 /** Options of {@link LivenessEngine}, with their defaults. */
 export interface LivenessOptions {
@@ -32,61 +37,12 @@ export interface LivenessOptions {
   renewRetryMaxMs?: number;
 }
 
-/** What a {@link LivenessEngine} has done, for stats, health pages and tests. */
-export interface LivenessStats {
-  /** Sessions granted since the start. */
-  sessionsGranted: number;
-  /** Sessions held now (not lost, not ended). */
-  sessions: number;
-  /** Renewals sent, and acknowledged. */
-  renewals: number;
-  renewalsAcked: number;
-  /** Sessions lost (the server said so, or no renewal was acknowledged within the ttl). */
-  sessionsLost: number;
-  /** Registrations put back after a loss. */
-  keysRestored: number;
-  /** Reconciliations run (each checks every held key). */
-  reconciles: number;
-  /** Times a key was found held by another live client. */
-  conflicts: number;
-}
-
 const DEFAULTS = {
   reconcileIntervalMs: 10_000,
   idleSessionMs: 30_000,
   establishTimeoutMs: 10_000,
   renewRetryMaxMs: 1000,
 };
-
-const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
-
-/** Rejects with `signal`'s reason when it aborts first. */
-function race<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
-/** True once released (read through a function: the state changes across awaits). */
-const isReleased = (claim: { state: string }) => claim.state === 'closed';
-
-/** Failures no retry can fix. */
-function isFatal(error: unknown): boolean {
-  return error instanceof PermissionDeniedError || error instanceof ClosedError;
-}
 
 /**
  * The one liveness machinery of Rollcall: it keeps every key the server ties to this client's life
@@ -122,25 +78,18 @@ export class LivenessEngine<S, V = string> {
     reconciles: 0,
     conflicts: 0,
   };
+  private readonly context: EngineContext<S, V>;
+  private readonly keeper: SessionKeeper<S, V>;
+  private readonly writes: WritePath<S, V>;
   private readonly timers: Timers;
   private readonly logger: Logger;
-  private readonly backoffOptions: BackoffOptions;
   private readonly reconcileIntervalMs: number;
-  private readonly idleSessionMs: number;
   private readonly establishTimeoutMs: number;
-  private readonly renewRetryMaxMs: number;
-  /** `client` scope: the session in use per ttl. */
-  private readonly current = new Map<number, LiveSession<S>>();
-  private readonly granting = new Map<number, Promise<LiveSession<S>>>();
-  /** Sessions the server may still hold: their owners may be overwritten, and `close()` revokes them. */
-  private readonly sessions = new Set<LiveSession<S>>();
   /** `key` scope: each registration's own session. */
   private readonly keySessions = new WeakMap<RegisteredKey<S, V>, LiveSession<S>>();
   private readonly registered = new Set<RegisteredKey<S, V>>();
   /** Registrations to write again (lost, or found missing). */
   private readonly recovering = new Set<RegisteredKey<S, V>>();
-  /** Sessions lost locally that the server may still hold: revoked once their registrations live elsewhere. */
-  private readonly dropped = new Set<LiveSession<S>>();
   /** Keys a watch showed touched: checked soon. */
   private readonly suspects = new Set<RegisteredKey<S, V>>();
   private recovery: Promise<void> | undefined;
@@ -153,9 +102,6 @@ export class LivenessEngine<S, V = string> {
   private readonly lifetime = new AbortController();
   private heldKeys = 0;
   private releaseProcess: (() => void) | undefined;
-  private oursCache: ReadonlySet<string> | undefined;
-  /** The renewal in flight per session (a renewal out of turn shares it). */
-  private readonly renewals = new WeakMap<LiveSession<S>, Promise<void>>();
 
   constructor(
     private readonly driver: SessionDriver<S, V>,
@@ -163,11 +109,26 @@ export class LivenessEngine<S, V = string> {
   ) {
     this.timers = options.timers ?? realTimers;
     this.logger = options.logger ?? silentLogger;
-    this.backoffOptions = options.backoff ?? {};
     this.reconcileIntervalMs = options.reconcileIntervalMs ?? DEFAULTS.reconcileIntervalMs;
-    this.idleSessionMs = options.idleSessionMs ?? DEFAULTS.idleSessionMs;
     this.establishTimeoutMs = options.establishTimeoutMs ?? DEFAULTS.establishTimeoutMs;
-    this.renewRetryMaxMs = options.renewRetryMaxMs ?? DEFAULTS.renewRetryMaxMs;
+    this.context = {
+      driver,
+      timers: this.timers,
+      logger: this.logger,
+      backoff: options.backoff ?? {},
+      stats: this.stats,
+      lifetime: this.lifetime.signal,
+      running: () => this.state === 'open' || this.state === 'closing',
+    };
+    this.keeper = new SessionKeeper(
+      this.context,
+      {
+        idleSessionMs: options.idleSessionMs ?? DEFAULTS.idleSessionMs,
+        renewRetryMaxMs: options.renewRetryMaxMs ?? DEFAULTS.renewRetryMaxMs,
+      },
+      (session, error, remote) => this.lost(session, error, remote),
+    );
+    this.writes = new WritePath(this.context, this.keeper);
   }
 
   /** The backend this engine keeps keys on. */
@@ -219,14 +180,14 @@ export class LivenessEngine<S, V = string> {
         claim.session = undefined;
         if (session) {
           session.registrations.delete(claim);
-          this.sessionEmptied(session);
+          this.keeper.emptied(session);
         }
         const own = this.keySessions.get(claim);
         const targets = [...claim.sentOn].filter((s) => s.state !== 'ended' || s === own);
         claim.sentOn.clear();
         if (this.state === 'abandoned') return;
-        await Promise.all(targets.map((s) => this.removeKeys(s, [claim.key])));
-        if (own) this.endSession(own);
+        await Promise.all(targets.map((s) => this.writes.remove(s, [claim.key])));
+        if (own) this.keeper.end(own);
       } finally {
         if (tracked) this.unretain();
       }
@@ -278,7 +239,7 @@ export class LivenessEngine<S, V = string> {
       const session = await this.sessionFor(claim, signal);
       let outcome: PutOutcome;
       try {
-        outcome = await this.put(session, claim);
+        outcome = await this.writes.put(session, claim);
       } catch (error) {
         // The server dropped the session under the write: write it again on a new one.
         if (error instanceof SessionGoneError) continue;
@@ -303,11 +264,11 @@ export class LivenessEngine<S, V = string> {
 
   /** The session a registration is written on: the ttl's shared one, or (key scope) its own. */
   private async sessionFor(claim: RegisteredKey<S, V>, signal: AbortSignal): Promise<LiveSession<S>> {
-    if (this.driver.scope === 'client') return this.currentSession(claim.ttlSeconds, signal);
+    if (this.driver.scope === 'client') return this.keeper.currentFor(claim.ttlSeconds, signal);
     const own = this.keySessions.get(claim);
     if (own?.usable) return own;
-    if (own) this.endSession(own);
-    const session = await race(this.grant(claim.ttlSeconds, claim.key), signal);
+    if (own) this.keeper.end(own);
+    const session = await race(this.keeper.grant(claim.ttlSeconds, claim.key), signal);
     this.keySessions.set(claim, session);
     return session;
   }
@@ -366,7 +327,7 @@ export class LivenessEngine<S, V = string> {
     this.recovery = this.recoveryLoop().finally(() => {
       this.recovery = undefined;
       if (this.state === 'open' && this.due().length > 0) this.runRecovery();
-      else this.revokeDropped();
+      else this.keeper.revokeDropped();
     });
   }
 
@@ -376,7 +337,7 @@ export class LivenessEngine<S, V = string> {
   }
 
   private async recoveryLoop(): Promise<void> {
-    const backoff = new Backoff(this.backoffOptions);
+    const backoff = new Backoff(this.context.backoff);
     let failures = 0;
     for (;;) {
       if (this.state !== 'open') return;
@@ -402,7 +363,7 @@ export class LivenessEngine<S, V = string> {
             error: message(error),
           },
         );
-        if (isFatal(error) && error instanceof PermissionDeniedError)
+        if (error instanceof PermissionDeniedError)
           this.logger.error(`${this.driver.backend}: re-registration refused by the server`, {
             error: message(error),
           });
@@ -413,16 +374,8 @@ export class LivenessEngine<S, V = string> {
 
   /** Sleeps `ms`, or less when nudged or closed. */
   private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        this.timers.clearTimeout(timer);
-        this.wakeRecovery = undefined;
-        this.lifetime.signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = this.timers.setTimeout(done, ms);
-      this.wakeRecovery = done;
-      this.lifetime.signal.addEventListener('abort', done, { once: true });
+    return pause(this.context, ms, (wake) => {
+      this.wakeRecovery = wake;
     });
   }
 
@@ -443,7 +396,7 @@ export class LivenessEngine<S, V = string> {
         [...byTtl].map(async ([ttl, group]) => {
           let session: LiveSession<S>;
           try {
-            session = await this.currentSession(ttl, this.lifetime.signal);
+            session = await this.keeper.currentFor(ttl, this.lifetime.signal);
           } catch (error) {
             failures.push(error);
             return;
@@ -472,7 +425,7 @@ export class LivenessEngine<S, V = string> {
     if (claim.state === 'closed') return;
     let outcome: PutOutcome;
     try {
-      outcome = await this.put(session, claim);
+      outcome = await this.writes.put(session, claim);
     } catch (error) {
       if (error instanceof SessionGoneError) return; // stays due: written on the next session
       throw error;
@@ -503,9 +456,9 @@ export class LivenessEngine<S, V = string> {
     this.assertOpen();
     if (this.driver.scope !== 'client')
       throw new TypeError(`${this.driver.backend}: held keys need a client-scope session driver`);
-    const session = await this.currentSession(ttlSeconds, signal ?? this.lifetime.signal);
+    const session = await this.keeper.currentFor(ttlSeconds, signal ?? this.lifetime.signal);
     // In use: not idle for another while.
-    this.sessionEmptied(session);
+    this.keeper.emptied(session);
     return session;
   }
 
@@ -519,8 +472,9 @@ export class LivenessEngine<S, V = string> {
     const session = handle as LiveSession<S>;
     const held: HeldKey<S> = new HeldKey<S>(key, session, (h, remove) => this.releaseHeld(h, remove));
     if (!session.usable || this.state === 'abandoned') {
-      if (session.state === 'lost' && this.dropped.has(session))
-        this.removeInBackground(session, [key], 'delete a key written on a lost session');
+      // Lost locally: the server may still hold the session, and now the key.
+      if (session.state === 'lost')
+        this.writes.removeInBackground(session, [key], 'delete a key written on a lost session');
       held.lose(session.lost.reason ?? new ClosedError(`${this.driver.backend} session`));
       return held;
     }
@@ -538,7 +492,7 @@ export class LivenessEngine<S, V = string> {
   async check(handle: SessionHandle<S>): Promise<'alive' | 'gone' | 'unknown'> {
     const session = handle as LiveSession<S>;
     if (!session.usable) return 'gone';
-    await this.renew(session);
+    await this.keeper.renew(session);
     if (!session.usable) return 'gone';
     return session.state === 'alive' && session.failures === 0 ? 'alive' : 'unknown';
   }
@@ -548,7 +502,7 @@ export class LivenessEngine<S, V = string> {
    * everything on it (registrations are written again on a new one).
    */
   invalidate(handle: SessionHandle<S>, error: Error): void {
-    this.lose(
+    this.keeper.lose(
       handle as LiveSession<S>,
       error instanceof SessionGoneError ? error : new SessionGoneError(this.driver.backend, error.message),
       true,
@@ -561,164 +515,9 @@ export class LivenessEngine<S, V = string> {
     held.ended = true;
     if (!tracked) return Promise.resolve();
     this.unretain();
-    this.sessionEmptied(session);
+    this.keeper.emptied(session);
     if (!remove || !session.usable) return Promise.resolve();
-    return this.removeKeys(session, [held.key]);
-  }
-
-  // ---------------------------------------------------------------- sessions
-
-  private async currentSession(ttlSeconds: number, signal: AbortSignal): Promise<LiveSession<S>> {
-    const session = this.current.get(ttlSeconds);
-    if (session?.usable) return session;
-    let granting = this.granting.get(ttlSeconds);
-    if (!granting) {
-      granting = this.grant(ttlSeconds).finally(() => this.granting.delete(ttlSeconds));
-      granting.then(
-        (s) => this.current.set(ttlSeconds, s),
-        () => {},
-      );
-      this.granting.set(ttlSeconds, granting);
-    }
-    return race(granting, signal);
-  }
-
-  private async grant(ttlSeconds: number, key?: string): Promise<LiveSession<S>> {
-    if (this.state === 'closed' || this.state === 'abandoned')
-      throw new ClosedError(`${this.driver.backend} backend`);
-    const startedAt = this.timers.now();
-    const value = await this.driver.grant(ttlSeconds, this.lifetime.signal, key);
-    const session = new LiveSession<S>(value, this.driver.ownerOf(value), ttlSeconds, startedAt);
-    const state = this.state as LivenessEngine<S, V>['state'];
-    if (state === 'closed' || state === 'abandoned') {
-      if (state === 'closed') void this.driver.revoke(value).catch(() => {});
-      throw new ClosedError(`${this.driver.backend} backend`);
-    }
-    this.sessions.add(session);
-    this.oursCache = undefined;
-    this.stats.sessionsGranted += 1;
-    this.scheduleRenew(session, startedAt + this.interval(session));
-    this.scheduleExpiry(session);
-    return session;
-  }
-
-  private interval(session: LiveSession<S>): number {
-    return (session.ttlSeconds * 1000) / 3;
-  }
-
-  private scheduleRenew(session: LiveSession<S>, at: number): void {
-    this.timers.clearTimeout(session.renewTimer);
-    session.renewTimer = this.timers.setTimeout(
-      () => void this.renew(session),
-      Math.max(0, at - this.timers.now()),
-    );
-  }
-
-  /** One renewal of `session` (shared with one in flight). */
-  private renew(session: LiveSession<S>): Promise<void> {
-    const running = this.renewals.get(session);
-    if (running) return running;
-    const run = this.renewOnce(session).finally(() => this.renewals.delete(session));
-    this.renewals.set(session, run);
-    return run;
-  }
-
-  private async renewOnce(session: LiveSession<S>): Promise<void> {
-    if (!session.usable) return;
-    this.timers.clearTimeout(session.renewTimer);
-    const startedAt = this.timers.now();
-    this.stats.renewals += 1;
-    const controller = new AbortController();
-    const timeout = this.timers.setTimeout(
-      () => controller.abort(new BackendUnavailableError(this.driver.backend, 'renewal unanswered')),
-      this.interval(session),
-    );
-    const stop = () => controller.abort(new ClosedError(`${this.driver.backend} backend`));
-    this.lifetime.signal.addEventListener('abort', stop, { once: true });
-    let alive: boolean | undefined;
-    let failure: unknown;
-    try {
-      alive = await this.driver.renew(session.value, controller.signal);
-    } catch (error) {
-      failure = error;
-    } finally {
-      this.timers.clearTimeout(timeout);
-      this.lifetime.signal.removeEventListener('abort', stop);
-    }
-    if (!session.usable) return;
-    if (alive === true) {
-      this.stats.renewalsAcked += 1;
-      if (session.failures > 0)
-        this.logger.info(`${this.driver.backend}: session renewals get through again`, {
-          ttlSeconds: session.ttlSeconds,
-          failures: session.failures,
-        });
-      session.failures = 0;
-      session.state = 'alive';
-      this.confirm(session, startedAt);
-      this.scheduleRenew(session, startedAt + this.interval(session));
-      return;
-    }
-    if (alive === false) {
-      this.lose(
-        session,
-        new SessionGoneError(
-          this.driver.backend,
-          `session (TTL ${session.ttlSeconds} s) expired or was revoked on the server`,
-        ),
-        true,
-      );
-      return;
-    }
-    session.failures += 1;
-    session.state = 'unconfirmed';
-    const delay = Math.min(
-      this.renewRetryMaxMs,
-      (session.ttlSeconds * 1000) / 4,
-      100 * 2 ** Math.min(session.failures - 1, 10),
-    );
-    (session.failures === 1 ? this.logger.warn : this.logger.debug).call(
-      this.logger,
-      `${this.driver.backend}: session renewal failed; retrying`,
-      {
-        ttlSeconds: session.ttlSeconds,
-        failures: session.failures,
-        retryInMs: Math.round(delay),
-        error: message(failure),
-      },
-    );
-    this.scheduleRenew(session, this.timers.now() + delay);
-  }
-
-  /** The server renewed `session` at or after `startedAt`: it keeps it at least a ttl after. */
-  private confirm(session: LiveSession<S>, startedAt: number): void {
-    const until = startedAt + session.ttlSeconds * 1000;
-    if (until > session.confirmedUntil) session.confirmedUntil = until;
-    this.scheduleExpiry(session);
-  }
-
-  private scheduleExpiry(session: LiveSession<S>): void {
-    this.timers.clearTimeout(session.expiryTimer);
-    session.expiryTimer = this.timers.setTimeout(
-      () => {
-        if (!session.usable) return;
-        if (this.timers.now() >= session.confirmedUntil) {
-          const what =
-            this.driver.scope === 'key'
-              ? `no heartbeat of '${[...session.registrations][0]?.key ?? 'the registration'}'`
-              : "no renewal of the client's session";
-          this.lose(
-            session,
-            new BackendUnavailableError(
-              this.driver.backend,
-              `${what} was acknowledged within its TTL (${session.ttlSeconds} s): the server may have expired it`,
-            ),
-            false,
-          );
-        } else this.scheduleExpiry(session);
-      },
-      Math.max(0, session.confirmedUntil - this.timers.now()),
-    );
+    return this.writes.remove(session, [held.key]);
   }
 
   /**
@@ -727,14 +526,7 @@ export class LivenessEngine<S, V = string> {
    * their `lost` aborts; its registrations are reported lost and written again elsewhere; a session
    * lost locally is revoked once they are.
    */
-  private lose(session: LiveSession<S>, error: Error, remote: boolean): void {
-    if (!session.usable) return;
-    session.state = 'lost';
-    this.clearTimers(session);
-    this.stats.sessionsLost += 1;
-    if (this.current.get(session.ttlSeconds) === session) this.current.delete(session.ttlSeconds);
-    if (remote) this.forgetSession(session);
-    else if (this.driver.scope === 'client') this.dropped.add(session);
+  private lost(session: LiveSession<S>, error: Error, remote: boolean): void {
     const held = [...session.held];
     const registrations = [...session.registrations] as RegisteredKey<S, V>[];
     if (held.length + registrations.length > 0)
@@ -746,7 +538,7 @@ export class LivenessEngine<S, V = string> {
       });
     session.held.clear();
     if (!remote && held.length > 0)
-      this.removeInBackground(
+      this.writes.removeInBackground(
         session,
         held.map((h) => h.key),
         'delete the keys of a lost session',
@@ -769,195 +561,8 @@ export class LivenessEngine<S, V = string> {
       }
       this.recovering.add(claim);
     }
-    session.controller.abort(error);
     if (registrations.length > 0) this.runRecovery();
-    else if (!this.recovery) this.revokeDropped();
-  }
-
-  /** Revokes sessions lost locally whose registrations were written elsewhere. */
-  private revokeDropped(): void {
-    if (this.state === 'abandoned') return;
-    for (const session of [...this.dropped]) {
-      this.dropped.delete(session);
-      this.retryInBackground('revoke a lost session', async () => {
-        await this.driver.revoke(session.value);
-        this.forgetSession(session);
-      });
-    }
-  }
-
-  /** The session holds nothing any more: end it (key scope) or revoke it once idle for a while. */
-  private sessionEmptied(session: LiveSession<S>): void {
-    this.timers.clearTimeout(session.idleTimer);
-    if (!session.idle || !session.usable) return;
-    if (this.driver.scope === 'key') return; // ended by its registration's release
-    session.idleTimer = this.timers.setTimeout(() => {
-      if (!session.idle || !session.usable || this.state !== 'open') return;
-      this.endSession(session);
-      this.retryInBackground('revoke an idle session', () => this.driver.revoke(session.value));
-    }, this.idleSessionMs);
-  }
-
-  /** Stops tracking a session this client ended (revoked or replaced). */
-  private endSession(session: LiveSession<S>): void {
-    if (session.state === 'ended') return;
-    const wasUsable = session.usable;
-    session.state = 'ended';
-    this.clearTimers(session);
-    if (this.current.get(session.ttlSeconds) === session) this.current.delete(session.ttlSeconds);
-    this.forgetSession(session);
-    if (wasUsable) session.controller.abort(new ClosedError(`${this.driver.backend} session`));
-  }
-
-  private forgetSession(session: LiveSession<S>): void {
-    if (this.sessions.delete(session)) this.oursCache = undefined;
-    this.dropped.delete(session);
-  }
-
-  private clearTimers(session: LiveSession<S>): void {
-    this.timers.clearTimeout(session.renewTimer);
-    this.timers.clearTimeout(session.expiryTimer);
-    this.timers.clearTimeout(session.idleTimer);
-  }
-
-  /** Owner ids of every session of ours the server may still hold. */
-  private ours(): ReadonlySet<string> {
-    this.oursCache ??= new Set([...this.sessions].map((s) => s.owner));
-    return this.oursCache;
-  }
-
-  // ---------------------------------------------------------------- the write path
-
-  /** Writes `claim` on `session`, group-committed with every write queued in the same tick. */
-  private put(session: LiveSession<S>, claim: RegisteredKey<S, V>): Promise<PutOutcome> {
-    return claim.serialize(
-      () =>
-        new Promise<PutOutcome>((resolve, reject) => {
-          // Released meanwhile: its release no longer waits for writes, so none may start.
-          if (isReleased(claim)) return reject(new AbortedError('released'));
-          session.pendingPuts.push({
-            key: claim.key,
-            value: claim.value,
-            resolve,
-            reject,
-            sent: () => claim.sentOn.add(session),
-          });
-          if (session.pendingPuts.length === 1) queueMicrotask(() => void this.flushPuts(session));
-        }),
-    );
-  }
-
-  private async flushPuts(session: LiveSession<S>): Promise<void> {
-    const batch = session.pendingPuts;
-    session.pendingPuts = [];
-    if (batch.length === 0) return;
-    if (!session.usable) {
-      const gone = new SessionGoneError(this.driver.backend, 'the session was lost before the write');
-      for (const p of batch) p.reject(gone);
-      return;
-    }
-    for (const p of batch) p.sent();
-    const startedAt = this.timers.now();
-    try {
-      const outcomes = await this.driver.put(
-        session.value,
-        batch.map((p) => ({ key: p.key, value: p.value as V })),
-        this.ours(),
-      );
-      // Writing a key-scope session's key renews it (a Consul registration starts its check passing).
-      if (this.driver.scope === 'key' && session.usable) {
-        session.state = 'alive';
-        session.failures = 0;
-        this.confirm(session, startedAt);
-        this.scheduleRenew(session, startedAt + this.interval(session));
-      }
-      batch.forEach((p, i) => {
-        p.resolve(outcomes[i] ?? 'written');
-      });
-    } catch (error) {
-      if (error instanceof SessionGoneError) this.lose(session, error, true);
-      for (const p of batch) p.reject(error);
-    }
-  }
-
-  /** Deletes `keys` held by `session`, group-committed; on failure rejects and keeps trying in the background. */
-  private removeKeys(session: LiveSession<S>, keys: readonly string[]): Promise<void> {
-    return Promise.all(
-      keys.map(
-        (key) =>
-          new Promise<void>((resolve, reject) => {
-            session.pendingRemoves.push({ key, resolve, reject });
-            if (session.pendingRemoves.length === 1) queueMicrotask(() => void this.flushRemoves(session));
-          }),
-      ),
-    ).then(() => {});
-  }
-
-  private async flushRemoves(session: LiveSession<S>): Promise<void> {
-    const batch = session.pendingRemoves;
-    session.pendingRemoves = [];
-    if (batch.length === 0) return;
-    const keys = [...new Set(batch.map((r) => r.key))];
-    try {
-      await this.driver.remove(session.value, keys);
-      for (const r of batch) r.resolve();
-    } catch (error) {
-      if (error instanceof SessionGoneError) {
-        // Gone with its session: nothing left to delete.
-        for (const r of batch) r.resolve();
-        return;
-      }
-      for (const r of batch) r.reject(error);
-      if (!isFatal(error)) this.removeInBackground(session, keys, 'delete keys');
-    }
-  }
-
-  private removeInBackground(session: LiveSession<S>, keys: readonly string[], what: string): void {
-    this.retryInBackground(what, async () => {
-      try {
-        await this.driver.remove(session.value, keys);
-      } catch (error) {
-        if (error instanceof SessionGoneError) return;
-        throw error;
-      }
-    });
-  }
-
-  /** Runs `attempt` until it succeeds or the engine is closed or abandoned, logging failures. */
-  private retryInBackground(what: string, attempt: () => Promise<unknown>): void {
-    const backoff = new Backoff(this.backoffOptions);
-    const loop = async () => {
-      for (let n = 1; this.state === 'open' || this.state === 'closing'; n++) {
-        try {
-          await attempt();
-          return;
-        } catch (error) {
-          if (isFatal(error)) {
-            this.logger.error(`${this.driver.backend}: cannot ${what}`, { error: message(error) });
-            return;
-          }
-          (n === 1 ? this.logger.warn : this.logger.debug).call(
-            this.logger,
-            `${this.driver.backend}: ${what} failed; retrying`,
-            { attempt: n, error: message(error) },
-          );
-          await this.pauseFor(backoff.next());
-        }
-      }
-    };
-    void loop();
-  }
-
-  private pauseFor(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        this.timers.clearTimeout(timer);
-        this.lifetime.signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = this.timers.setTimeout(done, ms);
-      this.lifetime.signal.addEventListener('abort', done, { once: true });
-    });
+    else if (!this.recovery) this.keeper.revokeDropped();
   }
 
   // ---------------------------------------------------------------- reconciliation
@@ -985,13 +590,14 @@ export class LivenessEngine<S, V = string> {
       if (claim.state === 'active' && claim.session?.usable)
         items.push({ kind: 'registration', claim, session: claim.session });
       else if (claim.state === 'recovering' && claim.conflict) {
-        const target =
-          this.driver.scope === 'client' ? this.current.get(claim.ttlSeconds) : this.keySessions.get(claim);
+        // Checked against the session it would be written on (granted now if there is none: the
+        // one it was on may have been lost while it waited).
+        const target = await this.sessionFor(claim, this.lifetime.signal).catch(() => undefined);
         if (target?.usable) items.push({ kind: 'registration', claim, session: target });
       }
     }
     if (!only)
-      for (const session of this.sessions)
+      for (const session of this.keeper.all())
         if (session.usable) for (const h of session.held) items.push({ kind: 'held', held: h as HeldKey<S> });
     if (items.length === 0) return;
     this.stats.reconciles += 1;
@@ -1002,7 +608,7 @@ export class LivenessEngine<S, V = string> {
     );
     let answers: Awaited<ReturnType<SessionDriver<S, V>['inspect']>>;
     try {
-      answers = await this.driver.inspect(refs, this.ours());
+      answers = await this.driver.inspect(refs, this.keeper.ours());
     } catch (error) {
       this.logger.debug(`${this.driver.backend}: reconciliation could not read the keys`, {
         error: message(error),
@@ -1016,7 +622,7 @@ export class LivenessEngine<S, V = string> {
         if (answer === 'current' || h.ended || !h.session.usable) return;
         h.session.held.delete(h);
         this.unretain();
-        this.sessionEmptied(h.session);
+        this.keeper.emptied(h.session);
         h.lose(
           new BackendUnavailableError(
             this.driver.backend,
@@ -1063,7 +669,7 @@ export class LivenessEngine<S, V = string> {
    */
   nudge(): void {
     if (this.state !== 'open') return;
-    for (const session of this.sessions) if (session.usable) void this.renew(session);
+    this.keeper.renewAll();
     this.wakeRecovery?.();
     this.timers.clearTimeout(this.reconcileTimer);
     this.reconcileTimer = undefined;
@@ -1086,11 +692,11 @@ export class LivenessEngine<S, V = string> {
       this.timers.clearTimeout(this.suspectTimer);
       this.wakeRecovery?.();
       await Promise.allSettled([...this.registered].map((c) => this.release(c)));
-      const held = [...this.sessions].flatMap((s) => [...s.held] as HeldKey<S>[]);
+      const held = this.keeper.all().flatMap((s) => [...s.held] as HeldKey<S>[]);
       await Promise.allSettled(held.map((h) => h.release()));
       await this.recovery;
-      const sessions = [...this.sessions];
-      for (const s of sessions) this.clearTimers(s);
+      const sessions = this.keeper.all();
+      this.keeper.stopAll();
       if (this.driver.scope === 'client')
         await Promise.allSettled(
           sessions.map((s) =>
@@ -1105,7 +711,7 @@ export class LivenessEngine<S, V = string> {
             ),
           ),
         );
-      for (const s of sessions) this.endSession(s);
+      for (const s of sessions) this.keeper.end(s);
       this.state = 'closed';
       this.lifetime.abort(new ClosedError(`${this.driver.backend} backend`));
       this.releaseProcess?.();
@@ -1121,15 +727,11 @@ export class LivenessEngine<S, V = string> {
     this.timers.clearTimeout(this.reconcileTimer);
     this.timers.clearTimeout(this.suspectTimer);
     const error = new ClosedError(`${this.driver.backend} backend`);
-    for (const s of [...this.sessions]) {
+    for (const s of this.keeper.all()) {
       for (const h of s.held) (h as HeldKey<S>).lose(error);
       s.held.clear();
-      this.clearTimers(s);
-      s.state = 'ended';
-      s.controller.abort(error);
     }
-    this.sessions.clear();
-    this.current.clear();
+    this.keeper.abandonAll(error);
     this.recovering.clear();
     this.lifetime.abort(error);
     this.releaseProcess?.();
@@ -1138,7 +740,7 @@ export class LivenessEngine<S, V = string> {
 
   /** Sessions held now, and counters. */
   snapshot(): LivenessStats {
-    return { ...this.stats, sessions: [...this.sessions].filter((s) => s.usable).length };
+    return { ...this.stats, sessions: this.keeper.usableCount };
   }
 
   private assertOpen(): void {

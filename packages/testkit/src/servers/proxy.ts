@@ -30,8 +30,12 @@ export interface TcpProxy extends AsyncDisposable {
    * sockets of every connection stop being read, so bytes sent meanwhile wait in socket/kernel
    * buffers (the senders see TCP back-pressure, no error, no FIN, no RST); new connections are
    * accepted but not connected upstream; a side that closes is not told to the other side.
+   *
+   * `direction` holds back one way only: `'replies'` forwards the client's requests but none of
+   * the server's answers (the server acts on keepalives and writes; the client hears nothing),
+   * `'requests'` the reverse. Default `'both'`.
    */
-  blackhole(): void;
+  blackhole(direction?: 'both' | 'requests' | 'replies'): void;
   /**
    * End the partition: forwarding resumes and the bytes held back are delivered in order (like TCP
    * retransmission after a short partition; nothing is dropped). Connections accepted during the
@@ -72,7 +76,10 @@ function listen(server: net.Server, port: number): Promise<number> {
 class TcpProxyImpl implements TcpProxy {
   port = 0;
   totalConnections = 0;
-  blackholed = false;
+  /** Client-to-server bytes held back. */
+  private holdRequests = false;
+  /** Server-to-client bytes held back. */
+  private holdReplies = false;
   private server: net.Server | undefined;
   private readonly pairs = new Set<Pair>();
   private closing: Promise<void> | undefined;
@@ -89,6 +96,10 @@ class TcpProxyImpl implements TcpProxy {
 
   get connections(): number {
     return this.pairs.size;
+  }
+
+  get blackholed(): boolean {
+    return this.holdRequests || this.holdReplies;
   }
 
   async open(port: number): Promise<void> {
@@ -114,7 +125,8 @@ class TcpProxyImpl implements TcpProxy {
       this.pairs.delete(pair);
       pair.upstream?.destroy();
     });
-    if (!this.blackholed) this.connectUpstream(pair);
+    // A full partition does not even connect; a one-way one connects and holds its direction back.
+    if (!(this.holdRequests && this.holdReplies)) this.connectUpstream(pair);
   }
 
   private connectUpstream(pair: Pair): void {
@@ -128,34 +140,37 @@ class TcpProxyImpl implements TcpProxy {
       this.pairs.delete(pair);
       pair.client.destroy();
     });
-    this.pump(pair.client, upstream);
-    this.pump(upstream, pair.client);
-    pair.client.resume();
+    this.pump(pair.client, upstream, () => this.holdRequests);
+    this.pump(upstream, pair.client, () => this.holdReplies);
+    if (!this.holdRequests) pair.client.resume();
+    if (this.holdReplies) upstream.pause();
   }
 
-  private pump(from: net.Socket, to: net.Socket): void {
+  private pump(from: net.Socket, to: net.Socket, held: () => boolean): void {
     from.on('data', (chunk: Buffer) => {
       if (!to.write(chunk)) {
         from.pause();
         to.once('drain', () => {
-          if (!this.blackholed) from.resume();
+          if (!held()) from.resume();
         });
       }
     });
     from.on('end', () => to.end());
   }
 
-  blackhole(): void {
-    this.blackholed = true;
+  blackhole(direction: 'both' | 'requests' | 'replies' = 'both'): void {
+    if (direction !== 'replies') this.holdRequests = true;
+    if (direction !== 'requests') this.holdReplies = true;
     for (const pair of this.pairs) {
-      pair.client.pause();
-      pair.upstream?.pause();
+      if (this.holdRequests) pair.client.pause();
+      if (this.holdReplies) pair.upstream?.pause();
     }
   }
 
   heal(): void {
     if (!this.blackholed) return;
-    this.blackholed = false;
+    this.holdRequests = false;
+    this.holdReplies = false;
     for (const pair of [...this.pairs]) {
       if (pair.clientClosed || pair.upstreamClosed) {
         this.pairs.delete(pair);
@@ -190,7 +205,8 @@ class TcpProxyImpl implements TcpProxy {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.blackholed = false;
+      this.holdRequests = false;
+      this.holdReplies = false;
       const server = this.server;
       this.server = undefined;
       for (const pair of this.pairs) {

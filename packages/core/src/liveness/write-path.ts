@@ -1,0 +1,113 @@
+import { AbortedError, SessionGoneError } from '../errors.js';
+import type { RegisteredKey } from './claims.js';
+import { type EngineContext, isFatal, retryInBackground } from './context.js';
+import type { PutOutcome } from './driver.js';
+import type { SessionKeeper } from './keeper.js';
+import type { LiveSession } from './session.js';
+
+/** True once released (read through a function: the state changes across awaits). */
+export const isReleased = (claim: { state: string }): boolean => claim.state === 'closed';
+
+/**
+ * The one write path of an engine: every write and delete of a key goes through here, group-
+ * committed per session (everything queued in the same tick is one driver call), and writes of one
+ * key never overlap (a write waits for the one before it; none starts once the key is released).
+ */
+export class WritePath<S, V> {
+  constructor(
+    private readonly context: EngineContext<S, V>,
+    private readonly keeper: SessionKeeper<S, V>,
+  ) {}
+
+  /** Writes `claim` on `session`; rejects with {@link SessionGoneError} when the session is lost before or under it. */
+  put(session: LiveSession<S>, claim: RegisteredKey<S, V>): Promise<PutOutcome> {
+    return claim.serialize(
+      () =>
+        new Promise<PutOutcome>((resolve, reject) => {
+          // Released meanwhile: its release no longer waits for writes, so none may start.
+          if (isReleased(claim)) return reject(new AbortedError('released'));
+          session.pendingPuts.push({
+            key: claim.key,
+            value: claim.value,
+            resolve,
+            reject,
+            sent: () => claim.sentOn.add(session),
+          });
+          if (session.pendingPuts.length === 1) queueMicrotask(() => void this.flushPuts(session));
+        }),
+    );
+  }
+
+  /** Deletes `keys` held by `session`; on failure rejects and keeps trying in the background. */
+  remove(session: LiveSession<S>, keys: readonly string[]): Promise<void> {
+    return Promise.all(
+      keys.map(
+        (key) =>
+          new Promise<void>((resolve, reject) => {
+            session.pendingRemoves.push({ key, resolve, reject });
+            if (session.pendingRemoves.length === 1) queueMicrotask(() => void this.flushRemoves(session));
+          }),
+      ),
+    ).then(() => {});
+  }
+
+  /** Deletes `keys` held by `session` in the background, until it works or the session is known gone. */
+  removeInBackground(session: LiveSession<S>, keys: readonly string[], what: string): void {
+    retryInBackground(this.context, what, async () => {
+      try {
+        await this.context.driver.remove(session.value, keys);
+      } catch (error) {
+        if (error instanceof SessionGoneError) return;
+        throw error;
+      }
+    });
+  }
+
+  private async flushPuts(session: LiveSession<S>): Promise<void> {
+    const { driver, timers } = this.context;
+    const batch = session.pendingPuts;
+    session.pendingPuts = [];
+    if (batch.length === 0) return;
+    if (!session.usable) {
+      const gone = new SessionGoneError(driver.backend, 'the session was lost before the write');
+      for (const p of batch) p.reject(gone);
+      return;
+    }
+    for (const p of batch) p.sent();
+    const startedAt = timers.now();
+    try {
+      const outcomes = await driver.put(
+        session.value,
+        batch.map((p) => ({ key: p.key, value: p.value as V })),
+        this.keeper.ours(),
+      );
+      // Writing a key-scope session's key renews it (a Consul registration starts its check passing).
+      if (driver.scope === 'key' && session.usable) this.keeper.confirm(session, startedAt);
+      batch.forEach((p, i) => {
+        p.resolve(outcomes[i] ?? 'written');
+      });
+    } catch (error) {
+      if (error instanceof SessionGoneError) this.keeper.lose(session, error, true);
+      for (const p of batch) p.reject(error);
+    }
+  }
+
+  private async flushRemoves(session: LiveSession<S>): Promise<void> {
+    const batch = session.pendingRemoves;
+    session.pendingRemoves = [];
+    if (batch.length === 0) return;
+    const keys = [...new Set(batch.map((r) => r.key))];
+    try {
+      await this.context.driver.remove(session.value, keys);
+      for (const r of batch) r.resolve();
+    } catch (error) {
+      if (error instanceof SessionGoneError) {
+        // Gone with its session: nothing left to delete.
+        for (const r of batch) r.resolve();
+        return;
+      }
+      for (const r of batch) r.reject(error);
+      if (!isFatal(error)) this.removeInBackground(session, keys, 'delete keys');
+    }
+  }
+}
