@@ -168,6 +168,11 @@ export class MemoryStore {
     return this.serviceListeners.get(service)?.size ?? 0;
   }
 
+  /** Services with at least one watch now (diagnostics, tests: no listener set outlives its watches). */
+  get watchedServiceCount(): number {
+    return this.serviceListeners.size;
+  }
+
   /** Sessions alive in the store now (diagnostics, tests). */
   get sessionCount(): number {
     return this.sessions.size;
