@@ -77,6 +77,18 @@ export class ServiceFeed {
     }
     this.watch = watch;
     void this.consume(watch);
+    // A watch opened while the registry is down may say nothing until it comes back; a read
+    // fails at once (or after the backend's call timeout), so channels need not wait for their
+    // deadline to learn that nothing is known.
+    if (!this.current)
+      this.discovery.getInstances(this.service).then(
+        (snapshot) => {
+          if (!this.current && !this.closed) this.onSnapshot(snapshot);
+        },
+        (error: unknown) => {
+          if (!this.current && !this.closed) this.fail(error);
+        },
+      );
   }
 
   /** Ends the watch and drops every listener. Idempotent. */
@@ -123,7 +135,7 @@ export class ServiceFeed {
     else
       this.publish({
         ok: false,
-        reason: `the registry is unreachable and no instance of '${this.service}' is known yet${error ? ` (${error.message})` : ''}`,
+        reason: this.unresolved(`the registry is unreachable${error ? ` (${error.message})` : ''}`),
       });
   }
 
@@ -131,7 +143,11 @@ export class ServiceFeed {
     const message = error instanceof Error ? error.message : String(error);
     this.logger.warn('discovery watch failed', { service: this.service, error: message });
     if (this.current?.ok) return;
-    this.publish({ ok: false, reason: `watching '${this.service}' failed: ${message}` });
+    this.publish({ ok: false, reason: this.unresolved(message) });
+  }
+
+  private unresolved(why: string): string {
+    return `rollcall: cannot resolve '${this.service}', no instance is known yet: ${why}`;
   }
 
   private publish(resolution: Resolution): void {

@@ -45,6 +45,8 @@ export const greeterService: ServiceDefinition = {
 export class GreeterServer {
   readonly server = new Server();
   calls = 0;
+  /** `performance.now()` of the last call received. */
+  lastCallAt = Number.NEGATIVE_INFINITY;
   constructor(readonly name: string) {
     this.server.addService(greeterService, {
       sayHello: (
@@ -52,6 +54,7 @@ export class GreeterServer {
         callback: (error: ServiceError | null, reply?: HelloReply) => void,
       ) => {
         this.calls += 1;
+        this.lastCallAt = performance.now();
         const answer = () => callback(null, { message: `hello ${call.request.name}`, server: this.name });
         if (call.request.delayMs) setTimeout(answer, call.request.delayMs);
         else answer();
@@ -129,4 +132,42 @@ export class GreeterClient extends Client {
     }
     return { servers, failures };
   }
+}
+
+/** Calls made by {@link startTraffic}: when each started and how it ended. */
+export interface Traffic {
+  readonly results: { at: number; result: CallResult }[];
+  failures(): CallResult[];
+  /** Calls answered by `server` so far. */
+  countFor(server: string): number;
+  stop(): Promise<void>;
+}
+
+/** Keeps `concurrency` loops of back-to-back calls (paced by 2 ms) running until `stop()`. */
+export function startTraffic(client: GreeterClient, concurrency = 2): Traffic {
+  const results: Traffic['results'] = [];
+  let running = true;
+  const loops = Array.from({ length: concurrency }, async () => {
+    while (running) {
+      results.push({ at: performance.now(), result: await client.hello() });
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  });
+  return {
+    results,
+    failures: () => results.filter((r) => !r.result.ok).map((r) => r.result),
+    countFor: (server) => results.filter((r) => r.result.ok && r.result.server === server).length,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+/** True once the last `n` calls of `traffic` all started after `since`, succeeded, and none reached `server`. */
+export function recentlyAvoided(traffic: Traffic, server: string, since: number, n = 20): boolean {
+  const recent = traffic.results.slice(-n);
+  return (
+    recent.length === n && recent.every((r) => r.at > since && r.result.ok && r.result.server !== server)
+  );
 }
