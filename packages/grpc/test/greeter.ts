@@ -63,6 +63,9 @@ export class GreeterServer {
   }
 }
 
+/** A greeter bound and registered by {@link serveGrpc}. */
+export type ServedGreeter = GreeterServer & { serving: GrpcServing };
+
 /**
  * Starts a greeter named `id` on a free loopback port and registers it as an instance of `service`
  * through {@link serveGrpc}.
@@ -72,7 +75,7 @@ export async function startGreeter(
   service: string,
   id: string,
   extra: { weight?: number; credentials?: ServerCredentials; drainMs?: number; ttlSeconds?: number } = {},
-): Promise<GreeterServer & { serving: GrpcServing }> {
+): Promise<ServedGreeter> {
   const greeter = new GreeterServer(id);
   const serving = await serveGrpc(greeter.server, {
     discovery,

@@ -4,7 +4,7 @@ import { createMemoryBackend, MemoryStore } from '@rollcall/memory';
 import { eventually, freePort, uniqueService } from '@rollcall/testkit';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type ResolverRegistration, registerResolver } from '../src/index.js';
-import { GreeterClient, type GreeterServer, startGreeter } from './greeter.js';
+import { GreeterClient, type ServedGreeter, startGreeter } from './greeter.js';
 import { describeResolverSuite } from './resolver-suite.js';
 
 // The in-memory registry reaches every watcher synchronously: 1 s is the same bound as etcd's.
@@ -62,7 +62,7 @@ describe('memory: resolver mechanics', () => {
     cleanups.push(() => registration.close());
     return registration;
   }
-  async function greeters(service: string, spec: Record<string, number>): Promise<GreeterServer[]> {
+  async function greeters(service: string, spec: Record<string, number>): Promise<ServedGreeter[]> {
     const started = await Promise.all(
       Object.entries(spec).map(([id, weight]) => startGreeter(servers.discovery, service, id, { weight })),
     );

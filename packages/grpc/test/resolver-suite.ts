@@ -5,7 +5,7 @@ import type { Backend } from '@rollcall/core';
 import { eventually, uniqueService } from '@rollcall/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ResolverRegistration, registerResolver } from '../src/index.js';
-import { GreeterClient, type GreeterServer, recentlyAvoided, startGreeter, startTraffic } from './greeter.js';
+import { GreeterClient, recentlyAvoided, type ServedGreeter, startGreeter, startTraffic } from './greeter.js';
 
 export interface ResolverHarness {
   /** The backend the greeter servers register through (one process). */
@@ -47,7 +47,7 @@ export function describeResolverSuite(
       await harness?.teardown();
     });
 
-    async function greeters(service: string, ids: string[]): Promise<GreeterServer[]> {
+    async function greeters(service: string, ids: string[]): Promise<ServedGreeter[]> {
       const started = await Promise.all(
         ids.map((id) => startGreeter(harness.servers.discovery, service, id)),
       );

@@ -7,7 +7,7 @@ import { credentials, ServerCredentials, status } from '@grpc/grpc-js';
 import { createMemoryBackend, MemoryStore } from '@rollcall/memory';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerResolver } from '../src/index.js';
-import { GreeterClient, type GreeterServer, startGreeter } from './greeter.js';
+import { GreeterClient, type ServedGreeter, startGreeter } from './greeter.js';
 
 const run = promisify(execFile);
 
@@ -53,7 +53,7 @@ describe('TLS: the server certificate is checked against the service name', () =
   const client = createMemoryBackend({ store });
   const resolver = registerResolver(client.discovery);
   let ca: Buffer;
-  const started: GreeterServer[] = [];
+  const started: ServedGreeter[] = [];
   const channels: GreeterClient[] = [];
 
   async function tlsGreeter(service: string, id: string, certName: string) {
