@@ -2,7 +2,7 @@ import type { experimental } from '@grpc/grpc-js';
 import { RollcallError, ValidationError, validateServiceName } from '@rollcall/core';
 
 /** Schemes grpc-js resolves by itself: taking one over would reroute every channel of the process. */
-const RESERVED_SCHEMES = new Set(['dns', 'ipv4', 'ipv6', 'unix', 'unix-abstract', 'xds', 'http', 'https']);
+const RESERVED_SCHEMES = new Set(['dns', 'ipv4', 'ipv6', 'unix', 'unix-abstract', 'xds']);
 const SCHEME_RE = /^[a-z][a-z0-9+.-]{0,31}$/;
 
 /** The scheme `registerResolver` answers for when none is given. */
