@@ -273,8 +273,7 @@ function checkGrpcVersion(): void {
   }
 }
 
-function validateOptions(options: unknown): Required<Omit<ResolverOptions, 'logger'>> & { logger: Logger } {
-  if (options === undefined) options = {};
+function validateOptions(options: unknown): Required<ResolverOptions> {
   if (typeof options !== 'object' || options === null)
     throw new ValidationError('options', 'must be an object');
   const o = options as ResolverOptions;

@@ -49,18 +49,18 @@ export function serviceOfTarget(target: experimental.GrpcUri, scheme: string): s
   const text = `${scheme}:${target.authority === undefined ? '' : `//${target.authority}/`}${target.path}`;
   if (target.authority)
     return new InvalidTargetError(text, `an authority ('${target.authority}') is not supported`, scheme);
-  if (target.path.startsWith('//')) {
-    const service = target.path.slice(2);
+  const service = target.path.startsWith('//') ? target.path.slice(2) : target.path;
+  try {
+    validateServiceName(service);
+  } catch (error) {
+    const reason = error instanceof ValidationError ? error.message : String(error);
+    return new InvalidTargetError(text, reason, scheme);
+  }
+  if (service !== target.path)
     return new InvalidTargetError(
       text,
       `'${service}' would be read as an authority, not a service (write ${scheme}:///${service})`,
       scheme,
     );
-  }
-  try {
-    return validateServiceName(target.path);
-  } catch (error) {
-    const reason = error instanceof ValidationError ? error.message : String(error);
-    return new InvalidTargetError(text, reason, scheme);
-  }
+  return service;
 }

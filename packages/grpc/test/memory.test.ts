@@ -114,6 +114,7 @@ describe('memory: resolver mechanics', () => {
       'rollcall:///Orders_1',
       'rollcall://registry/orders',
       'rollcall:///a..b',
+      'rollcall:///',
     ]) {
       let channel: GreeterClient | undefined;
       expect(() => {
@@ -124,6 +125,12 @@ describe('memory: resolver mechanics', () => {
       expect(result.ok ? '' : result.details, target).toContain('rollcall:///<service>');
       expect(result.ok ? '' : result.details, target).toContain(`invalid target '${target}'`);
     }
+    const hint = await client('rollcall://orders').hello();
+    expect(hint.ok ? '' : hint.details).toContain('write rollcall:///orders');
+    // The authority-less spelling names the same service as the triple slash.
+    const service = uniqueService('spelling');
+    await greeters(service, { a: 1 });
+    expect(await client(`rollcall:${service}`).hello()).toEqual({ ok: true, server: 'a' });
   });
 
   it('weights 1:3 under rollcall_weighted give about 1:3 of the calls', async () => {
