@@ -133,7 +133,7 @@ describe('memory: resolver mechanics', () => {
     expect(await client(`rollcall:${service}`).hello()).toEqual({ ok: true, server: 'a' });
   });
 
-  it('weights 1:3 under rollcall_weighted give about 1:3 of the calls', async () => {
+  it('weights 1:3 under rollcall_weighted give about 1:3 of the calls; a weight change applies at once', async () => {
     resolver(clientBackend.discovery, { policy: 'rollcall_weighted' });
     const service = uniqueService('weighted');
     const [light, heavy] = await greeters(service, { light: 1, heavy: 3 });
@@ -145,6 +145,15 @@ describe('memory: resolver mechanics', () => {
     const ratio = (heavy!.calls - before[1]!) / (light!.calls - before[0]!);
     expect(ratio).toBeGreaterThan(2);
     expect(ratio).toBeLessThan(4.5);
+
+    // A restarted process registers the same instance with weight 1: an `updated` event.
+    const restarted = createMemoryBackend({ store });
+    cleanups.push(() => restarted.close());
+    await restarted.discovery.register({ ...heavy!.serving.instance, weight: 1 });
+    await eventually(async () => {
+      const { servers: split } = await channel.helloMany(40);
+      return split.get('heavy') === 20 && split.get('light') === 20;
+    });
   });
 
   it("the channel's own grpc.service_config wins over the resolver's default", async () => {
