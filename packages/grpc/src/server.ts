@@ -10,6 +10,7 @@ import {
   sleep,
   ValidationError,
   validateInstance,
+  validateTtl,
 } from '@rollcall/core';
 
 /** Options of {@link serveGrpc}. */
@@ -120,6 +121,7 @@ export async function serveGrpc(server: Server, options: ServeGrpcOptions): Prom
     options.instance.id ?? `${options.instance.service}-${host}-${p}`.replace(/[^A-Za-z0-9._-]/g, '-');
   // Everything but the port is checked before binding; the port only exists once bound.
   validateInstance({ ...options.instance, host, port: port || 1, id: idFor(port || 1) }, 'options.instance');
+  if (options.ttlSeconds !== undefined) validateTtl(options.ttlSeconds);
 
   const boundPort = await bind(
     server,

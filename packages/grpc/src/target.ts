@@ -1,7 +1,7 @@
 import type { experimental } from '@grpc/grpc-js';
 import { RollcallError, ValidationError, validateServiceName } from '@rollcall/core';
 
-/** Schemes grpc-js resolves by itself: taking one over would reroute every channel of the process. */
+/** Schemes grpc-js (and grpc-js-xds) resolve: taking one over would reroute every channel of the process. */
 const RESERVED_SCHEMES = new Set(['dns', 'ipv4', 'ipv6', 'unix', 'unix-abstract', 'xds']);
 const SCHEME_RE = /^[a-z][a-z0-9+.-]{0,31}$/;
 

@@ -57,6 +57,7 @@ describe('serveGrpc: bind, register the bound port, leave gracefully', () => {
       [{ instance: undefined }, 'options.instance'],
       [{ instance: { service: 'ok' }, port: 70_000 }, 'options.port'],
       [{ instance: { service: 'ok' }, drainMs: -1 }, 'options.drainMs'],
+      [{ instance: { service: 'ok' }, ttlSeconds: 1 }, 'options.ttlSeconds'],
       [{ instance: { service: 'ok' }, shutdownTimeoutMs: Number.NaN }, 'options.shutdownTimeoutMs'],
       [{ instance: { service: 'ok' }, discovery: {} }, 'options.discovery'],
     ];
