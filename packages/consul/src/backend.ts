@@ -50,7 +50,11 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
     backoff: resolved.backoff,
     logger,
   });
-  const kvDriver = new ConsulKvDriver(api, { backoff: resolved.backoff, logger });
+  const kvDriver = new ConsulKvDriver(api, {
+    backoff: resolved.backoff,
+    logger,
+    lockPrefix: resolved.lockPrefix,
+  });
   const lockDriver = new ConsulLockDriver(api, {
     prefix: resolved.lockPrefix,
     lockDelay: resolved.lockDelay,

@@ -13,7 +13,12 @@ import type {
   ServiceWatch,
   Snapshot,
 } from './types.js';
-import { validateInstance, validateRegisterOptions, validateServiceName } from './validation.js';
+import {
+  validateInstance,
+  validateRegisterOptions,
+  validateServiceName,
+  validateWatchOptions,
+} from './validation.js';
 
 /**
  * The part of a discovery backend that talks to its server. Everything else (validation,
@@ -255,12 +260,13 @@ export class ManagedDiscovery implements ServiceDiscovery {
 
   watch(service: string, options?: { signal?: AbortSignal }): ServiceWatch {
     validateServiceName(service);
+    const signal = validateWatchOptions(options);
     this.assertOpen();
     const entry = this.entry(service);
     const queue = entry.mirror.subscribe(() => {
       entry.lastUsed = this.options.now();
     });
-    queue.closeOn(options?.signal);
+    queue.closeOn(signal);
     return new Watch(queue);
   }
 
