@@ -45,9 +45,10 @@ export function checkIdOf(instance: Pick<ServiceInstance, 'service' | 'id'>): st
 }
 
 /**
- * Checks what Consul refuses but Rollcall's validation allows, before any network call. (Core's
- * validation already applies Consul's other limits everywhere: metadata values counted in bytes,
- * the `consul-` key prefix, unspecified addresses.)
+ * Checks what Consul refuses but Rollcall's validation allows, before any network call. Core's
+ * validation already applies Consul's limits everywhere (at most 61 metadata entries, values
+ * counted in bytes, the `consul-` key prefix, unspecified addresses), so this is a safety net
+ * should the two drift apart.
  */
 export function checkConsulLimits(instance: ServiceInstance): void {
   const user = Object.keys(instance.metadata ?? {}).length;

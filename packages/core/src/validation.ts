@@ -15,6 +15,12 @@ export const MAX_WEIGHT = 10_000;
 export const RESERVED_METADATA_PREFIX = 'rollcall_';
 /** Metadata keys with this prefix are reserved by Consul (its agent refuses them); refused on every backend. */
 export const CONSUL_RESERVED_METADATA_PREFIX = 'consul-';
+/**
+ * Most metadata entries of an instance: Consul allows 64 `Meta` pairs per service and its backend
+ * keeps up to 3 of them for itself (`rollcall_id`, `rollcall_version`, `rollcall_shape`), so 61
+ * fit on every backend.
+ */
+export const MAX_METADATA_ENTRIES = 61;
 /** Largest metadata value, in UTF-8 bytes (Consul counts bytes). */
 export const MAX_METADATA_VALUE_BYTES = 512;
 /** Largest configuration value, in UTF-8 bytes (Consul's default `kv_max_value_size`). */
@@ -228,8 +234,11 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
       );
     }
     const entries = Object.entries(meta as Record<string, unknown>);
-    if (entries.length > 64)
-      throw new ValidationError(`${field}.metadata`, `must hold at most 64 entries (got ${entries.length})`);
+    if (entries.length > MAX_METADATA_ENTRIES)
+      throw new ValidationError(
+        `${field}.metadata`,
+        `must hold at most ${MAX_METADATA_ENTRIES} entries (got ${entries.length})`,
+      );
     const copy: Record<string, string> = {};
     for (const [key, value] of entries) {
       const keyField = `${field}.metadata.${key}`;
