@@ -116,7 +116,8 @@ export class ManagedLockService implements LockService {
 
   private ttl(ttlSeconds: unknown): number {
     const min = this.driver.minTtlSeconds;
-    return validateTtl(ttlSeconds ?? Math.max(DEFAULT_LOCK_TTL_SECONDS, min), 'options.ttlSeconds', min);
+    const fallback = Math.max(DEFAULT_LOCK_TTL_SECONDS, min);
+    return validateTtl(ttlSeconds === undefined ? fallback : ttlSeconds, 'options.ttlSeconds', min);
   }
 
   async acquire(name: string, options?: AcquireOptions): Promise<LockLease> {

@@ -159,8 +159,8 @@ function checkLoadOptions(options: unknown): {
   const env = options.env ?? process.env;
   if (!isObject(env))
     issues.push({ path: 'env', message: `must be an object of strings, got ${describeValue(env)}` });
+  // Never describe the value: it may be a secret.
   else
-    // Never describe the value: it may be a secret.
     for (const [name, value] of Object.entries(env))
       if (value !== undefined && typeof value !== 'string')
         issues.push({ path: `env.${name}`, message: `must be a string, got ${typeof value}` });
