@@ -230,6 +230,8 @@ class ConsistentHash implements Balancer {
   private members: readonly ServiceInstance[] = [];
   private instances: readonly ServiceInstance[] = [];
   private next = 0;
+  /** Times the ring was built (for tests and benchmarks: it must not grow on repeated lists). */
+  rebuilds = 0;
   constructor(
     private readonly replicas: number,
     private readonly maxPoints: number,
@@ -252,6 +254,7 @@ class ConsistentHash implements Balancer {
   }
 
   private build(members: readonly ServiceInstance[]): void {
+    this.rebuilds += 1;
     const counts = ringPoints(members.map(weightOf), this.replicas, this.maxPoints);
     const total = counts.reduce((a, b) => a + b, 0);
     const hashes = new Uint32Array(total);
@@ -363,7 +366,7 @@ export interface Picker extends Disposable {
    * keeps watching after a rejection: call `ready()` again to wait more.
    */
   ready(options?: ReadyOptions): Promise<void>;
-  /** Stops the watch. */
+  /** Stops the watch; a pending `ready()` rejects with {@link ClosedError}. Idempotent. */
   close(): void;
 }
 
@@ -382,18 +385,32 @@ export function createPicker(
   const settleAll = (error?: Error) => {
     for (const w of [...waiters]) error ? w.reject(error) : w.resolve();
   };
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    settleAll(new ClosedError(`picker of service '${service}'`));
+    watch.close();
+  };
   void (async () => {
     for await (const event of watch) {
+      if (closed) break;
       // A `stale` event or a confirmed poll carries the same list: nothing to rebuild.
       if (event.snapshot.instances !== snapshot?.instances) balancer.update(event.snapshot.instances);
       snapshot = event.snapshot;
       settleAll();
     }
-    closed = true;
-    settleAll(new ClosedError(`picker of service '${service}'`));
+    // The watch ended: the picker (or its discovery) was closed.
+    close();
   })();
 
   const ready = (readyOptions?: ReadyOptions): Promise<void> => {
+    try {
+      return waitReady(readyOptions);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+  const waitReady = (readyOptions?: ReadyOptions): Promise<void> => {
     const r = validateOptionsObject(readyOptions);
     const signal = validateSignal(r.signal);
     const timeoutMs = r.timeoutMs === undefined ? DEFAULT_READY_TIMEOUT_MS : validateTimeoutMs(r.timeoutMs);
@@ -451,7 +468,7 @@ export function createPicker(
       return snapshot;
     },
     ready,
-    close: () => watch.close(),
-    [Symbol.dispose]: () => watch.close(),
+    close,
+    [Symbol.dispose]: close,
   };
 }
