@@ -74,7 +74,7 @@ export function resolveLiveConfigOptions<S extends z.ZodType>(input: unknown): R
   }
   const schema = input.schema;
   if (!isObject(schema) || typeof schema.safeParse !== 'function') bad('schema', 'must be a zod schema');
-  const defaults = input.defaults ?? {};
+  const defaults = input.defaults === undefined ? {} : input.defaults;
   if (!isObject(defaults)) bad('defaults', `must be an object, got ${describeValue(defaults)}`);
   const cacheFile = input.cacheFile;
   if (
@@ -82,7 +82,7 @@ export function resolveLiveConfigOptions<S extends z.ZodType>(input: unknown): R
     (typeof cacheFile !== 'string' || cacheFile.length === 0 || cacheFile.includes('\0'))
   )
     bad('cacheFile', `must be a file path, got ${describeValue(cacheFile)}`);
-  const startupTimeoutMs = input.startupTimeoutMs ?? 5000;
+  const startupTimeoutMs = input.startupTimeoutMs === undefined ? 5000 : input.startupTimeoutMs;
   if (
     typeof startupTimeoutMs !== 'number' ||
     !Number.isInteger(startupTimeoutMs) ||
@@ -93,7 +93,7 @@ export function resolveLiveConfigOptions<S extends z.ZodType>(input: unknown): R
       'startupTimeoutMs',
       `must be an integer number of ms from 0 to ${MAX_TIMER_MS}, got ${describeValue(startupTimeoutMs)}`,
     );
-  const logger = input.logger ?? silentLogger;
+  const logger = input.logger === undefined ? silentLogger : input.logger;
   if (!isObject(logger) || !['debug', 'info', 'warn', 'error'].every((m) => typeof logger[m] === 'function'))
     bad('logger', 'must have debug, info, warn and error methods');
   if (issues.length > 0) throw new ConfigError(issues);

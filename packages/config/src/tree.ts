@@ -36,7 +36,8 @@ function forbiddenInside(value: unknown): string | undefined {
  * Turns the keys under `prefix` (full key -> stored value) into the raw configuration object:
  * each `/`-separated segment after the prefix is a level (`db/host` gives `{ db: { host } }`).
  *
- * The result depends on the set of keys alone, never on their order of arrival, so it refuses
+ * The result depends on the set of keys alone, never on their order of arrival (fields are
+ * built in key order), so it refuses
  * (lists every refused key, builds nothing) rather than guess:
  * - a key that is both a value and a folder (`db` and `db/host`): both keys are refused;
  * - a segment, or an object key inside a JSON value, named `__proto__`, `constructor` or
@@ -45,7 +46,8 @@ function forbiddenInside(value: unknown): string | undefined {
 export function buildTree(entries: ReadonlyMap<string, string>, prefix: string): Tree {
   const refused = new Map<string, string>();
   const fields = new Map<string, { segments: string[]; value: unknown }>();
-  for (const [key, raw] of entries) {
+  // Sorted, so that even the order of the object's keys does not depend on the order of arrival.
+  for (const [key, raw] of [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const path = key.slice(prefix.length);
     const segments = path.split('/');
     const bad = segments.find((s) => FORBIDDEN_KEYS.has(s));

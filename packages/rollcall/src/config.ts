@@ -156,7 +156,7 @@ function checkLoadOptions(options: unknown): {
     });
   if (file !== undefined && (typeof file !== 'string' || file.length === 0 || file.includes('\0')))
     issues.push({ path: 'file', message: `must be the path of a JSON file, got ${describeValue(file)}` });
-  const env = options.env ?? process.env;
+  const env = options.env === undefined ? process.env : options.env;
   if (!isObject(env))
     issues.push({ path: 'env', message: `must be an object of strings, got ${describeValue(env)}` });
   // Never describe the value: it may be a secret.

@@ -16,6 +16,7 @@ import {
   badWatchOptions,
   expectRefused,
   goodInstances,
+  maximalInstance,
 } from './hostile.js';
 import { eventually, Recorder } from './recorder.js';
 import { type BaseHarness, suiteHooks } from './suite-hooks.js';
@@ -150,7 +151,7 @@ export function describeDiscoveryContract(
             }
           },
         ),
-        { numRuns: propertyRuns },
+        { numRuns: propertyRuns, examples: [[maximalInstance(uniqueService('max'))]] },
       );
     });
 

@@ -429,6 +429,20 @@ export function goodValues(): fc.Arbitrary<string> {
   );
 }
 
+/** An instance of `service` with every field at its documented maximum (128-character id and version, 64 tags of 253 characters, 61 metadata entries of 510 bytes, weight 10,000). */
+export function maximalInstance(service: string): ServiceInstance {
+  return {
+    id: 'i'.repeat(128),
+    service,
+    host: `${'a'.repeat(63)}.${'b'.repeat(63)}.example.com`,
+    port: 65_535,
+    version: '東'.repeat(128),
+    tags: Array.from({ length: 64 }, (_, i) => `${i}-${'t'.repeat(250)}`),
+    metadata: Object.fromEntries(Array.from({ length: 61 }, (_, i) => [`k${i}-${'m'.repeat(120)}`, '€'.repeat(170)])),
+    weight: 10_000,
+  };
+}
+
 /** Good instances of `service` at the documented maximum lengths (unicode in version, tags and metadata values). */
 export function goodInstances(service: string): fc.Arbitrary<ServiceInstance> {
   const printable = (max: number) =>
@@ -456,7 +470,7 @@ export function goodInstances(service: string): fc.Arbitrary<ServiceInstance> {
       ),
       tags: fc.oneof(
         fc.array(printable(256), { maxLength: 4 }),
-        fc.constant(Array.from({ length: 64 }, (_, i) => `${i}-${'t'.repeat(250)}`)),
+        fc.constant(maximalInstance(service).tags!),
       ),
       metadata: fc.oneof(
         fc.dictionary(

@@ -104,7 +104,14 @@ export function describeKeyValueContract(
           await a.kv.delete(key);
           expect(await b.kv.get(key)).toBeUndefined();
         }),
-        { numRuns: propertyRuns },
+        {
+          numRuns: propertyRuns,
+          // The limits themselves: a 512-character key (multi-byte), a value of exactly 512 KiB.
+          examples: [
+            [`${p}${'東'.repeat(512 - p.length)}`, 'a'.repeat(512 * 1024)],
+            [`${p}${'é'.repeat(512 - p.length)}`, `${'€'.repeat(174_762)}xy`],
+          ],
+        },
       );
     });
 

@@ -186,7 +186,7 @@ export function describeLockContract(
             }
           },
         ),
-        { numRuns: propertyRuns },
+        { numRuns: propertyRuns, examples: [['😀'.repeat(2048)], ['\u0000東'.repeat(2048)]] },
       );
     });
 
