@@ -155,13 +155,14 @@ describe('loadConfig against hostile files and environments', () => {
   };
 
   it('a malformed file is reported by line and column, never quoting its text (it may hold a password)', () => {
-    const secret = 'Sup3rSecretPassw0rd';
+    const secret = 'Zq7Xw9Vb3KpJm4';
     const text = `{\n  "production": {\n    "backend": "etcd",\n    "etcd": { "auth": { "username": "u", "password":${secret}" } }\n  }\n}\n`;
     const path = configFile(text);
     const error = caught(() => loadConfig({ file: path, environment: 'production', env: {} })) as ConfigError;
     expect(error).toBeInstanceOf(ConfigError);
-    expect(error.message).toMatch(/not valid JSON at line 4, column 53/);
-    for (let i = 0; i + 4 <= secret.length; i++) expect(error.message).not.toContain(secret.slice(i, i + 4));
+    const message = error.message.split(path).join('');
+    expect(message).toMatch(/not valid JSON at line 4, column 53/);
+    for (let i = 0; i + 4 <= secret.length; i++) expect(message).not.toContain(secret.slice(i, i + 4));
   });
 
   it('(property) whatever the damage to a file holding a secret, the error names a position and no part of the secret', () => {
