@@ -184,6 +184,8 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
       bad('token', 'must not be empty (leave it out to use the agent default token)');
     else if (CONTROL_RE.test(token) || token.trim() !== token)
       bad('token', 'must not contain control characters or surrounding spaces');
+    // It goes in an HTTP header: anything outside printable ASCII would fail at the first request.
+    else if (!/^[\x20-\x7e]+$/.test(token)) bad('token', 'must be printable ASCII');
   }
   const pollIntervalMs = o.pollIntervalMs === undefined ? 5000 : o.pollIntervalMs;
   if (typeof pollIntervalMs !== 'number' || !Number.isInteger(pollIntervalMs)) {

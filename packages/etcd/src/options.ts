@@ -248,7 +248,8 @@ function pathOption(
   }
   if (value === '' && allowEmpty) return value;
   if (!value.endsWith('/')) bad(name, `${rule}, got ${describeValue(value)}`);
-  else if (CONTROL_RE.test(value)) bad(name, 'must not contain control characters');
+  else if (CONTROL_RE.test(value) || /\p{Cs}/u.test(value))
+    bad(name, 'must not contain control characters or lone surrogates');
   else if (value.includes('//')) bad(name, `must not contain '//', got ${describeValue(value)}`);
   else if (value.split('/').some((s) => s === '.' || s === '..'))
     bad(name, `must not contain '.' or '..' segments, got ${describeValue(value)}`);
