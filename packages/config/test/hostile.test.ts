@@ -127,7 +127,9 @@ describe('createLiveConfig options', () => {
     await fc.assert(
       fc.asyncProperty(cases, async ({ options, path }) => {
         const error = await createLiveConfig(options as never).catch((e: unknown) => e);
-        expect(error, `${path}: ${String((options as Record<string, unknown>)[path])}`).toBeInstanceOf(ConfigError);
+        expect(error, `${path}: ${String((options as Record<string, unknown>)[path])}`).toBeInstanceOf(
+          ConfigError,
+        );
         expect(error).toBeInstanceOf(RollcallError);
         expect((error as ConfigError).issues.map((i) => i.path)).toContain(path);
       }),

@@ -96,7 +96,13 @@ const random = () => {
   return seed / 2147483647;
 };
 const ringInstances = (weight) =>
-  Array.from({ length: 1000 }, (_, i) => ({ id: `ring-${i}`, service: 'ring', host: '127.0.0.1', port: 1, weight: weight(i) }));
+  Array.from({ length: 1000 }, (_, i) => ({
+    id: `ring-${i}`,
+    service: 'ring',
+    host: '127.0.0.1',
+    port: 1,
+    weight: weight(i),
+  }));
 const medianMs = (run, rounds = 15) => {
   for (let i = 0; i < 5; i++) run();
   const times = [];
@@ -108,29 +114,45 @@ const medianMs = (run, rounds = 15) => {
   return times.sort((a, b) => a - b)[Math.floor(rounds / 2)];
 };
 const msRow = (name, value, target) =>
-  rows.push({ name, value: Math.round(value * 100) / 100, unit: 'ms', ...(target ? { target, met: value <= target, atMost: true } : {}) });
+  rows.push({
+    name,
+    value: Math.round(value * 100) / 100,
+    unit: 'ms',
+    ...(target ? { target, met: value <= target, atMost: true } : {}),
+  });
 for (const [label, weight] of [
   ['weight 1', () => 1],
   ['weights 1-10,000 at random', () => 1 + Math.floor(random() * 10_000)],
   ['weight 10,000', () => 10_000],
 ]) {
   const list = ringInstances(weight);
-  msRow(`ring build: 1,000 instances, ${label}`, medianMs(() => createBalancer('consistent-hash').update(list)), 10);
+  msRow(
+    `ring build: 1,000 instances, ${label}`,
+    medianMs(() => createBalancer('consistent-hash').update(list)),
+    10,
+  );
 }
 const steady = createBalancer('consistent-hash');
 const same = ringInstances(() => 1 + Math.floor(random() * 10_000));
 steady.update(same);
-msRow('ring update with the same list again (stale event: no rebuild)', medianMs(() => steady.update(same)));
+msRow(
+  'ring update with the same list again (stale event: no rebuild)',
+  medianMs(() => steady.update(same)),
+);
 // Baseline: the ring as it was (replicas x weight points, comparator sort), at weight 1 only: at
 // weight 10,000 it would hold a billion points.
 const unbounded = (list) => {
   const ring = [];
   for (const instance of list)
-    for (let r = 0; r < 100 * (instance.weight ?? 1); r++) ring.push([hash32(`${instance.id}#${r}`), instance]);
+    for (let r = 0; r < 100 * (instance.weight ?? 1); r++)
+      ring.push([hash32(`${instance.id}#${r}`), instance]);
   ring.sort((a, b) => a[0] - b[0] || (a[1].id < b[1].id ? -1 : a[1].id > b[1].id ? 1 : 0));
   return ring;
 };
-msRow('  baseline: unbounded ring, comparator sort, 1,000 instances of weight 1', medianMs(() => unbounded(ringInstances(() => 1)), 5));
+msRow(
+  '  baseline: unbounded ring, comparator sort, 1,000 instances of weight 1',
+  medianMs(() => unbounded(ringInstances(() => 1)), 5),
+);
 
 reportBench(
   'memory',

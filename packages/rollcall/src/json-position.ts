@@ -67,11 +67,16 @@ export function jsonErrorOffset(text: string): number {
         }
         value();
         ws();
-        if (text[i] === ',') i++;
-        else return expect(close);
+        if (text[i] !== ',') break;
+        i++;
       }
+      expect(close);
+      return;
     }
-    if (c === '"') return string();
+    if (c === '"') {
+      string();
+      return;
+    }
     for (const word of ['true', 'false', 'null']) {
       if (text.startsWith(word, i)) {
         i += word.length;
