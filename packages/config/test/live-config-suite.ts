@@ -295,8 +295,10 @@ export function describeLiveConfig(
       await writer.kv.put(`${prefix}log_level`, 'error');
       await eventually(() => config.current.log_level === 'error', { timeoutMs: propagationMs });
       expect(config.origin).toBe('backend');
-      // Without a cache file: the defaults, and the same report.
+      // Without a cache file: the defaults, and the same report. (Once the running config has
+      // refused it, the shared watch holds the bad value.)
       await writer.kv.put(`${prefix}max_connections`, '-4');
+      await eventually(() => seen.errors.length === 2, { timeoutMs: propagationMs });
       await using bare = await createLiveConfig({ source: reader.kv, prefix, schema, defaults });
       expect(bare.origin).toBe('defaults');
       expect(bare.current).toEqual(defaults);

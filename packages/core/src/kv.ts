@@ -160,7 +160,7 @@ export class ManagedKeyValueSource implements KeyValueSource {
     this.driver.close?.();
   }
 
-  /** True when `key` lies in the backend's own key space. */
+  /** True when `key` (a normalized kv key, as listings return them) lies in the backend's own key space. */
   isReserved(key: string): boolean {
     return this.reserved.some((r) => (r.endsWith('/') ? key.startsWith(r) : key === r));
   }
