@@ -6,3 +6,4 @@ export {
   type LiveConfigOrigin,
   parseValue,
 } from './live-config.js';
+export type { RefusedKey } from './tree.js';

@@ -1,33 +1,16 @@
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import {
-  ConfigError,
-  type KeyValueSource,
-  type KvEvent,
-  type Logger,
-  normalizePrefix,
-  RollcallError,
-  silentLogger,
-} from '@rollcall/core';
+import { readFile } from 'node:fs/promises';
+import { ConfigError, type KvEvent, type Logger, RollcallError } from '@rollcall/core';
 import type { z } from 'zod';
+import { writeFileAtomic } from './cache-file.js';
+import {
+  type LiveConfigOptions,
+  type ResolvedLiveConfigOptions,
+  resolveLiveConfigOptions,
+} from './options.js';
+import { buildTree } from './tree.js';
 
-/** Options of {@link createLiveConfig}. */
-export interface LiveConfigOptions<S extends z.ZodType> {
-  /** Where the configuration lives: any backend's `kv`. */
-  source: KeyValueSource;
-  /** Key prefix, e.g. `/configs/user-service/production/`. A trailing `/` is added if missing. */
-  prefix: string;
-  /** zod schema of the whole object. Each key under the prefix is a field. */
-  schema: S;
-  /** Values used for fields that have no key (and when the backend cannot be reached at start). Default `{}`. */
-  defaults?: Partial<z.input<S>>;
-  /** File holding the last good object, rewritten atomically on every good update; used when the backend is unreachable at start. Default none. */
-  cacheFile?: string;
-  /** How long to wait for the backend at start before falling back to `cacheFile`, then `defaults`. Default 5000 ms. */
-  startupTimeoutMs?: number;
-  /** Default silent. */
-  logger?: Logger;
-}
+export type { LiveConfigOptions } from './options.js';
+export { parseValue } from './tree.js';
 
 /** Where the current object came from. */
 export type LiveConfigOrigin = 'backend' | 'cache' | 'defaults';
@@ -55,22 +38,18 @@ export interface LiveConfig<T> extends AsyncDisposable {
   readonly origin: LiveConfigOrigin;
   /** True while the backend is unreachable (or has not answered since start). */
   readonly stale: boolean;
-  /** `change`: a good update applied (new, previous, changed field names). `error`: an update refused whole, or a corrupt cache. `stale`: the backend became unreachable. `sync`: it answered again. Returns an unsubscribe function. */
+  /**
+   * `change`: a good update applied (new, previous, changed field names). `error`: an update
+   * refused whole, or a corrupt cache (errors raised while `createLiveConfig` was starting, such
+   * as a refused key at start, are delivered to the first `error` listener when it is added).
+   * `stale`: the backend became unreachable. `sync`: it answered again. Returns an unsubscribe function.
+   */
   on(event: 'change', listener: ChangeListener<T>): () => void;
   on(event: 'error', listener: ErrorListener): () => void;
   on(event: 'stale', listener: StaleListener): () => void;
   on(event: 'sync', listener: SyncListener): () => void;
   /** Stops following the backend. Idempotent. */
   close(): Promise<void>;
-}
-
-/** Parses a stored value: JSON where it parses, else the string itself. */
-export function parseValue(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    return raw;
-  }
 }
 
 function deepFreeze<T>(value: T): T {
@@ -119,11 +98,13 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
   private firstSync: (() => void) | undefined;
   private pump: Promise<void> | undefined;
   private writing: Promise<void> = Promise.resolve();
+  private starting = true;
+  /** Errors raised while starting, before anyone could listen: kept for the first `error` listener. */
+  private startupErrors: LiveConfigError[] = [];
 
-  constructor(private readonly options: LiveConfigOptions<S>) {
-    const normalized = normalizePrefix(options.prefix);
-    this.prefix = normalized === '' || normalized.endsWith('/') ? normalized : `${normalized}/`;
-    this.logger = options.logger ?? silentLogger;
+  constructor(private readonly options: ResolvedLiveConfigOptions<S>) {
+    this.prefix = options.prefix;
+    this.logger = options.logger;
     this.watch = options.source.watchPrefix(this.prefix);
   }
 
@@ -141,6 +122,13 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
     const set = this.listeners[event] as Set<typeof listener> | undefined;
     if (!set) throw new TypeError(`unknown live config event '${String(event)}'`);
     set.add(listener);
+    const pending = event === 'error' ? this.startupErrors : [];
+    if (pending.length > 0) {
+      this.startupErrors = [];
+      queueMicrotask(() => {
+        for (const error of pending) if (set.has(listener)) (listener as ErrorListener)(error);
+      });
+    }
     return () => set.delete(listener);
   }
 
@@ -149,7 +137,7 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
       this.firstSync = resolve;
     });
     this.pump = this.follow();
-    const timeoutMs = this.options.startupTimeoutMs ?? 5000;
+    const timeoutMs = this.options.startupTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
@@ -161,10 +149,11 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
         prefix: this.prefix,
       });
     }
-    // Unreachable, or reachable but holding an invalid configuration: fall back to the cache, then the defaults.
+    // Unreachable, or reachable but holding an invalid configuration (a refused key was reported):
+    // fall back to the cache, then the defaults, and keep following the backend.
     if (!this.hasValue) await this.loadCache();
     if (!this.hasValue) {
-      const defaults = this.validate(this.options.defaults ?? {});
+      const defaults = this.validate(this.options.defaults);
       if (!defaults.success) {
         await this.close();
         const why =
@@ -180,6 +169,7 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
       }
       this.commit(defaults.data, 'defaults');
     }
+    this.starting = false;
     return this;
   }
 
@@ -233,17 +223,19 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
 
   /** Rebuilds the whole object from defaults + every key, validates it, applies it or refuses it whole. */
   private apply(): void {
-    const raw: Record<string, unknown> = {};
-    for (const [key, value] of this.entries) {
-      const path = key.slice(this.prefix.length).split('/');
-      let node = raw;
-      for (const part of path.slice(0, -1)) {
-        if (!isPlainObject(node[part])) node[part] = {};
-        node = node[part] as Record<string, unknown>;
-      }
-      node[path.at(-1)!] = parseValue(value);
+    const tree = buildTree(this.entries, this.prefix);
+    if (!tree.ok) {
+      const reasons = tree.refused.map((r) => `${r.key}: ${r.reason}`).join('; ');
+      this.fire(
+        'error',
+        new LiveConfigError(
+          `configuration update refused, keeping the last good one: ${reasons}`,
+          tree.refused.map((r) => r.key),
+        ),
+      );
+      return;
     }
-    const result = this.validate(merge((this.options.defaults ?? {}) as Record<string, unknown>, raw));
+    const result = this.validate(merge(this.options.defaults, tree.value));
     if (!result.success) {
       const keys = [...new Set(result.error.issues.map((i) => `${this.prefix}${String(i.path[0] ?? '')}`))];
       const reasons = result.error.issues
@@ -293,7 +285,7 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
 
   private async loadCache(): Promise<void> {
     const file = this.options.cacheFile;
-    if (!file || !this.isStale) return;
+    if (!file) return;
     let parsed: unknown;
     try {
       parsed = JSON.parse(await readFile(file, 'utf8'));
@@ -320,20 +312,18 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
       );
       return;
     }
-    // The backend may have answered while the file was read: it wins.
-    if (this.isStale) this.commit(result.data, 'cache');
+    // The backend may have answered with a valid configuration while the file was read: it wins.
+    if (!this.hasValue) this.commit(result.data, 'cache');
   }
 
-  /** Writes the cache atomically (temp file + rename), one write at a time, in order. */
+  /** Writes the cache (see {@link writeFileAtomic}), one write at a time, in order. */
   private saveCache(value: z.output<S>): void {
     const file = this.options.cacheFile;
     if (!file) return;
     const body = `${JSON.stringify({ prefix: this.prefix, savedAt: new Date().toISOString(), value }, null, 2)}\n`;
     this.writing = this.writing.then(async () => {
-      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
       try {
-        await writeFile(tmp, body);
-        await rename(tmp, file);
+        await writeFileAtomic(file, body);
       } catch (error) {
         this.fire(
           'error',
@@ -352,6 +342,7 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
   private fire(event: keyof LiveConfigImpl<S>['listeners'], ...args: unknown[]): void {
     if (event === 'error' && this.listeners.error.size === 0) {
       this.logger.error('live config error', { error: (args[0] as Error).message });
+      if (this.starting) this.startupErrors.push(args[0] as LiveConfigError);
     }
     for (const listener of [...this.listeners[event]] as ((...a: unknown[]) => void)[]) {
       try {
@@ -365,16 +356,14 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
 
 /**
  * Starts a typed, validated, hot-reloaded configuration over `source` under `prefix`. Resolves
- * once the backend has answered, or, after `startupTimeoutMs`, from `cacheFile` or `defaults`
- * (catching up when the backend returns). Throws {@link ConfigError} if `defaults` fail the schema.
+ * once the backend has answered with a valid configuration; else (backend unreachable after
+ * `startupTimeoutMs`, or holding an invalid configuration, reported through `error`) from
+ * `cacheFile`, else `defaults`, catching up when the backend returns or is fixed. Throws
+ * {@link ConfigError} listing every bad option, or when nothing valid exists (`defaults` failing the schema).
  */
 export async function createLiveConfig<S extends z.ZodType>(
   options: LiveConfigOptions<S>,
 ): Promise<LiveConfig<z.output<S>>> {
-  if (!options?.source) throw new ConfigError([{ path: 'source', message: 'a KeyValueSource is required' }]);
-  if (!options.schema || typeof (options.schema as { safeParse?: unknown }).safeParse !== 'function') {
-    throw new ConfigError([{ path: 'schema', message: 'a zod schema is required' }]);
-  }
-  const impl = new LiveConfigImpl(options);
+  const impl = new LiveConfigImpl(resolveLiveConfigOptions<S>(options));
   return impl.start();
 }

@@ -267,6 +267,110 @@ export function describeLiveConfig(
       expect(config.stale).toBe(false);
     });
 
+    it('a backend holding an invalid value at start: starts from the cache file, reports the refused key, follows the fix', async () => {
+      const prefix = prefixFor();
+      const cacheFile = join(dir, `${uniqueService('invalid-start')}.json`);
+      await writer.kv.put(`${prefix}log_level`, 'warn');
+      {
+        await using warm = await createLiveConfig({ source: reader.kv, prefix, schema, defaults, cacheFile });
+        expect(warm.current.log_level).toBe('warn');
+      }
+      await eventually(() => {
+        try {
+          return JSON.parse(readFileSync(cacheFile, 'utf8')).value.log_level === 'warn';
+        } catch {
+          return false;
+        }
+      });
+      // A bad push, then a restart: no crash loop, the last good object from the cache.
+      await writer.kv.put(`${prefix}log_level`, 'verbose');
+      await eventually(async () => (await reader.kv.get(`${prefix}log_level`)) === 'verbose');
+      await using config = await createLiveConfig({ source: reader.kv, prefix, schema, defaults, cacheFile });
+      expect(config.origin).toBe('cache');
+      expect(config.stale).toBe(false);
+      expect(config.current.log_level).toBe('warn');
+      const seen = recorder(config);
+      await eventually(() => seen.errors.length === 1, { timeoutMs: propagationMs });
+      expect(seen.errors[0]!.keys).toEqual([`${prefix.slice(1)}log_level`]);
+      await writer.kv.put(`${prefix}log_level`, 'error');
+      await eventually(() => config.current.log_level === 'error', { timeoutMs: propagationMs });
+      expect(config.origin).toBe('backend');
+      // Without a cache file: the defaults, and the same report. (Once the running config has
+      // refused it, the shared watch holds the bad value.)
+      await writer.kv.put(`${prefix}max_connections`, '-4');
+      await eventually(() => seen.errors.length === 2, { timeoutMs: propagationMs });
+      await using bare = await createLiveConfig({ source: reader.kv, prefix, schema, defaults });
+      expect(bare.origin).toBe('defaults');
+      expect(bare.current).toEqual(defaults);
+      const bareErrors = recorder(bare).errors;
+      await eventually(() => bareErrors.length === 1, { timeoutMs: propagationMs });
+      expect(bareErrors[0]!.keys).toEqual([`${prefix.slice(1)}max_connections`]);
+    });
+
+    it('a leaf and a folder of the same name (db, db/host) is refused in either order of arrival: current depends on the keys alone', async () => {
+      const withDb = schema.extend({ db: z.union([z.string(), z.object({ host: z.string() })]).optional() });
+      for (const order of [
+        ['db', 'db/host'],
+        ['db/host', 'db'],
+      ] as const) {
+        const prefix = prefixFor();
+        const values = { db: 'postgres://db-2', 'db/host': 'db-1' };
+        await writer.kv.put(`${prefix}log_level`, 'warn');
+        await using early = await createLiveConfig({ source: reader.kv, prefix, schema: withDb, defaults });
+        const earlySeen = recorder(early);
+        await writer.kv.put(`${prefix}${order[0]}`, values[order[0]]);
+        await eventually(() => early.current.db !== undefined, { timeoutMs: propagationMs });
+        const good = early.current;
+        await writer.kv.put(`${prefix}${order[1]}`, values[order[1]]);
+        await eventually(() => earlySeen.errors.length === 1, { timeoutMs: propagationMs });
+        expect(earlySeen.errors[0]!.keys.sort()).toEqual([
+          `${prefix.slice(1)}db`,
+          `${prefix.slice(1)}db/host`,
+        ]);
+        expect(earlySeen.errors[0]!.message).toMatch(/both a value and a folder/);
+        expect(early.current).toBe(good);
+        // A process started now sees the same keys: it refuses them too (defaults), never picks one.
+        await using late = await createLiveConfig({ source: reader.kv, prefix, schema: withDb, defaults });
+        expect(late.current.db).toBeUndefined();
+        const lateErrors = recorder(late).errors;
+        await eventually(() => lateErrors.length === 1, { timeoutMs: propagationMs });
+        // Removing either key makes the configuration valid again, everywhere alike.
+        await writer.kv.delete(`${prefix}db`);
+        await eventually(
+          () =>
+            JSON.stringify(early.current.db) === '{"host":"db-1"}' &&
+            JSON.stringify(late.current.db) === '{"host":"db-1"}',
+          { timeoutMs: propagationMs },
+        );
+      }
+    });
+
+    it('keys and JSON values naming __proto__, constructor or prototype are refused and never reach Object.prototype', async () => {
+      const prefix = prefixFor();
+      await writer.kv.put(`${prefix}log_level`, 'warn');
+      await using config = await createLiveConfig({ source: reader.kv, prefix, schema, defaults });
+      const seen = recorder(config);
+      const before = config.current;
+      const bad = [
+        [`${prefix}__proto__/polluted`, '"yes"'],
+        [`${prefix}constructor/prototype/polluted`, '"yes"'],
+        [`${prefix}owner/prototype`, '"x"'],
+        [`${prefix}max_connections`, '{"__proto__":{"polluted":"yes"}}'],
+      ] as const;
+      for (const [key, value] of bad) {
+        await writer.kv.put(key, value);
+        await eventually(() => seen.errors.some((e) => e.keys.includes(key.slice(1))), {
+          timeoutMs: propagationMs,
+        });
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+        expect(config.current).toBe(before);
+        await writer.kv.delete(key);
+      }
+      await writer.kv.put(`${prefix}log_level`, 'error');
+      await eventually(() => config.current.log_level === 'error', { timeoutMs: propagationMs });
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    });
+
     it('bad defaults are a ConfigError at start', async () => {
       await expect(
         createLiveConfig({

@@ -66,6 +66,7 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
     waitMs: resolved.pollIntervalMs,
     backoff: resolved.backoff,
     logger,
+    lockPrefix: resolved.lockPrefix,
   });
   // Locks: one Consul session per client (per TTL) holds every lock, election and queue key.
   const lockEngine = new LivenessEngine<string, never>(

@@ -1,5 +1,5 @@
-import { isIPv4, isIPv6 } from 'node:net';
 import {
+  FORBIDDEN_KEYS,
   isValidHost,
   MAX_WEIGHT,
   RESERVED_METADATA_PREFIX,
@@ -46,17 +46,13 @@ export function checkIdOf(instance: Pick<ServiceInstance, 'service' | 'id'>): st
   return `service:${serviceIdOf(instance)}`;
 }
 
-/** Checks what Consul refuses but Rollcall's validation allows, before any network call. */
+/**
+ * Checks what Consul refuses but Rollcall's validation allows, before any network call. Core's
+ * validation already applies Consul's limits everywhere (at most 61 metadata entries, values
+ * counted in bytes, the `consul-` key prefix, unspecified addresses), so this is a safety net
+ * should the two drift apart.
+ */
 export function checkConsulLimits(instance: ServiceInstance): void {
-  if (
-    (isIPv4(instance.host) && instance.host === '0.0.0.0') ||
-    (isIPv6(instance.host) && /^[0:]+$/.test(instance.host))
-  ) {
-    throw new ValidationError(
-      'instance.host',
-      `Consul refuses the unspecified address ${instance.host}: register a reachable address`,
-    );
-  }
   const user = Object.keys(instance.metadata ?? {}).length;
   const reserved = reservedMeta(instance);
   const room = CONSUL_MAX_META - Object.keys(reserved).length;
@@ -123,10 +119,12 @@ function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
+/** The string entries of a Meta object; keys that could reach `Object.prototype` are dropped. */
 function stringRecord(value: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   if (value && typeof value === 'object' && !Array.isArray(value)) {
-    for (const [k, v] of Object.entries(value)) if (typeof v === 'string') out[k] = v;
+    for (const [k, v] of Object.entries(value))
+      if (typeof v === 'string' && !FORBIDDEN_KEYS.has(k)) out[k] = v;
   }
   return out;
 }

@@ -23,6 +23,16 @@ export interface KvDriverOptions {
   waitMs: number;
   backoff: BackoffOptions;
   logger: Logger;
+  /** The locks' `lockPrefix`: its lock and election subtrees and fencing-epoch key are reserved. */
+  lockPrefix: string;
+}
+
+/**
+ * The Consul KV keys the lock driver owns under `lockPrefix` (see `locks.ts`): the lock and
+ * election subtrees, and the fencing epoch key. The key/value API can never reach them.
+ */
+export function lockKeys(lockPrefix: string): string[] {
+  return [`${lockPrefix}locks/`, `${lockPrefix}elections/`, `${lockPrefix}fencing-epoch`];
 }
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
@@ -41,16 +51,23 @@ function toEntries(items: readonly KvItem[]): Map<string, string> {
   return out;
 }
 
-/** The Consul key/value driver: `/v1/kv/<key>`, and prefix watches by rate-limited blocking queries. */
+/**
+ * The Consul key/value driver: `/v1/kv/<key>`, and prefix watches by rate-limited blocking queries.
+ * Key `k` is the Consul KV key `k`; the lock keys ({@link lockKeys}) are reserved: core refuses kv
+ * keys inside them and leaves them out of wider listings.
+ */
 export class ConsulKvDriver implements KvDriver {
   readonly backend = 'consul';
+  readonly reservedKeys: readonly string[];
   private readonly lifetime = new AbortController();
   private readonly watches = new UpstreamCounter();
 
   constructor(
     private readonly api: ConsulApi,
     private readonly options: KvDriverOptions,
-  ) {}
+  ) {
+    this.reservedKeys = lockKeys(options.lockPrefix);
+  }
 
   async get(key: string): Promise<string | undefined> {
     const item = await this.api.kvGet(key);

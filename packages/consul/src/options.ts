@@ -172,13 +172,13 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
     if (!KNOWN.has(key) && o[key] !== undefined) bad(key, 'unknown option');
   }
 
-  const host = o.host ?? '127.0.0.1';
+  const host = o.host === undefined ? '127.0.0.1' : o.host;
   if (typeof host !== 'string' || !isValidHost(host))
     bad('host', `must be a host name or IP address (got ${describeValue(host)})`);
-  const port = o.port ?? 8500;
+  const port = o.port === undefined ? 8500 : o.port;
   if (!integer(port, 1, 65_535))
     bad('port', `must be an integer from 1 to 65535 (got ${describeValue(port)})`);
-  const secure = o.secure ?? false;
+  const secure = o.secure === undefined ? false : o.secure;
   if (typeof secure !== 'boolean') bad('secure', `must be a boolean (got ${describeValue(secure)})`);
   const token = o.token;
   if (token !== undefined) {
@@ -188,8 +188,10 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
       bad('token', 'must not be empty (leave it out to use the agent default token)');
     else if (CONTROL_RE.test(token) || token.trim() !== token)
       bad('token', 'must not contain control characters or surrounding spaces');
+    // It goes in an HTTP header: anything outside printable ASCII would fail at the first request.
+    else if (!/^[\x20-\x7e]+$/.test(token)) bad('token', 'must be printable ASCII');
   }
-  const pollIntervalMs = o.pollIntervalMs ?? 5000;
+  const pollIntervalMs = o.pollIntervalMs === undefined ? 5000 : o.pollIntervalMs;
   if (typeof pollIntervalMs !== 'number' || !Number.isInteger(pollIntervalMs)) {
     bad(
       'pollIntervalMs',
@@ -234,14 +236,14 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
   if (datacenter !== undefined && (typeof datacenter !== 'string' || !DC_RE.test(datacenter))) {
     bad('datacenter', `must be 1-64 characters of [A-Za-z0-9_.-] (got ${describeValue(datacenter)})`);
   }
-  const watchMode = o.watchMode ?? 'poll';
+  const watchMode = o.watchMode === undefined ? 'poll' : o.watchMode;
   if (watchMode !== 'poll' && watchMode !== 'blocking')
     bad('watchMode', `must be 'poll' or 'blocking' (got ${describeValue(watchMode)})`);
-  const callTimeoutMs = o.callTimeoutMs ?? 5000;
+  const callTimeoutMs = o.callTimeoutMs === undefined ? 5000 : o.callTimeoutMs;
   if (!integer(callTimeoutMs, 100, 600_000))
     bad('callTimeoutMs', `must be an integer from 100 to 600000 (got ${describeValue(callTimeoutMs)})`);
   const shared = checkSharedOptions(o, bad);
-  const lockPrefix = o.lockPrefix ?? 'rollcall/';
+  const lockPrefix = o.lockPrefix === undefined ? 'rollcall/' : o.lockPrefix;
   if (
     typeof lockPrefix !== 'string' ||
     lockPrefix.length > 256 ||

@@ -25,6 +25,8 @@ describeKeyValueContract('consul', harness, {
   recoveryMs: 15_000,
   outage: true,
   eventPerWrite: false,
+  // The lock driver's keys under the default lockPrefix 'rollcall/'.
+  reservedKeys: ['rollcall/locks/', 'rollcall/elections/', 'rollcall/fencing-epoch'],
 });
 
 describe('consul specifics on a real agent', () => {

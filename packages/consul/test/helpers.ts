@@ -1,5 +1,5 @@
 import type { Logger } from '@rollcall/core';
-import { type ConsulAgent, startConsul } from '@rollcall/testkit';
+import { type ConsulAgent, freePort, startConsul } from '@rollcall/testkit';
 import { afterAll } from 'vitest';
 import { type ConsulBackend, type ConsulOptions, createConsulBackend, simulateCrash } from '../src/index.js';
 
@@ -71,6 +71,8 @@ export function agentForFile(options: ConsulOptions = {}) {
       outage: async () => a.kill(),
       restore: async () => a.restart(),
       upstreams: (client: unknown, service: string) => (client as ConsulBackend).pollerCount(service),
+      // A closed loopback port: any request would fail, so bad input must be refused before one.
+      unreachableClient: async () => backendOn({ host: '127.0.0.1', port: await freePort() }, options),
     };
   };
   return { shared, harness };

@@ -259,3 +259,64 @@ describe('instance mapping', () => {
     }
   });
 });
+
+describe('options against hostile input', () => {
+  // For each option, values that must be refused: a ConfigError naming that option, never a TypeError.
+  const BAD: Record<string, unknown[]> = {
+    host: [null, 42, '', 'not a host!', 'a..b', 'http://x'],
+    port: [null, 0, 65_536, 1.5, '8500', Number.NaN],
+    secure: [null, 'true', 1],
+    token: [null, 42, '', ' padded', 'a\nb', 'tök', '\ud800'],
+    pollIntervalMs: [null, 4999, 1.5, Number.NaN, 3_600_001, '5000'],
+    deregisterCriticalAfter: [null, '', 'abc', '-1m', 0, -1, 1.5],
+    datacenter: [null, '', 'a b', 42, 'x'.repeat(65)],
+    watchMode: [null, 'push', 1],
+    callTimeoutMs: [null, 99, 600_001, 1.5],
+    lockPrefix: [null, 42, '', 'x', '/x/', 'a//', '../', 'a/../', 'a b/'],
+    lockDelay: [null, '61s', -1, 'x', 1.5],
+    cacheIdleMs: [null, -1, 1.5],
+    maxQueuedEvents: [null, 0],
+    now: [null, 42],
+    logger: [null, 42, {}],
+    backoff: [null, 42],
+    'backoff.maxMs': [{ maxMs: 3e9 }, { maxMs: Number.MAX_VALUE }, { maxMs: 0 }],
+    'backoff.initialMs': [{ initialMs: 2 ** 31 }, { initialMs: Number.NaN }],
+    unknownOption: [1],
+  };
+  const cases = Object.entries(BAD).flatMap(([path, values]) =>
+    values.map((value) => ({ path, options: { [path.split('.')[0]!]: value } })),
+  );
+
+  it('(property) any bad option, alone or among good ones, is a ConfigError naming it; the token never appears', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...cases), fc.boolean(), ({ path, options }, withToken) => {
+        const secret = 'tok-Hx9QmZt7Lw';
+        const all = { ...(withToken && !('token' in options) ? { token: secret } : {}), ...options };
+        const error = configError(() => createConsulBackend(all as never));
+        expect(
+          error.issues.map((i) => i.path),
+          `${path}: ${String(Object.values(options)[0])}`,
+        ).toContain(path);
+        expect(error.message).not.toContain(secret);
+      }),
+      { numRuns: 200 },
+    );
+    for (const options of [null, 42, 'x', []]) configError(() => createConsulBackend(options as never));
+  });
+
+  it('foreign Meta keys that could reach Object.prototype are dropped when decoding', () => {
+    const entry = JSON.parse(
+      '{"Node":{"Address":"10.0.0.9"},"Service":{"Service":"web","ID":"web-1","Port":80,"Meta":{"__proto__":{"polluted":"yes"},"constructor":"c","prototype":"p","zone":"z"}}}',
+    );
+    const decoded = decodeHealthEntry(entry, 'web');
+    expect(decoded).toEqual({
+      id: 'web-1',
+      service: 'web',
+      host: '10.0.0.9',
+      port: 80,
+      metadata: { zone: 'z' },
+    });
+    expect(Object.keys(decoded!.metadata!)).toEqual(['zone']);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});

@@ -18,7 +18,12 @@ import type {
   ServiceWatch,
   Snapshot,
 } from './types.js';
-import { validateInstance, validateRegisterOptions, validateServiceName } from './validation.js';
+import {
+  validateInstance,
+  validateRegisterOptions,
+  validateServiceName,
+  validateWatchOptions,
+} from './validation.js';
 
 /**
  * The part of a discovery backend that talks to its server. Everything else (validation,
@@ -293,6 +298,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
 
   watch(service: string, options?: { signal?: AbortSignal }): ServiceWatch {
     validateServiceName(service);
+    const signal = validateWatchOptions(options);
     this.assertOpen();
     const entry = this.entry(service);
     // An open watch keeps the process alive, as an open socket would.
@@ -301,7 +307,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
       entry.lastUsed = realTimers.now();
       release();
     });
-    queue.closeOn(options?.signal);
+    queue.closeOn(signal);
     return new Watch(queue);
   }
 

@@ -1,8 +1,9 @@
-import { ClosedError } from './errors.js';
+import { ClosedError, ValidationError } from './errors.js';
 import { holdProcess, whileHeld } from './liveness/process-ref.js';
 import { type EventQueue, Mirror, type MirrorFeed, type MirrorView } from './mirror.js';
+import { describeValue } from './options.js';
 import type { KeyValueSource, KvEvent } from './types.js';
-import { normalizeKey, normalizePrefix, validateValue } from './validation.js';
+import { normalizeKey, normalizePrefix, validateValue, validateWatchOptions } from './validation.js';
 
 /**
  * The part of a key/value backend that talks to its server. Keys reach it validated and
@@ -21,6 +22,14 @@ export interface KvDriver {
   watch(prefix: string, feed: MirrorFeed<string>): () => void;
   /** Called by `close()` after every watch is stopped: end the driver's own loops. */
   close?(): void;
+  /**
+   * The keys the backend keeps for itself (registry, locks, elections, fencing counters) as they
+   * appear in kv key space (normalized: no leading `/`). An entry ending with `/` is a whole
+   * subtree, any other entry one exact key. The shared source refuses such keys, and prefixes
+   * inside them, with a {@link ValidationError} before any network call, and leaves them out of
+   * the listings and watches of wider prefixes. Default: none.
+   */
+  readonly reservedKeys?: readonly string[];
 }
 
 /** Options of {@link createKeyValueSource}. */
@@ -47,46 +56,71 @@ interface PrefixEntry {
 
 type KvWatch = AsyncIterable<KvEvent> & Disposable & { close(): void };
 
+/** A feed that passes on only the entries `keep` accepts (the wider prefixes around reserved keys). */
+function filterFeed(feed: MirrorFeed<string>, keep: (key: string) => boolean): MirrorFeed<string> {
+  return {
+    replace: (entries, options) =>
+      feed.replace(
+        [...entries].filter(([key]) => keep(key)),
+        options,
+      ),
+    apply: (put, deleted) =>
+      feed.apply(
+        [...put].filter(([key]) => keep(key)),
+        [...deleted].filter(keep),
+      ),
+    stale: (error) => feed.stale(error),
+    confirm: () => feed.confirm(),
+  };
+}
+
 /**
- * The {@link KeyValueSource} every backend shares: key validation before any network call,
- * and one backend watch per prefix however many callers watch it.
+ * The {@link KeyValueSource} every backend shares: key validation before any network call, the
+ * backend's own subtrees ({@link KvDriver.reservedKeys}) kept out of reach, and one backend watch
+ * per prefix however many callers watch it.
  */
 export class ManagedKeyValueSource implements KeyValueSource {
   private readonly prefixes = new Map<string, PrefixEntry>();
+  private readonly reserved: readonly string[];
   private closed = false;
 
   constructor(
     private readonly driver: KvDriver,
     private readonly options: KeyValueOptions = {},
-  ) {}
+  ) {
+    this.reserved = [...(driver.reservedKeys ?? [])];
+  }
 
   async get(key: string): Promise<string | undefined> {
-    const k = normalizeKey(key);
+    const k = this.key(key);
     this.assertOpen();
     return whileHeld(this.driver.get(k));
   }
 
   async getAll(prefix: string): Promise<Map<string, string>> {
-    const p = normalizePrefix(prefix);
+    const p = this.prefix(prefix);
     this.assertOpen();
-    return whileHeld(this.driver.getAll(p));
+    const all = await whileHeld(this.driver.getAll(p));
+    if (this.covers(p)) for (const key of [...all.keys()]) if (this.isReserved(key)) all.delete(key);
+    return all;
   }
 
   async put(key: string, value: string): Promise<void> {
-    const k = normalizeKey(key);
+    const k = this.key(key);
     const v = validateValue(value);
     this.assertOpen();
     return whileHeld(this.driver.put(k, v));
   }
 
   async delete(key: string): Promise<void> {
-    const k = normalizeKey(key);
+    const k = this.key(key);
     this.assertOpen();
     return whileHeld(this.driver.delete(k));
   }
 
   watchPrefix(prefix: string, options?: { signal?: AbortSignal }): KvWatch {
-    const p = normalizePrefix(prefix);
+    const p = this.prefix(prefix);
+    const signal = validateWatchOptions(options);
     this.assertOpen();
     let entry = this.prefixes.get(p);
     if (!entry) {
@@ -95,7 +129,8 @@ export class ManagedKeyValueSource implements KeyValueSource {
         subject: `prefix '${p}'`,
         maxQueued: this.options.maxQueuedEvents ?? 1000,
       });
-      entry = { mirror, stop: this.driver.watch(p, mirror) };
+      const feed = this.covers(p) ? filterFeed(mirror, (key) => !this.isReserved(key)) : mirror;
+      entry = { mirror, stop: this.driver.watch(p, feed) };
       this.prefixes.set(p, entry);
     }
     const current = entry;
@@ -110,7 +145,7 @@ export class ManagedKeyValueSource implements KeyValueSource {
         current.mirror.close();
       }
     });
-    queue.closeOn(options?.signal);
+    queue.closeOn(signal);
     return {
       [Symbol.asyncIterator]: () => queue,
       [Symbol.dispose]: () => queue.close(),
@@ -127,6 +162,32 @@ export class ManagedKeyValueSource implements KeyValueSource {
     }
     this.prefixes.clear();
     this.driver.close?.();
+  }
+
+  /** True when `key` (a normalized kv key, as listings return them) lies in the backend's own key space. */
+  isReserved(key: string): boolean {
+    return this.reserved.some((r) => (r.endsWith('/') ? key.startsWith(r) : key === r));
+  }
+
+  private key(key: unknown): string {
+    const k = normalizeKey(key);
+    if (this.isReserved(k)) throw new ValidationError('key', this.refusal(k));
+    return k;
+  }
+
+  private prefix(prefix: unknown): string {
+    const p = normalizePrefix(prefix);
+    if (this.reserved.some((r) => p.startsWith(r))) throw new ValidationError('prefix', this.refusal(p));
+    return p;
+  }
+
+  /** True when listing `prefix` would reach reserved keys (which are then left out). */
+  private covers(prefix: string): boolean {
+    return this.reserved.some((r) => r.startsWith(prefix));
+  }
+
+  private refusal(path: string): string {
+    return `${describeValue(path)} lies in the ${this.driver.backend} backend's own keys (registry, locks, elections), which only the discovery and lock APIs may touch`;
   }
 
   private assertOpen(): void {

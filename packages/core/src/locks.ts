@@ -2,7 +2,14 @@ import { AbortedError, ClosedError, LockTimeoutError, ValidationError } from './
 import { whileHeld } from './liveness/process-ref.js';
 import { linkSignals } from './signals.js';
 import type { Leadership, LockLease, LockService } from './types.js';
-import { validateId, validateTtl } from './validation.js';
+import {
+  validateElectionValue,
+  validateId,
+  validateOptionsObject,
+  validateSignal,
+  validateTimeoutMs,
+  validateTtl,
+} from './validation.js';
 
 /** A lock (or leadership) the backend granted to this client. */
 export interface HeldLock {
@@ -44,7 +51,7 @@ export interface LockDriver {
 export interface AcquireOptions {
   /** Seconds the lock outlives a holder that stops heartbeating (dies). Default 15, at least the backend's minimum. */
   ttlSeconds?: number;
-  /** Give up after this many ms with a {@link LockTimeoutError}. Default: wait for ever. */
+  /** Give up after this many ms with a {@link LockTimeoutError}. Default: wait for ever (as does `Infinity`, or anything above 2^31-1 ms, which no timer can wait). */
   timeoutMs?: number;
   /** Give up when aborted, with an {@link AbortedError}. */
   signal?: AbortSignal;
@@ -90,12 +97,10 @@ class ManagedLease implements LockLease, Leadership {
   }
 }
 
-function validateTimeout(timeoutMs: unknown): number | undefined {
-  if (timeoutMs === undefined) return undefined;
-  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-    throw new ValidationError('options.timeoutMs', `must be a number of ms >= 0 (got ${String(timeoutMs)})`);
-  }
-  return timeoutMs;
+function validateOnQueued(onQueued: unknown): () => void {
+  if (onQueued === undefined) return () => {};
+  if (typeof onQueued !== 'function') throw new ValidationError('options.onQueued', 'must be a function');
+  return onQueued as () => void;
 }
 
 /**
@@ -110,23 +115,27 @@ export class ManagedLockService implements LockService {
 
   constructor(private readonly driver: LockDriver) {}
 
-  private ttl(ttlSeconds: number | undefined): number {
+  private ttl(ttlSeconds: unknown): number {
     const min = this.driver.minTtlSeconds;
-    return validateTtl(ttlSeconds ?? Math.max(DEFAULT_LOCK_TTL_SECONDS, min), 'options.ttlSeconds', min);
+    const fallback = Math.max(DEFAULT_LOCK_TTL_SECONDS, min);
+    return validateTtl(ttlSeconds === undefined ? fallback : ttlSeconds, 'options.ttlSeconds', min);
   }
 
-  async acquire(name: string, options: AcquireOptions = {}): Promise<LockLease> {
+  async acquire(name: string, options?: AcquireOptions): Promise<LockLease> {
     validateId(name, 'name');
-    const ttl = this.ttl(options.ttlSeconds);
-    const timeoutMs = validateTimeout(options.timeoutMs);
-    return this.wait(name, timeoutMs, options.signal, (signal) =>
-      this.driver.acquire(name, ttl, signal, options.onQueued ?? (() => {})),
+    const o = validateOptionsObject(options);
+    const ttl = this.ttl(o.ttlSeconds);
+    const timeoutMs = validateTimeoutMs(o.timeoutMs);
+    const callerSignal = validateSignal(o.signal);
+    const onQueued = validateOnQueued(o.onQueued);
+    return this.wait(name, timeoutMs, callerSignal, (signal) =>
+      this.driver.acquire(name, ttl, signal, onQueued),
     );
   }
 
-  async tryAcquire(name: string, options: { ttlSeconds?: number } = {}): Promise<LockLease | undefined> {
+  async tryAcquire(name: string, options?: { ttlSeconds?: number }): Promise<LockLease | undefined> {
     validateId(name, 'name');
-    const ttl = this.ttl(options.ttlSeconds);
+    const ttl = this.ttl(validateOptionsObject(options).ttlSeconds);
     this.assertOpen();
     const held = await whileHeld(this.driver.tryAcquire(name, ttl));
     return held ? this.track(name, held) : undefined;
@@ -135,8 +144,9 @@ export class ManagedLockService implements LockService {
   async withLock<T>(
     name: string,
     fn: (lease: LockLease) => Promise<T>,
-    options: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal } = {},
+    options?: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal },
   ): Promise<T> {
+    if (typeof fn !== 'function') throw new ValidationError('fn', 'must be a function (lease) => Promise');
     const lease = await this.acquire(name, options);
     try {
       return await fn(lease);
@@ -148,13 +158,14 @@ export class ManagedLockService implements LockService {
   async campaign(
     election: string,
     value: string,
-    options: { ttlSeconds?: number; signal?: AbortSignal } = {},
+    options?: { ttlSeconds?: number; signal?: AbortSignal },
   ): Promise<Leadership> {
     validateId(election, 'election');
-    if (typeof value !== 'string' || value.length > 4096)
-      throw new ValidationError('value', 'must be a string of at most 4096 characters');
-    const ttl = this.ttl(options.ttlSeconds);
-    return this.wait(election, undefined, options.signal, (signal) =>
+    validateElectionValue(value);
+    const o = validateOptionsObject(options);
+    const ttl = this.ttl(o.ttlSeconds);
+    const callerSignal = validateSignal(o.signal);
+    return this.wait(election, undefined, callerSignal, (signal) =>
       this.driver.campaign(election, value, ttl, signal),
     );
   }

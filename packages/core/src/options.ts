@@ -2,6 +2,7 @@ import type { BackoffOptions } from './backoff.js';
 import type { DiscoveryOptions } from './discovery.js';
 import type { LivenessOptions } from './liveness/engine.js';
 import { type Logger, silentLogger } from './logger.js';
+import { MAX_TIMER_MS } from './validation.js';
 
 /**
  * A short, safe description of a bad value for an error message: strings quoted and cut,
@@ -118,20 +119,19 @@ export function checkSharedOptions(
     else {
       const { initialMs, maxMs, multiplier, random, ...rest } = o.backoff;
       for (const k of Object.keys(rest)) bad(`backoff.${k}`, 'unknown option');
-      const atLeast = (name: string, v: unknown, min: number): number | undefined => {
+      const within = (name: string, v: unknown, min: number, max: number): number | undefined => {
         if (v === undefined) return undefined;
-        if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (min === 0 && v === 0)) {
-          bad(
-            `backoff.${name}`,
-            `must be a number ${min === 0 ? '> 0' : `>= ${min}`}, got ${describeValue(v)}`,
-          );
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (min === 0 && v === 0) || v > max) {
+          const range = `${min === 0 ? '> 0' : `>= ${min}`}${Number.isFinite(max) ? ` and <= ${max}` : ''}`;
+          bad(`backoff.${name}`, `must be a number ${range}, got ${describeValue(v)}`);
           return undefined;
         }
         return v;
       };
-      const i = atLeast('initialMs', initialMs, 0);
-      const m = atLeast('maxMs', maxMs, 0);
-      const f = atLeast('multiplier', multiplier, 1);
+      // Delays are timer delays: a timer cannot wait longer than MAX_TIMER_MS (it would fire at once).
+      const i = within('initialMs', initialMs, 0, MAX_TIMER_MS);
+      const m = within('maxMs', maxMs, 0, MAX_TIMER_MS);
+      const f = within('multiplier', multiplier, 1, Number.POSITIVE_INFINITY);
       if (i !== undefined) backoff.initialMs = i;
       if (m !== undefined) backoff.maxMs = m;
       if (f !== undefined) backoff.multiplier = f;

@@ -12,11 +12,11 @@ export interface ServiceInstance {
   host: string;
   /** Integer 1-65535. */
   port: number;
-  /** Free-form version string, at most 128 printable chars. */
+  /** Free-form version string, 1-128 printable chars. */
   version?: string;
   /** At most 64 tags, each 1-256 printable chars. */
   tags?: string[];
-  /** At most 64 entries; keys `[A-Za-z0-9_-]{1,128}` not starting with `rollcall_`; string values of at most 512 chars. */
+  /** At most 61 entries; keys `[A-Za-z0-9_-]{1,128}`, not `__proto__`/`constructor`/`prototype`, not starting with `rollcall_` or `consul-`; string values of at most 512 UTF-8 bytes. */
   metadata?: Record<string, string>;
   /** Positive integer, default 1, at most 10,000. Used by the weighted balancers. */
   weight?: number;

@@ -13,6 +13,33 @@ export const MAX_TTL_SECONDS = 86_400;
 export const MAX_WEIGHT = 10_000;
 /** Metadata keys with this prefix are reserved for backends (the Consul backend stores `version` there). */
 export const RESERVED_METADATA_PREFIX = 'rollcall_';
+/** Metadata keys with this prefix are reserved by Consul (its agent refuses them); refused on every backend. */
+export const CONSUL_RESERVED_METADATA_PREFIX = 'consul-';
+/**
+ * Most metadata entries of an instance: Consul allows 64 `Meta` pairs per service and its backend
+ * keeps up to 3 of them for itself (`rollcall_id`, `rollcall_version`, `rollcall_shape`), so 61
+ * fit on every backend.
+ */
+export const MAX_METADATA_ENTRIES = 61;
+/** Largest metadata value, in UTF-8 bytes (Consul counts bytes). */
+export const MAX_METADATA_VALUE_BYTES = 512;
+/** Largest configuration value, in UTF-8 bytes (Consul's default `kv_max_value_size`). */
+export const MAX_VALUE_BYTES = 512 * 1024;
+/** Largest configuration key or prefix, in characters (after one leading `/` is dropped). */
+export const MAX_KEY_LENGTH = 512;
+/** Largest election value, in characters. */
+export const MAX_ELECTION_VALUE_LENGTH = 4096;
+/**
+ * The longest delay a Node.js timer can wait: 2^31-1 ms (about 24.8 days). A longer delay would
+ * fire at once, so a timeout above it means "wait for ever".
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+/**
+ * Object keys refused wherever outside input becomes object keys (instance metadata, live
+ * configuration paths and values, configuration files): assigning them can reach
+ * `Object.prototype` (prototype pollution) or shadow what every object inherits.
+ */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
 const SERVICE_RE = /^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$/;
 const ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
@@ -21,13 +48,55 @@ const DNS_LABEL_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 // Any C0/C1 control character or DEL. Such characters could split keys, logs or HTTP headers.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+// An unpaired UTF-16 surrogate: it cannot be encoded as UTF-8, so it would not survive a round trip.
+const LONE_SURROGATE_RE = /\p{Cs}/u;
 
 const INSTANCE_FIELDS = new Set(['id', 'service', 'host', 'port', 'version', 'tags', 'metadata', 'weight']);
 
 function requireString(field: string, value: unknown): string {
   if (typeof value !== 'string')
     throw new ValidationError(field, `must be a string, got ${describeValue(value)}`);
+  if (LONE_SURROGATE_RE.test(value))
+    throw new ValidationError(
+      field,
+      'must not contain lone surrogates (unpaired UTF-16 halves): they cannot be stored as UTF-8',
+    );
   return value;
+}
+
+/**
+ * Checks that `options` is `undefined` or an object (not `null`, an array or a primitive) and
+ * returns it as a record (`{}` when undefined). Throws {@link ValidationError} naming `field`.
+ */
+export function validateOptionsObject(options: unknown, field = 'options'): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw new ValidationError(field, `must be an object, got ${describeValue(options)}`);
+  return options as Record<string, unknown>;
+}
+
+/** Checks an optional `AbortSignal`. Throws {@link ValidationError} naming `field` for anything else. */
+export function validateSignal(signal: unknown, field = 'options.signal'): AbortSignal | undefined {
+  if (signal === undefined) return undefined;
+  if (!(signal instanceof AbortSignal))
+    throw new ValidationError(field, `must be an AbortSignal, got ${describeValue(signal)}`);
+  return signal;
+}
+
+/** Checks the options of a watch (`{ signal? }`) and returns the signal. */
+export function validateWatchOptions(options: unknown): AbortSignal | undefined {
+  return validateSignal(validateOptionsObject(options).signal);
+}
+
+/**
+ * Checks an optional timeout in ms: a number >= 0. Returns `undefined` (no timeout: wait for ever)
+ * for `undefined`, `Infinity` and anything above {@link MAX_TIMER_MS}, which a timer cannot wait.
+ */
+export function validateTimeoutMs(timeoutMs: unknown, field = 'options.timeoutMs'): number | undefined {
+  if (timeoutMs === undefined) return undefined;
+  if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)
+    throw new ValidationError(field, `must be a number of ms >= 0, got ${describeValue(timeoutMs)}`);
+  return timeoutMs > MAX_TIMER_MS ? undefined : timeoutMs;
 }
 
 function checkNoEscape(field: string, value: string): void {
@@ -63,6 +132,31 @@ export function validateId(id: unknown, field = 'id'): string {
   if (!ID_RE.test(value))
     throw new ValidationError(field, `must be characters of [A-Za-z0-9._-] (got ${describeValue(value)})`);
   return value;
+}
+
+/**
+ * True for an unspecified address (`0.0.0.0`, `::` in any spelling, `::ffff:0.0.0.0`): it names no
+ * host, so nobody could reach an instance registered there (and Consul refuses it).
+ */
+export function isUnspecifiedAddress(host: string): boolean {
+  if (isIPv4(host)) return host === '0.0.0.0';
+  if (!isIPv6(host)) return false;
+  let text = host.replace(/%.*$/, '').toLowerCase();
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    if (v4[1] !== '0.0.0.0') return false;
+    text = `${text.slice(0, -v4[1]!.length)}0:0`;
+  }
+  const [head = '', tail] = text.split('::');
+  const groups = (part: string | undefined) => (part ? part.split(':') : []);
+  const front = groups(head);
+  const back = groups(tail);
+  const all = [...front, ...Array(8 - front.length - back.length).fill('0'), ...back].map((g) =>
+    Number.parseInt(g, 16),
+  );
+  const zeroUpTo = (n: number) => all.slice(0, n).every((g) => g === 0);
+  // All zeros (`::`), or the IPv4-mapped unspecified address (`::ffff:0.0.0.0`).
+  return zeroUpTo(8) || (zeroUpTo(5) && all[5] === 0xffff && all[6] === 0 && all[7] === 0);
 }
 
 /** True for an IPv4 or IPv6 literal or an RFC 1123 DNS name. */
@@ -103,6 +197,11 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
       `${field}.host`,
       `must be an IPv4 or IPv6 address or a DNS name (got ${describeValue(host)})`,
     );
+  if (isUnspecifiedAddress(host))
+    throw new ValidationError(
+      `${field}.host`,
+      `must be a reachable address, not the unspecified address ${describeValue(host)}`,
+    );
   const port = raw.port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) {
     throw new ValidationError(
@@ -120,9 +219,11 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
       );
     if (raw.tags.length > 64)
       throw new ValidationError(`${field}.tags`, `must hold at most 64 tags (got ${raw.tags.length})`);
-    out.tags = Object.freeze(
-      raw.tags.map((tag, i) => validatePrintable(`${field}.tags[${i}]`, tag, 256)),
-    ) as string[];
+    // An index loop, not map: map skips the holes of a sparse array, which would go unchecked.
+    const tags: string[] = [];
+    for (let i = 0; i < raw.tags.length; i++)
+      tags.push(validatePrintable(`${field}.tags[${i}]`, raw.tags[i], 256));
+    out.tags = Object.freeze(tags) as string[];
   }
   if (raw.metadata !== undefined) {
     const meta = raw.metadata;
@@ -133,20 +234,29 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
       );
     }
     const entries = Object.entries(meta as Record<string, unknown>);
-    if (entries.length > 64)
-      throw new ValidationError(`${field}.metadata`, `must hold at most 64 entries (got ${entries.length})`);
+    if (entries.length > MAX_METADATA_ENTRIES)
+      throw new ValidationError(
+        `${field}.metadata`,
+        `must hold at most ${MAX_METADATA_ENTRIES} entries (got ${entries.length})`,
+      );
     const copy: Record<string, string> = {};
     for (const [key, value] of entries) {
       const keyField = `${field}.metadata.${key}`;
       if (!META_KEY_RE.test(key))
         throw new ValidationError(keyField, 'key must be 1-128 characters of [A-Za-z0-9_-]');
-      if (key.startsWith(RESERVED_METADATA_PREFIX))
-        throw new ValidationError(keyField, `keys starting with '${RESERVED_METADATA_PREFIX}' are reserved`);
-      if (typeof value !== 'string')
-        throw new ValidationError(keyField, `must be a string, got ${describeValue(value)}`);
-      if (value.length > 512)
-        throw new ValidationError(keyField, `must be at most 512 characters (got ${value.length})`);
-      copy[key] = value;
+      if (FORBIDDEN_KEYS.has(key))
+        throw new ValidationError(keyField, `'${key}' is refused as a key (it could reach Object.prototype)`);
+      for (const prefix of [RESERVED_METADATA_PREFIX, CONSUL_RESERVED_METADATA_PREFIX])
+        if (key.startsWith(prefix))
+          throw new ValidationError(keyField, `keys starting with '${prefix}' are reserved`);
+      const text = requireString(keyField, value);
+      const bytes = Buffer.byteLength(text);
+      if (bytes > MAX_METADATA_VALUE_BYTES)
+        throw new ValidationError(
+          keyField,
+          `must be at most ${MAX_METADATA_VALUE_BYTES} bytes in UTF-8 (got ${bytes})`,
+        );
+      copy[key] = text;
     }
     out.metadata = Object.freeze(copy) as Record<string, string>;
   }
@@ -179,11 +289,10 @@ export function validateRegisterOptions(options: RegisterOptions | undefined): {
   ttlSeconds: number;
   signal?: AbortSignal;
 } {
-  if (options === undefined) return { ttlSeconds: DEFAULT_TTL_SECONDS };
-  if (typeof options !== 'object' || options === null)
-    throw new ValidationError('options', `must be an object, got ${describeValue(options)}`);
-  const ttlSeconds = options.ttlSeconds === undefined ? DEFAULT_TTL_SECONDS : validateTtl(options.ttlSeconds);
-  return options.signal ? { ttlSeconds, signal: options.signal } : { ttlSeconds };
+  const o = validateOptionsObject(options);
+  const ttlSeconds = o.ttlSeconds === undefined ? DEFAULT_TTL_SECONDS : validateTtl(o.ttlSeconds);
+  const signal = validateSignal(o.signal);
+  return signal ? { ttlSeconds, signal } : { ttlSeconds };
 }
 
 function checkPath(field: string, path: string, allowEmpty: boolean): string {
@@ -192,8 +301,11 @@ function checkPath(field: string, path: string, allowEmpty: boolean): string {
     if (allowEmpty) return normalized;
     throw new ValidationError(field, 'must not be empty');
   }
-  if (normalized.length > 512)
-    throw new ValidationError(field, `must be at most 512 characters (got ${normalized.length})`);
+  if (normalized.length > MAX_KEY_LENGTH)
+    throw new ValidationError(
+      field,
+      `must be at most ${MAX_KEY_LENGTH} characters (got ${normalized.length})`,
+    );
   if (CONTROL_RE.test(normalized)) throw new ValidationError(field, 'must not contain control characters');
   const segments = normalized.split('/');
   segments.forEach((segment, i) => {
@@ -222,9 +334,21 @@ export function normalizePrefix(prefix: unknown, field = 'prefix'): string {
   return checkPath(field, requireString(field, prefix), true);
 }
 
-/** Checks a configuration value: a string of at most 512 KiB (Consul's limit, applied everywhere for portability). */
+/** Checks a configuration value: a string of at most 512 KiB in UTF-8 (Consul's limit, applied everywhere for portability). */
 export function validateValue(value: unknown, field = 'value'): string {
   const text = requireString(field, value);
-  if (Buffer.byteLength(text) > 512 * 1024) throw new ValidationError(field, 'must be at most 512 KiB');
+  if (Buffer.byteLength(text) > MAX_VALUE_BYTES)
+    throw new ValidationError(field, `must be at most ${MAX_VALUE_BYTES} bytes (512 KiB) in UTF-8`);
+  return text;
+}
+
+/** Checks an election value: a string of at most {@link MAX_ELECTION_VALUE_LENGTH} characters. */
+export function validateElectionValue(value: unknown, field = 'value'): string {
+  const text = requireString(field, value);
+  if (text.length > MAX_ELECTION_VALUE_LENGTH)
+    throw new ValidationError(
+      field,
+      `must be at most ${MAX_ELECTION_VALUE_LENGTH} characters (got ${text.length})`,
+    );
   return text;
 }

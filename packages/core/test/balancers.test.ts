@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createBalancer, type ServiceInstance } from '../src/index.js';
+import { createBalancer, type ServiceInstance, ValidationError } from '../src/index.js';
 
 const inst = (id: string, weight?: number): ServiceInstance => ({
   id,
@@ -22,7 +22,7 @@ describe('balancers', () => {
       b.update([]);
       expect(b.pick('k'), s).toBeUndefined();
     }
-    expect(() => createBalancer('fastest' as never)).toThrow(TypeError);
+    expect(() => createBalancer('fastest' as never)).toThrow(ValidationError);
   });
 
   it('round robin cycles in order and survives list shrinking', () => {

@@ -104,10 +104,15 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
 
 /**
  * Decodes the keys and values under one service's prefix, defensively: a key that is not
- * `<prefix><id>`, a value that is not a valid instance, or an instance stored under another
- * service or id is skipped with a warning (and counts as absent), never crashing the watch.
+ * `<prefix><id>`, a key attached to no lease (Rollcall always writes instances on a lease, so a
+ * lease-less one was written by something else: `etcdctl`, another tool), a value that is not a
+ * valid instance, or an instance stored under another service or id is skipped with a warning (and
+ * counts as absent), never crashing the watch. A lease-less key is reported once per key.
  */
 class InstanceCodec implements PrefixCodec<ServiceInstance> {
+  /** Lease-less keys already reported (bounded: cleared when it grows past 1,000). */
+  private readonly reported = new Set<string>();
+
   constructor(
     private readonly service: string,
     private readonly prefix: string,
@@ -125,7 +130,17 @@ class InstanceCodec implements PrefixCodec<ServiceInstance> {
     return instance.id;
   }
 
-  decode(id: string, value: Buffer, key: string): ServiceInstance | undefined {
+  decode(id: string, value: Buffer, key: string, lease: string): ServiceInstance | undefined {
+    if (!lease || lease === '0') {
+      if (!this.reported.has(key)) {
+        if (this.reported.size >= 1000) this.reported.clear();
+        this.reported.add(key);
+        this.logger.warn('etcd: ignoring an instance key that Rollcall did not write (it has no lease)', {
+          key,
+        });
+      }
+      return undefined;
+    }
     let instance: ServiceInstance;
     try {
       instance = validateInstance(JSON.parse(value.toString('utf8')));

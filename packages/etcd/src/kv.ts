@@ -1,21 +1,29 @@
 import { type KvDriver, type MirrorFeed, UpstreamCounter } from '@rollcall/core';
 import type { EtcdConnection } from './connection.js';
+import { ownSubtrees } from './options.js';
 import { PrefixWatch } from './prefix-watch.js';
 
 /**
  * The etcd key/value driver. Keys arrive validated and normalized (no leading `/`); key `k` is the
- * etcd key `<kvPrefix>k`. Watches share {@link PrefixWatch} with discovery.
+ * etcd key `<kvPrefix>k`. Watches share {@link PrefixWatch} with discovery. The registry, lock and
+ * election subtrees under the namespace, as seen through `kvPrefix`, are reserved: core refuses
+ * kv keys inside them and leaves them out of wider listings.
  */
 export class EtcdKvDriver implements KvDriver {
   readonly backend = 'etcd';
-  /** Number of live etcd watches, by (normalized) prefix. */
   /** etcd watches held now, by prefix. */
   readonly watches = new UpstreamCounter();
+  readonly reservedKeys: readonly string[];
   private readonly liveWatches = new Set<PrefixWatch<string>>();
   private readonly root: string;
 
   constructor(private readonly conn: EtcdConnection) {
     this.root = conn.options.kvPrefix;
+    // Options validation refuses a kvPrefix inside one of these subtrees; a subtree outside
+    // kvPrefix cannot be reached by any kv key.
+    this.reservedKeys = ownSubtrees(conn.options.namespace)
+      .filter((subtree) => subtree.startsWith(this.root))
+      .map((subtree) => subtree.slice(this.root.length));
   }
 
   async get(key: string): Promise<string | undefined> {

@@ -72,6 +72,14 @@ export interface ResolvedEtcdOptions {
   liveness: LivenessOptions;
 }
 
+/**
+ * The etcd key prefixes Rollcall owns under `namespace`: the registry (`services/`), the lock
+ * queues (`locks/`) and the election queues (`elections/`). The key/value API can never reach them.
+ */
+export function ownSubtrees(namespace: string): string[] {
+  return [`${namespace}services/`, `${namespace}locks/`, `${namespace}elections/`];
+}
+
 /** Default values of {@link EtcdOptions}. */
 export const ETCD_DEFAULTS = Object.freeze({
   endpoints: Object.freeze(['http://127.0.0.1:2379']) as readonly string[],
@@ -138,6 +146,12 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
 
   const namespace = pathOption(o, 'namespace', ETCD_DEFAULTS.namespace, false, bad);
   const kvPrefix = pathOption(o, 'kvPrefix', ETCD_DEFAULTS.kvPrefix, true, bad);
+  const inside = ownSubtrees(namespace).find((subtree) => kvPrefix.startsWith(subtree));
+  if (inside)
+    bad(
+      'kvPrefix',
+      `must not lie inside Rollcall's own subtree ${describeValue(inside)} (registry, locks, elections): configuration keys would overwrite them`,
+    );
 
   let auth: EtcdAuthOptions | undefined;
   if (o.auth !== undefined) {
@@ -239,7 +253,8 @@ function pathOption(
   }
   if (value === '' && allowEmpty) return value;
   if (!value.endsWith('/')) bad(name, `${rule}, got ${describeValue(value)}`);
-  else if (CONTROL_RE.test(value)) bad(name, 'must not contain control characters');
+  else if (CONTROL_RE.test(value) || /\p{Cs}/u.test(value))
+    bad(name, 'must not contain control characters or lone surrogates');
   else if (value.includes('//')) bad(name, `must not contain '//', got ${describeValue(value)}`);
   else if (value.split('/').some((s) => s === '.' || s === '..'))
     bad(name, `must not contain '.' or '..' segments, got ${describeValue(value)}`);

@@ -10,8 +10,9 @@ export interface PrefixCodec<V> {
    * The entry for a stored value; `undefined` when the value is not valid (the entry then counts
    * as absent). May return the entry key to use instead of `id` (same text, e.g. the decoded
    * instance's own `id`, so the mirror does not keep a slice of the etcd key alive).
+   * `lease` is the id of the lease the key is attached to (`'0'`: none).
    */
-  decode(id: string, value: Buffer, key: string): V | undefined;
+  decode(id: string, value: Buffer, key: string, lease: string): V | undefined;
   /** The entry key to store a decoded value under. Default: the `id` of its etcd key. */
   keyOf?(value: V): string;
 }
@@ -219,7 +220,7 @@ export class PrefixWatch<V> {
     const key = kv.key.toString('utf8');
     const id = this.codec.id(key);
     if (id === undefined) return undefined;
-    const value = this.codec.decode(id, kv.value, key);
+    const value = this.codec.decode(id, kv.value, key, kv.lease);
     return [value !== undefined && this.codec.keyOf ? this.codec.keyOf(value) : id, value];
   }
 }

@@ -3,6 +3,7 @@ import {
   describeKeyValueContract,
   describeLockContract,
   type EtcdServer,
+  freePort,
   startEtcd,
 } from '@rollcall/testkit';
 import { createEtcdBackend, type EtcdBackend, simulateCrash } from '../src/index.js';
@@ -18,6 +19,9 @@ async function harness() {
     outage: async () => etcd.pause(),
     restore: async () => etcd.resume(),
     upstreams: (client: object, service: string) => (client as EtcdBackend).upstreams(service),
+    // A closed loopback port: any call would fail, so bad input must be refused before one.
+    unreachableClient: async () =>
+      createEtcdBackend({ endpoints: [`http://127.0.0.1:${await freePort()}`], callTimeoutMs: 500 }),
     teardown: () => etcd.stop(),
   };
 }
@@ -35,7 +39,13 @@ describeDiscoveryContract('etcd', harness, {
   upstreamCount: true,
 });
 
-describeKeyValueContract('etcd', harness, { outage: true, propagationMs: 1000, recoveryMs: 15_000 });
+describeKeyValueContract('etcd', harness, {
+  outage: true,
+  propagationMs: 1000,
+  recoveryMs: 15_000,
+  // The default namespace '/rollcall/' seen through the default kvPrefix '/'.
+  reservedKeys: ['rollcall/services/', 'rollcall/locks/', 'rollcall/elections/'],
+});
 
 describeLockContract('etcd', harness, {
   ttlSeconds: 2,

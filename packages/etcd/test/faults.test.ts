@@ -282,11 +282,16 @@ describe('etcd backend under real faults', () => {
 
       proxy.blackhole();
       // Enough traffic that etcd cannot deliver it to the blocked stream, then compact that history away.
+      // (Written with a raw client: Rollcall's kv API refuses keys in the registry.)
       const big = 'x'.repeat(1000);
-      for (let i = 0; i < 300; i++) await writer.kv.put(`rollcall/services/${service}/filler-${i % 3}`, big);
-      await writer.kv.delete(`rollcall/services/${service}/filler-0`);
-      await writer.kv.delete(`rollcall/services/${service}/filler-1`);
-      await writer.kv.delete(`rollcall/services/${service}/filler-2`);
+      const raw = new Etcd3({ hosts: etcd.endpoints });
+      try {
+        for (let i = 0; i < 300; i++)
+          await raw.put(`/rollcall/services/${service}/filler-${i % 3}`).value(big);
+        for (const n of [0, 1, 2]) await raw.delete().key(`/rollcall/services/${service}/filler-${n}`);
+      } finally {
+        raw.close();
+      }
       await registrations[0]!.deregister();
       await writer.discovery.register(instance(service, 'c'), { ttlSeconds: 30 });
       await etcd.compact();
@@ -329,13 +334,17 @@ describe('etcd backend under real faults', () => {
 
     const watch = new Recorder(b.discovery.watch(web));
     await watch.next((e) => e.type === 'sync');
-    // Raw writes a buggy or hostile writer could make under the prefix.
+    // Raw writes a buggy or hostile writer could make under the prefix, on a lease as Rollcall's own
+    // (lease-less keys are ignored before their value is even read: see hostile.test.ts).
     const raw = new Etcd3({ hosts: etcd.endpoints });
+    const lease = raw.lease(30);
     try {
-      await raw.put(`/rollcall/services/${web}/garbage`).value('{not json');
-      await raw.put(`/rollcall/services/${web}/wrong-id`).value(JSON.stringify(instance(web, 'other-id')));
-      await raw.put(`/rollcall/services/${web}/nested/deeper`).value(JSON.stringify(instance(web, 'deeper')));
-      await raw
+      await lease.put(`/rollcall/services/${web}/garbage`).value('{not json');
+      await lease.put(`/rollcall/services/${web}/wrong-id`).value(JSON.stringify(instance(web, 'other-id')));
+      await lease
+        .put(`/rollcall/services/${web}/nested/deeper`)
+        .value(JSON.stringify(instance(web, 'deeper')));
+      await lease
         .put(`/rollcall/services/${web}/bad-port`)
         .value(JSON.stringify({ ...instance(web, 'bad-port'), port: 0 }));
       await a.discovery.register(instance(`${web}-admin`, 'admin'));
@@ -343,9 +352,10 @@ describe('etcd backend under real faults', () => {
       await a.discovery.register(instance(web, 'w1'));
       await watch.next((e) => ids(e) === 'w1', { timeoutMs: 5000 });
       // A valid instance overwritten with garbage leaves the list (it is no longer a valid instance).
-      await raw.put(`/rollcall/services/${web}/w1`).value('garbage');
+      await lease.put(`/rollcall/services/${web}/w1`).value('garbage');
       await watch.next((e) => e.type === 'change' && ids(e) === '', { timeoutMs: 5000 });
     } finally {
+      await lease.revoke().catch(() => {});
       raw.close();
     }
     for (const e of watch.events) for (const i of e.snapshot.instances) expect(i.service).toBe(web);

@@ -1,4 +1,5 @@
 import { ConfigError } from '@rollcall/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createEtcdBackend, ETCD_DEFAULTS, type EtcdOptions, resolveEtcdOptions } from '../src/index.js';
 
@@ -102,5 +103,63 @@ describe('etcd options', () => {
     await expect(backend.locks.tryAcquire('x')).rejects.toMatchObject({ code: 'ERR_BACKEND_UNAVAILABLE' });
     await backend.close();
     await backend.close();
+  });
+});
+
+describe('etcd options against hostile input', () => {
+  // For each option, values that must be refused: a ConfigError naming that option, never a TypeError.
+  const BAD: Record<string, unknown[]> = {
+    endpoints: [null, 'http://x:1', [], 42, { 0: 'http://x:1' }],
+    'endpoints[0]': [['ftp://x:1'], ['not a url'], ['http://u:p@x:1'], ['http://x:1/path'], [42], [null]],
+    namespace: [null, 42, '', 'x', '/a//b/', '/../', '/a\n/', '/\ud800/'],
+    kvPrefix: [null, 42, 'x', '/a/../', '/rollcall/services/', '/rollcall/locks/a/', '/\udc00/'],
+    auth: [null, 42, 'user:pass', []],
+    'auth.username': [{ username: '', password: 'p' }, { username: 42, password: 'p' }, { password: 'p' }],
+    'auth.password': [{ username: 'u', password: 42 }, { username: 'u', password: '' }, { username: 'u' }],
+    tls: [null, 42, 'ca.pem'],
+    'tls.ca': [{ ca: 42 }, { ca: '' }, { ca: '/nonexistent/ca.pem' }],
+    dialTimeoutMs: [null, 0, -1, 1.5, Number.NaN, 3_600_001, '5000', Number.POSITIVE_INFINITY],
+    callTimeoutMs: [null, 0, -1, 1.5, Number.NaN, 3_600_001, '5000'],
+    keepaliveMs: [null, 999, 1.5, '5000'],
+    cacheIdleMs: [null, -1, 1.5, '1'],
+    maxQueuedEvents: [null, 0, -1, 1.5],
+    now: [null, 42, 'Date.now'],
+    logger: [null, 42, {}, { warn() {} }],
+    backoff: [null, 42, 'fast'],
+    'backoff.maxMs': [{ maxMs: 3e9 }, { maxMs: Number.MAX_VALUE }, { maxMs: 0 }, { maxMs: 'x' }],
+    'backoff.initialMs': [{ initialMs: 2 ** 31 }, { initialMs: -1 }],
+    'backoff.multiplier': [{ multiplier: 0.5 }, { multiplier: Number.NaN }],
+    'backoff.jitter': [{ jitter: 1 }],
+  };
+  const cases = Object.entries(BAD).flatMap(([path, values]) =>
+    values.map((value) => {
+      const [option] = path.split(/[.[]/);
+      return { path, options: { [option!]: value } };
+    }),
+  );
+
+  it('(property) any bad option, alone or among good ones, is a ConfigError naming it; the password never appears', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...cases), fc.boolean(), ({ path, options }, withAuth) => {
+        const secret = 'Hx9QmZt7Lw';
+        const all = {
+          ...(withAuth && !('auth' in options) ? { auth: { username: 'u', password: secret } } : {}),
+          ...options,
+        };
+        let error: unknown;
+        try {
+          createEtcdBackend(all as EtcdOptions);
+        } catch (e) {
+          error = e;
+        }
+        expect(error, `${path}: ${String(Object.values(options)[0])}`).toBeInstanceOf(ConfigError);
+        expect((error as ConfigError).issues.map((i) => i.path)).toContain(path);
+        expect((error as ConfigError).message).not.toContain(secret);
+      }),
+      { numRuns: 200 },
+    );
+    for (const options of [null, 42, 'x', []])
+      expect(() => createEtcdBackend(options as never)).toThrow(ConfigError);
+    expect(() => createEtcdBackend({ unknownOption: 1 } as never)).toThrow(/unknownOption: unknown option/);
   });
 });

@@ -4,13 +4,20 @@ import { createMemoryBackend, ManualClock, MemoryStore } from '../src/index.js';
 /** Clients over one store with all fault hooks; with a manual clock TTLs expire when the test says so. */
 function harness(clock?: ManualClock) {
   const store = new MemoryStore(clock ? { clock } : {});
+  // A store in outage: any call that reached it would fail, so bad input must be refused before.
+  const unreachable = new MemoryStore();
+  unreachable.outage();
   return {
     newClient: async () => createMemoryBackend({ store }),
+    unreachableClient: async () => createMemoryBackend({ store: unreachable }),
     crash: async (client: object) => store.crash(client),
     outage: async () => store.outage(),
     restore: async () => store.restore(),
     upstreams: (_client: object, service: string) => store.watcherCount(service),
-    teardown: async () => store.dispose(),
+    teardown: async () => {
+      store.dispose();
+      unreachable.dispose();
+    },
     ...(clock
       ? {
           elapse: async (ms: number) => {

@@ -1,10 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ConsulOptions } from '@rollcall/consul';
-import { ConfigError, type ConfigIssue } from '@rollcall/core';
+import { ConfigError, type ConfigIssue, describeValue, FORBIDDEN_KEYS } from '@rollcall/core';
 import type { EtcdOptions } from '@rollcall/etcd';
 import { z } from 'zod';
 import { validateBackendSections } from './backends.js';
+import { jsonErrorOffset, positionOf } from './json-position.js';
 
 /** Backends `rollcallModule` knows by name. */
 export const BACKEND_NAMES = ['memory', 'etcd', 'consul', 'migrating'] as const;
@@ -39,11 +40,11 @@ export type RollcallConfig = Omit<z.infer<typeof configSchema>, 'etcd' | 'consul
 
 /** Options of {@link loadConfig}. */
 export interface LoadConfigOptions {
-  /** Section of the file to use. Default `ROLLCALL_ENV`, else `NODE_ENV`, else `development`. */
+  /** Section of the file to use (a non-empty string). Default `ROLLCALL_ENV`, else `NODE_ENV`, else `development` (empty variables count as unset). */
   environment?: string;
-  /** Path of the configuration file. Default `rollcall.config.json` in the working directory (optional there; required when given). */
+  /** Path of the configuration file (a non-empty string). Default `rollcall.config.json` in the working directory (optional there; required when given). */
   file?: string;
-  /** Environment variables. Default `process.env`. */
+  /** Environment variables: an object of strings. Default `process.env`. */
   env?: Record<string, string | undefined>;
 }
 
@@ -132,32 +133,129 @@ function consulAddress(value: string): Record<string, unknown> {
   };
 }
 
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Checks the options of {@link loadConfig} themselves, listing every bad one. */
+function checkLoadOptions(options: unknown): {
+  environment: string | undefined;
+  file: string | undefined;
+  env: Record<string, string | undefined>;
+} {
+  if (!isObject(options))
+    throw new ConfigError([
+      { path: '', message: `loadConfig options must be an object, got ${describeValue(options)}` },
+    ]);
+  const issues: ConfigIssue[] = [];
+  const { environment, file } = options;
+  if (environment !== undefined && (typeof environment !== 'string' || environment.length === 0))
+    issues.push({
+      path: 'environment',
+      message: `must be a non-empty string, got ${describeValue(environment)}`,
+    });
+  if (file !== undefined && (typeof file !== 'string' || file.length === 0 || file.includes('\0')))
+    issues.push({ path: 'file', message: `must be the path of a JSON file, got ${describeValue(file)}` });
+  const env = options.env === undefined ? process.env : options.env;
+  if (!isObject(env))
+    issues.push({ path: 'env', message: `must be an object of strings, got ${describeValue(env)}` });
+  // Never describe the value: it may be a secret.
+  else
+    for (const [name, value] of Object.entries(env))
+      if (value !== undefined && typeof value !== 'string')
+        issues.push({ path: `env.${name}`, message: `must be a string, got ${typeof value}` });
+  if (issues.length > 0) throw new ConfigError(issues);
+  return {
+    environment: environment as string | undefined,
+    file: file as string | undefined,
+    env: env as Record<string, string | undefined>,
+  };
+}
+
+/** Reads the configuration file: its text, or `undefined` when the default file is absent. */
+function readConfigFile(path: string, required: boolean): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    if (code === 'ENOENT') {
+      if (!required) return undefined;
+      throw new ConfigError([{ path, message: 'file not found' }]);
+    }
+    throw new ConfigError([{ path, message: `cannot read the file (${code})` }]);
+  }
+}
+
+/** Parses the file's JSON; the error names the line and column, never the text (it may hold a password). */
+function parseConfigFile(path: string, text: string): Record<string, unknown> {
+  let file: unknown;
+  try {
+    file = JSON.parse(text);
+  } catch {
+    const offset = jsonErrorOffset(text);
+    const where =
+      offset < 0
+        ? ''
+        : ` at line ${positionOf(text, offset).line}, column ${positionOf(text, offset).column}`;
+    throw new ConfigError([
+      {
+        path,
+        message: `cannot read JSON: not valid JSON${where} (the text is not repeated: it may hold secrets)`,
+      },
+    ]);
+  }
+  if (!isObject(file))
+    throw new ConfigError([{ path, message: 'must hold an object with one section per environment' }]);
+  return file;
+}
+
+/**
+ * A fresh copy of JSON data. Object keys that could reach `Object.prototype` when assigned
+ * (`__proto__`, `constructor`, `prototype`) are reported as issues at their path and left out.
+ */
+function cleanCopy(value: unknown, path: string, issues: ConfigIssue[]): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => cleanCopy(v, `${path}[${i}]`, issues));
+  if (!isObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    const at = path ? `${path}.${key}` : key;
+    if (FORBIDDEN_KEYS.has(key)) issues.push({ path: at, message: `the key '${key}' is refused` });
+    else out[key] = cleanCopy(inner, at, issues);
+  }
+  return out;
+}
+
 /**
  * Reads `rollcall.config.json` (one section per environment, plus an optional `default`
  * section underneath them all), then environment variables on top, and validates the result.
- * Throws {@link ConfigError} listing every bad field. With nothing configured, `development`
- * and `test` use the memory backend; other environments must name one.
+ * Throws {@link ConfigError} listing every bad field (a malformed file is reported by line and
+ * column, never quoted). With nothing configured, `development` and `test` use the memory
+ * backend; other environments must name one.
  */
 export function loadConfig(options: LoadConfigOptions = {}): RollcallConfig {
-  const env = options.env ?? process.env;
-  const environment = options.environment ?? env.ROLLCALL_ENV ?? env.NODE_ENV ?? 'development';
-  const path = resolve(options.file ?? 'rollcall.config.json');
+  const { env, ...o } = checkLoadOptions(options);
+  const environment = o.environment || env.ROLLCALL_ENV || env.NODE_ENV || 'development';
+  const path = resolve(o.file ?? 'rollcall.config.json');
   let merged: Record<string, unknown> = {};
-  if (existsSync(path)) {
-    let file: unknown;
-    try {
-      file = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (error) {
-      throw new ConfigError([{ path, message: `cannot read JSON: ${(error as Error).message}` }]);
-    }
-    if (typeof file !== 'object' || file === null || Array.isArray(file)) {
-      throw new ConfigError([{ path, message: 'must hold an object with one section per environment' }]);
-    }
-    const sections = file as Record<string, unknown>;
-    const section = (name: string) => structuredClone((sections[name] ?? {}) as Record<string, unknown>);
+  const text = readConfigFile(path, o.file !== undefined);
+  if (text !== undefined) {
+    const sections = parseConfigFile(path, text);
+    const issues: ConfigIssue[] = [];
+    // Own sections only: an environment named `constructor` or `valueOf` is just absent.
+    const section = (name: string): Record<string, unknown> => {
+      const found = Object.hasOwn(sections, name) ? sections[name] : undefined;
+      if (found === undefined) return {};
+      if (!isObject(found)) {
+        issues.push({
+          path: name,
+          message: `must be an object (the '${name}' section), got ${describeValue(found)}`,
+        });
+        return {};
+      }
+      return cleanCopy(found, '', issues) as Record<string, unknown>;
+    };
     merged = deepMerge(section('default'), section(environment));
-  } else if (options.file) {
-    throw new ConfigError([{ path, message: 'file not found' }]);
+    if (issues.length > 0) throw new ConfigError(issues);
   }
   for (const [name, spec] of Object.entries(ENV_VARIABLES)) {
     const value = env[name];
@@ -170,7 +268,7 @@ export function loadConfig(options: LoadConfigOptions = {}): RollcallConfig {
       throw new ConfigError([
         {
           path: 'backend',
-          message: `no backend configured for environment '${environment}' (set ROLLCALL_BACKEND or the '${environment}' section of ${path})`,
+          message: `no backend configured for environment ${describeValue(environment)} (set ROLLCALL_BACKEND or that section of ${path})`,
         },
       ]);
     }
@@ -179,18 +277,11 @@ export function loadConfig(options: LoadConfigOptions = {}): RollcallConfig {
   return parseConfig(merged);
 }
 
+/** Merges `over` into `base` (both fresh copies made by cleanCopy: no refused keys). */
 function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   for (const [key, value] of Object.entries(over)) {
     const current = base[key];
-    base[key] =
-      typeof value === 'object' &&
-      value !== null &&
-      !Array.isArray(value) &&
-      typeof current === 'object' &&
-      current !== null &&
-      !Array.isArray(current)
-        ? deepMerge(current as Record<string, unknown>, value as Record<string, unknown>)
-        : value;
+    base[key] = isObject(value) && isObject(current) ? deepMerge(current, value) : value;
   }
   return base;
 }

@@ -2,8 +2,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@rollcall/core';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { availableBackends, createContainer, loadConfig, rollcallModule } from '../src/index.js';
+import {
+  availableBackends,
+  createContainer,
+  ENV_VARIABLES,
+  loadConfig,
+  rollcallModule,
+} from '../src/index.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -134,5 +141,130 @@ describe('loadConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect(error!.message).toMatch(/backend 'migrating' cannot be used: .*valid backends: memory/);
     expect(() => createContainer({ backend: 'nope' } as never)).toThrow(ConfigError);
+  });
+});
+
+describe('loadConfig against hostile files and environments', () => {
+  const caught = (f: () => unknown): unknown => {
+    try {
+      f();
+    } catch (e) {
+      return e;
+    }
+    throw new Error('expected a ConfigError, got a result');
+  };
+
+  it('a malformed file is reported by line and column, never quoting its text (it may hold a password)', () => {
+    const secret = 'Zq7Xw9Vb3KpJm4';
+    const text = `{\n  "production": {\n    "backend": "etcd",\n    "etcd": { "auth": { "username": "u", "password":${secret}" } }\n  }\n}\n`;
+    const path = configFile(text);
+    const error = caught(() => loadConfig({ file: path, environment: 'production', env: {} })) as ConfigError;
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = error.message.split(path).join('');
+    expect(message).toMatch(/not valid JSON at line 4, column 53/);
+    for (let i = 0; i + 4 <= secret.length; i++) expect(message).not.toContain(secret.slice(i, i + 4));
+  });
+
+  it('(property) whatever the damage to a file holding a secret, the error names a position and no part of the secret', () => {
+    const secret = 'QZXJWVKQZXJWVKQZ';
+    const body = JSON.stringify({
+      production: { backend: 'etcd', etcd: { auth: { username: 'u', password: secret } } },
+    });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: body.length - 1 }),
+        fc.constantFrom('', '"', '}', ',', 'x', '\n', '{'),
+        fc.integer({ min: 0, max: 3 }),
+        (at, insert, cut) => {
+          const text = body.slice(0, at) + insert + body.slice(at + cut);
+          let valid = true;
+          try {
+            JSON.parse(text);
+          } catch {
+            valid = false;
+          }
+          fc.pre(!valid);
+          const path = configFile(text);
+          const error = caught(() => loadConfig({ file: path, environment: 'production', env: {} }));
+          expect(error).toBeInstanceOf(ConfigError);
+          const message = (error as ConfigError).message.split(path).join('');
+          expect(message).toMatch(/not valid JSON at line \d+, column \d+/);
+          for (let i = 0; i + 4 <= secret.length; i++) expect(message).not.toContain(secret.slice(i, i + 4));
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('bad options are a ConfigError naming them, not a TypeError', () => {
+    for (const [options, path] of [
+      [{ file: 42 }, 'file'],
+      [{ file: '' }, 'file'],
+      [{ environment: 42 }, 'environment'],
+      [{ environment: '' }, 'environment'],
+      [{ env: 42 }, 'env'],
+      [{ env: null }, 'env'],
+      [{ env: { ETCD_PASSWORD: 42 } }, 'env.ETCD_PASSWORD'],
+      [null, ''],
+    ] as const) {
+      const error = caught(() => loadConfig(options as never)) as ConfigError;
+      expect(error, JSON.stringify(options)).toBeInstanceOf(ConfigError);
+      expect(error.issues.map((i) => i.path)).toContain(path);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'rollcall-config-dir-'));
+    dirs.push(dir);
+    expect(caught(() => loadConfig({ file: dir, env: {} }))).toBeInstanceOf(ConfigError);
+  });
+
+  it('environments named like Object.prototype members are plain absent sections; a file cannot reach Object.prototype', () => {
+    for (const environment of ['valueOf', 'toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+      const error = caught(() => loadConfig({ file, environment, env: {} })) as ConfigError;
+      expect(error, environment).toBeInstanceOf(ConfigError);
+      expect(error.issues[0]!.path).toBe('backend');
+      const viaEnv = caught(() => loadConfig({ file, env: { ROLLCALL_ENV: environment } }));
+      expect(viaEnv).toBeInstanceOf(ConfigError);
+    }
+    // A section literally named __proto__ (JSON makes it an own key) is used like any other.
+    const own = configFile('{"__proto__": {"backend": "memory"}}');
+    expect(loadConfig({ file: own, environment: '__proto__', env: {} })).toEqual({ backend: 'memory' });
+    // Nested prototype keys are refused by path; nothing leaks into the result or Object.prototype.
+    const hostile = configFile(
+      '{"production": {"__proto__": {"backend": "etcd", "polluted": "yes"}, "consul": {"constructor": {"prototype": {"polluted": "yes"}}}}}',
+    );
+    const error = caught(() =>
+      loadConfig({ file: hostile, environment: 'production', env: {} }),
+    ) as ConfigError;
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.issues.map((i) => i.path).sort()).toEqual(['__proto__', 'consul.constructor']);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    const section = configFile('{"production": "memory"}');
+    expect(
+      (caught(() => loadConfig({ file: section, environment: 'production', env: {} })) as ConfigError)
+        .issues[0]!.path,
+    ).toBe('production');
+  });
+
+  it('(property) any file contents and environment variables give a config or a ConfigError, never another error', () => {
+    const names = [...Object.keys(ENV_VARIABLES), 'CONSUL_HTTP_ADDR', 'ROLLCALL_ENV', 'NODE_ENV'];
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.json(), fc.string(), fc.constant('{"production": {"backend": "etcd"}}')),
+        fc.dictionary(
+          fc.constantFrom(...names),
+          fc.oneof(fc.string(), fc.constantFrom('valueOf', '__proto__', 'etcd', 'consul', 'http://x:1')),
+        ),
+        (text, env) => {
+          const path = configFile(text);
+          try {
+            const config = loadConfig({ file: path, env });
+            expect(['memory', 'etcd', 'consul', 'migrating']).toContain(config.backend);
+          } catch (error) {
+            expect(error).toBeInstanceOf(ConfigError);
+          }
+          expect(({} as Record<string, unknown>).backend).toBeUndefined();
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 });

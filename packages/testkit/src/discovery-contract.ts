@@ -7,7 +7,17 @@ import {
   type ServiceInstance,
   ValidationError,
 } from '@rollcall/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import {
+  badInstances,
+  badRegisterOptions,
+  badServiceNames,
+  badWatchOptions,
+  expectRefused,
+  goodInstances,
+  maximalInstance,
+} from './hostile.js';
 import { eventually, Recorder } from './recorder.js';
 import { type BaseHarness, suiteHooks } from './suite-hooks.js';
 
@@ -41,6 +51,8 @@ export interface DiscoveryCapabilities {
   outage?: boolean;
   /** The harness has `upstreams`: run the one-upstream-per-service test. Default false. */
   upstreamCount?: boolean;
+  /** Runs of the good-input round-trip property against the backend (each registers and reads one instance). Default 10. */
+  propertyRuns?: number;
 }
 
 /** Defines the test only for backends that declare the capability: no skipped tests in a backend's report. */
@@ -87,10 +99,90 @@ export function describeDiscoveryContract(
   const expiryGraceMs = capabilities.expiryGraceMs ?? 2000;
   const recoveryMs = capabilities.recoveryMs ?? 15_000;
   const eventPerWrite = capabilities.eventPerWrite ?? true;
+  const propertyRuns = capabilities.propertyRuns ?? 10;
 
   describe(`${name}: discovery contract`, () => {
     const suite = suiteHooks(harness);
     const { client, elapse } = suite;
+
+    it('rule 1 (property): any bad instance, option, service name or watch option is a ValidationError naming the field, before any network call', async () => {
+      const { discovery } = await suite.unreachable();
+      const good = instance(uniqueService('fuzz'), 'i1');
+      await fc.assert(
+        fc.asyncProperty(badInstances(), async ({ input, field, label }) => {
+          await expectRefused(() => discovery.register(input as ServiceInstance), field, label);
+        }),
+        { numRuns: 300 },
+      );
+      await fc.assert(
+        fc.asyncProperty(badRegisterOptions(), async ({ input, field, label }) => {
+          await expectRefused(() => discovery.register(good, input as never), field, label);
+        }),
+        { numRuns: 60 },
+      );
+      await fc.assert(
+        fc.asyncProperty(badServiceNames(), async (service) => {
+          await expectRefused(() => discovery.getInstances(service as string), 'service', 'getInstances');
+          await expectRefused(() => discovery.watch(service as string), 'service', 'watch');
+        }),
+        { numRuns: 100 },
+      );
+      await fc.assert(
+        fc.asyncProperty(badWatchOptions(), async ({ input, field, label }) => {
+          await expectRefused(() => discovery.watch(good.service, input as never), field, label);
+        }),
+        { numRuns: 40 },
+      );
+    });
+
+    it('rule 1 (property): instances at the maximum lengths (unicode, 64 tags, 61 metadata entries) round-trip exactly', async () => {
+      const [a, b] = [await client(), await client()];
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constant(null).chain(() => goodInstances(uniqueService('max'))),
+          async (input) => {
+            const registration = await a.discovery.register(input, { ttlSeconds: 30 });
+            try {
+              expect(registration.instance).toEqual(input);
+              const seen = await b.discovery.getInstances(input.service);
+              expect(seen.instances).toEqual([input]);
+            } finally {
+              await registration.deregister();
+            }
+          },
+        ),
+        { numRuns: propertyRuns, examples: [[maximalInstance(uniqueService('max'))]] },
+      );
+    });
+
+    it("rule 1: metadata keys '__proto__', 'constructor' and 'prototype' are refused, store nothing, and never reach Object.prototype", async () => {
+      const a = await client();
+      const service = uniqueService('proto');
+      for (const key of ['__proto__', 'constructor', 'prototype']) {
+        const metadata = JSON.parse(`{"${key}": {"polluted": "yes"}, "ok": "v"}`);
+        await expectRefused(
+          () => a.discovery.register(instance(service, 'i1', { metadata })),
+          `instance.metadata.${key}`,
+          key,
+        );
+        const asString = JSON.parse(`{"${key}": "v"}`);
+        await expectRefused(
+          () => a.discovery.register(instance(service, 'i1', { metadata: asString })),
+          `instance.metadata.${key}`,
+          key,
+        );
+      }
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      const fresh = await client();
+      expect((await fresh.discovery.getInstances(service)).instances).toEqual([]);
+      // The neighbours of those names round-trip exactly.
+      const near = instance(service, 'i2', { metadata: { proto: 'a', constructor_: 'b', prototypes: 'c' } });
+      await a.discovery.register(near);
+      await eventually(async () => (await fresh.discovery.getInstances(service)).instances.length === 1, {
+        timeoutMs: propagationMs,
+      });
+      expect((await fresh.discovery.getInstances(service)).instances).toEqual([near]);
+    });
 
     it('rule 1: refuses bad input with a ValidationError naming the field, storing nothing', async () => {
       const a = await client();

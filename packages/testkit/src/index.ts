@@ -1,5 +1,6 @@
 export * from './bench.js';
 export * from './discovery-contract.js';
+export * from './hostile.js';
 export * from './kv-contract.js';
 export * from './lock-contract.js';
 export * from './recorder.js';

@@ -1,6 +1,16 @@
 import { BackendUnavailableError, type KvEvent, ValidationError } from '@rollcall/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { uniqueService } from './discovery-contract.js';
+import {
+  badKeys,
+  badPrefixes,
+  badValues,
+  badWatchOptions,
+  expectRefused,
+  goodKeys,
+  goodValues,
+} from './hostile.js';
 import { eventually, Recorder } from './recorder.js';
 import { type BaseHarness, suiteHooks } from './suite-hooks.js';
 
@@ -21,6 +31,15 @@ export interface KeyValueCapabilities {
   outage?: boolean;
   /** Every write is its own `change` event (etcd, memory); false for rate-limited watchers that may merge writes. Default true. */
   eventPerWrite?: boolean;
+  /**
+   * The backend's own keys as kv keys (as its `KvDriver.reservedKeys`: an entry ending with `/`
+   * is a subtree, any other one exact key). The suite checks that kv calls refuse them in any
+   * spelling, and that listings and watches of wider prefixes never show them while the backend
+   * holds registrations, locks and leaderships. Default none.
+   */
+  reservedKeys?: readonly string[];
+  /** Runs of the good-input round-trip property against the backend. Default 10. */
+  propertyRuns?: number;
 }
 
 const changes = (events: KvEvent[]) =>
@@ -35,11 +54,114 @@ export function describeKeyValueContract(
   const propagationMs = capabilities.propagationMs ?? 2000;
   const recoveryMs = capabilities.recoveryMs ?? 15_000;
   const eventPerWrite = capabilities.eventPerWrite ?? true;
+  const reserved = capabilities.reservedKeys ?? [];
+  const propertyRuns = capabilities.propertyRuns ?? 10;
 
   describe(`${name}: key/value contract`, () => {
     const suite = suiteHooks(harness);
     const { client } = suite;
     const root = () => `rc-test/${uniqueService('kv')}/`;
+
+    it('bad input (property): any bad key, prefix, value or watch option is a ValidationError naming the field, before any network call', async () => {
+      const { kv } = await suite.unreachable();
+      await fc.assert(
+        fc.asyncProperty(badKeys(), async (key) => {
+          await expectRefused(() => kv.get(key as string), 'key', 'get');
+          await expectRefused(() => kv.put(key as string, 'v'), 'key', 'put');
+          await expectRefused(() => kv.delete(key as string), 'key', 'delete');
+        }),
+        { numRuns: 150 },
+      );
+      await fc.assert(
+        fc.asyncProperty(badPrefixes(), async (prefix) => {
+          await expectRefused(() => kv.getAll(prefix as string), 'prefix', 'getAll');
+          await expectRefused(() => kv.watchPrefix(prefix as string), 'prefix', 'watchPrefix');
+        }),
+        { numRuns: 100 },
+      );
+      await fc.assert(
+        fc.asyncProperty(badValues(), async (value) => {
+          await expectRefused(() => kv.put('rc-test/k', value as string), 'value', 'put value');
+        }),
+        { numRuns: 40 },
+      );
+      await fc.assert(
+        fc.asyncProperty(badWatchOptions(), async ({ input, field, label }) => {
+          await expectRefused(() => kv.watchPrefix('rc-test/', input as never), field, label);
+        }),
+        { numRuns: 30 },
+      );
+    });
+
+    it('good input (property): keys and values at the limits (unicode, control characters, 512-character keys, 512 KiB values) round-trip exactly', async () => {
+      const [a, b] = [await client(), await client()];
+      const p = root();
+      await fc.assert(
+        fc.asyncProperty(goodKeys(p), goodValues(), async (key, value) => {
+          await a.kv.put(key, value);
+          expect(await b.kv.get(key)).toBe(value);
+          expect((await b.kv.getAll(key)).get(key.replace(/^\//, ''))).toBe(value);
+          await a.kv.delete(key);
+          expect(await b.kv.get(key)).toBeUndefined();
+        }),
+        {
+          numRuns: propertyRuns,
+          // The limits themselves: a 512-character key (multi-byte), a value of exactly 512 KiB.
+          examples: [
+            [`${p}${'東'.repeat(512 - p.length)}`, 'a'.repeat(512 * 1024)],
+            [`${p}${'é'.repeat(512 - p.length)}`, `${'€'.repeat(174_762)}xy`],
+          ],
+        },
+      );
+    });
+
+    if (reserved.length > 0) {
+      it("the backend's own keys (registry, locks, elections) are refused in any spelling and never listed or watched", async () => {
+        const a = await client();
+        const { kv } = a;
+        for (const r of reserved) {
+          const inside = r.endsWith('/') ? [`${r}x`, `${r}x/y`, `/${r}x`] : [r, `/${r}`];
+          for (const key of inside) {
+            await expectRefused(() => kv.put(key, 'forged'), 'key', `put ${key}`);
+            await expectRefused(() => kv.get(key), 'key', `get ${key}`);
+            await expectRefused(() => kv.delete(key), 'key', `delete ${key}`);
+          }
+          for (const prefix of [r, `/${r}`, `${r}x`]) {
+            await expectRefused(() => kv.getAll(prefix), 'prefix', `getAll ${prefix}`);
+            await expectRefused(() => kv.watchPrefix(prefix), 'prefix', `watchPrefix ${prefix}`);
+          }
+          // Tricks that would normalize into the subtree are refused as malformed keys.
+          for (const trick of [`x/../${r}x`, `./${r}x`, `${r.replace('/', '//')}x`])
+            await expectRefused(() => kv.put(trick, 'forged'), 'key', `put ${trick}`);
+        }
+        // With a registration, a held lock and a leadership in the backend, the widest listing and
+        // watch show none of their keys.
+        const service = uniqueService('layout');
+        await a.discovery.register({ id: 'i1', service, host: '127.0.0.1', port: 80 }, { ttlSeconds: 30 });
+        const lease = await a.locks.acquire(uniqueService('layout-lock'));
+        const leadership = await a.locks.campaign(uniqueService('layout-election'), 'me');
+        const ownKey = (key: string) =>
+          reserved.some((r) => (r.endsWith('/') ? key.startsWith(r) : key === r));
+        const listed = [...(await kv.getAll('')).keys()];
+        expect(listed.filter(ownKey)).toEqual([]);
+        const everything = kv.watchPrefix('');
+        const watch = new Recorder(everything);
+        const first = await watch.next(() => true, { timeoutMs: propagationMs });
+        expect(first.type === 'sync' && [...first.entries.keys()].filter(ownKey)).toEqual([]);
+        // Lock traffic after the watch started is not delivered either; a config write is.
+        const second = await a.locks.acquire(uniqueService('layout-lock'));
+        await second.release();
+        const marker = `${root()}marker`;
+        await kv.put(marker, 'm');
+        await watch.next((e) => e.type === 'change' && e.put.has(marker), { timeoutMs: propagationMs * 2 });
+        for (const e of watch.events) {
+          if (e.type === 'change') expect([...e.put.keys(), ...e.deleted].filter(ownKey)).toEqual([]);
+        }
+        everything[Symbol.dispose]();
+        await lease.release();
+        await leadership.resign();
+      });
+    }
 
     it('get, put, getAll and delete round-trip values exactly', async () => {
       const { kv } = await client();

@@ -1,6 +1,16 @@
 import { AbortedError, type Backend, LockTimeoutError, RollcallError, ValidationError } from '@rollcall/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { uniqueService } from './discovery-contract.js';
+import {
+  badIds,
+  badTtls,
+  expectRefused,
+  loneSurrogate,
+  notOptions,
+  notSignal,
+  notString,
+} from './hostile.js';
 import { eventually } from './recorder.js';
 import { type BaseHarness, suiteHooks } from './suite-hooks.js';
 
@@ -27,6 +37,24 @@ export interface LockCapabilities {
   crash?: boolean;
   /** The harness has `outage` and `restore`. Default false. */
   outage?: boolean;
+  /** Runs of the good-input (election value) round-trip property against the backend. Default 5. */
+  propertyRuns?: number;
+}
+
+/** Lock options with exactly one bad field, and that field. */
+function badLockOptions(withTimeout: boolean) {
+  const cases = [
+    notOptions.map((input) => ({ input, field: 'options', label: 'options not an object' })),
+    badTtls().map((ttlSeconds) => ({ input: { ttlSeconds }, field: 'options.ttlSeconds', label: 'bad ttl' })),
+  ];
+  if (withTimeout)
+    cases.push(
+      fc
+        .oneof(fc.constantFrom(-1, Number.NaN, '5', null, Number.NEGATIVE_INFINITY), fc.integer({ max: -1 }))
+        .map((timeoutMs) => ({ input: { timeoutMs }, field: 'options.timeoutMs', label: 'bad timeout' })),
+      notSignal.map((signal) => ({ input: { signal }, field: 'options.signal', label: 'not a signal' })),
+    );
+  return fc.oneof(...cases);
 }
 
 /** The lock and leader-election compliance suite every backend runs. */
@@ -39,6 +67,7 @@ export function describeLockContract(
   const handoffMs = capabilities.handoffMs ?? 2000;
   const graceMs = capabilities.expiryGraceMs ?? 2000;
   const iterations = capabilities.iterations ?? 100;
+  const propertyRuns = capabilities.propertyRuns ?? 5;
 
   describe(`${name}: lock contract`, () => {
     const suite = suiteHooks(harness);
@@ -59,6 +88,106 @@ export function describeLockContract(
       await expect(locks.acquire(lockName(), { timeoutMs: -5 })).rejects.toMatchObject({
         field: 'options.timeoutMs',
       });
+    });
+
+    it('bad input (property): any bad name, ttl, timeout, signal, options, function or election value is a ValidationError naming the field, before any network call', async () => {
+      const { locks } = await suite.unreachable();
+      const ok = lockName();
+      const work = async () => 'done';
+      await fc.assert(
+        fc.asyncProperty(badIds(), async (bad) => {
+          const name = bad as string;
+          await expectRefused(() => locks.acquire(name), 'name', 'acquire');
+          await expectRefused(() => locks.tryAcquire(name), 'name', 'tryAcquire');
+          await expectRefused(() => locks.withLock(name, work), 'name', 'withLock');
+          await expectRefused(() => locks.campaign(name, 'v'), 'election', 'campaign');
+          await expectRefused(() => locks.leader(name), 'election', 'leader');
+        }),
+        { numRuns: 80 },
+      );
+      await fc.assert(
+        fc.asyncProperty(badLockOptions(true), async ({ input, field, label }) => {
+          await expectRefused(() => locks.acquire(ok, input as never), field, `acquire: ${label}`);
+          await expectRefused(() => locks.withLock(ok, work, input as never), field, `withLock: ${label}`);
+        }),
+        { numRuns: 80 },
+      );
+      await fc.assert(
+        fc.asyncProperty(badLockOptions(false), async ({ input, field, label }) => {
+          await expectRefused(() => locks.tryAcquire(ok, input as never), field, `tryAcquire: ${label}`);
+          await expectRefused(() => locks.campaign(ok, 'v', input as never), field, `campaign: ${label}`);
+        }),
+        { numRuns: 60 },
+      );
+      await fc.assert(
+        fc.asyncProperty(notSignal, async (signal) => {
+          await expectRefused(
+            () => locks.campaign(ok, 'v', { signal } as never),
+            'options.signal',
+            'campaign signal',
+          );
+        }),
+        { numRuns: 20 },
+      );
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(notString, loneSurrogate, fc.string({ minLength: 4097, maxLength: 4200 })),
+          async (value) => {
+            await expectRefused(() => locks.campaign(ok, value as string), 'value', 'campaign value');
+          },
+        ),
+        { numRuns: 40 },
+      );
+      for (const fn of [undefined, null, 42, 'f', {}])
+        await expectRefused(() => locks.withLock(ok, fn as never), 'fn', `withLock fn ${String(fn)}`);
+    });
+
+    it('timeoutMs beyond what a timer can wait (>= 2^31 ms, Infinity) waits instead of giving up at once', async () => {
+      const [holder, waiter] = [await client(), await client()];
+      const lock = lockName();
+      for (const timeoutMs of [2 ** 31, Number.MAX_VALUE, Number.POSITIVE_INFINITY]) {
+        const free = await waiter.locks.acquire(lockName(), { ttlSeconds: ttl, timeoutMs });
+        await free.release();
+      }
+      const held = await holder.locks.acquire(lock, { ttlSeconds: ttl });
+      const controller = new AbortController();
+      const outcome = waiter.locks
+        .acquire(lock, { ttlSeconds: ttl, timeoutMs: 2 ** 31, signal: controller.signal })
+        .then(
+          () => 'acquired',
+          (e: unknown) => e,
+        );
+      const early = await Promise.race([
+        outcome,
+        new Promise((r) => setTimeout(() => r('still waiting'), 300)),
+      ]);
+      expect(early).toBe('still waiting');
+      controller.abort();
+      expect(await outcome).toBeInstanceOf(AbortedError);
+      await held.release();
+    });
+
+    it('election values round-trip exactly, up to 4096 characters of any well-formed unicode', async () => {
+      const [a, b] = [await client(), await client()];
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(
+            fc.string({ unit: 'grapheme', maxLength: 30 }),
+            fc.string({ unit: 'binary', maxLength: 30 }).filter((v) => !/\p{Cs}/u.test(v)),
+            fc.constantFrom('', '\u0000', 'x'.repeat(4096), '😀'.repeat(2048), '東'.repeat(4096)),
+          ),
+          async (value) => {
+            const election = lockName();
+            const leadership = await a.locks.campaign(election, value, { ttlSeconds: ttl });
+            try {
+              expect(await b.locks.leader(election)).toBe(value);
+            } finally {
+              await leadership.resign();
+            }
+          },
+        ),
+        { numRuns: propertyRuns, examples: [['😀'.repeat(2048)], ['\u0000東'.repeat(2048)]] },
+      );
     });
 
     it('at most one holder: concurrent withLock increments are exact, fencing tokens strictly increase', async () => {

@@ -5,6 +5,12 @@ import { afterAll, afterEach, beforeAll } from 'vitest';
 export interface BaseHarness {
   /** A new client, as a separate process would make it. The suite closes the clients it makes. */
   newClient(): Promise<Backend>;
+  /**
+   * A client of a backend that cannot be reached (a closed port, a store in outage): bad-input
+   * tests run on it, so a call that tried the network would fail with `BackendUnavailableError`
+   * or hang instead of being refused. Without it they run on `newClient()`.
+   */
+  unreachableClient?(): Promise<Backend>;
   /** Lets `ms` of backend time pass (advance an injected clock, apply expiry). Without it the suite waits in real time. */
   elapse?(ms: number): Promise<void>;
   /** Runs after all tests (stop servers). */
@@ -17,6 +23,8 @@ export interface SuiteContext<H extends BaseHarness> {
   readonly harness: H;
   /** A new client, closed after the current test. */
   client(): Promise<Backend>;
+  /** A client of an unreachable backend (see {@link BaseHarness.unreachableClient}), closed after the current test. */
+  unreachable(): Promise<Backend>;
   /** Lets `ms` pass: through the harness clock when it has one, else in real time. */
   elapse(ms: number): Promise<void>;
 }
@@ -47,6 +55,12 @@ export function suiteHooks<H extends BaseHarness>(make: () => H | Promise<H>): S
     },
     async client() {
       const c = await harness().newClient();
+      clients.push(c);
+      return c;
+    },
+    async unreachable() {
+      const h = harness();
+      const c = h.unreachableClient ? await h.unreachableClient() : await h.newClient();
       clients.push(c);
       return c;
     },

@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from '../validation.js';
+
 /** A timer handle from {@link Timers.setTimeout}. */
 export type TimerHandle = { readonly __timer: unique symbol } | ReturnType<typeof setTimeout>;
 
@@ -13,9 +15,6 @@ export interface Timers {
   setTimeout(fn: () => void, ms: number): TimerHandle;
   clearTimeout(handle: TimerHandle | undefined): void;
 }
-
-/** The longest delay a Node timer honours; longer ones fire at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Real timers on `performance.now()`; unref'd (open work keeps the process alive through {@link holdProcess}). */
 export const realTimers: Timers = {
