@@ -17,10 +17,10 @@ export const RESERVED_METADATA_PREFIX = 'rollcall_';
 export const CONSUL_RESERVED_METADATA_PREFIX = 'consul-';
 /**
  * Most metadata entries of an instance: Consul allows 64 `Meta` pairs per service and its backend
- * keeps up to 3 of them for itself (`rollcall_id`, `rollcall_version`, `rollcall_shape`), so 61
- * fit on every backend.
+ * keeps up to 4 of them for itself (`rollcall_id`, `rollcall_owner`, `rollcall_version`,
+ * `rollcall_shape`), so 60 fit on every backend.
  */
-export const MAX_METADATA_ENTRIES = 61;
+export const MAX_METADATA_ENTRIES = 60;
 /** Largest metadata value, in UTF-8 bytes (Consul counts bytes). */
 export const MAX_METADATA_VALUE_BYTES = 512;
 /** Largest configuration value, in UTF-8 bytes (Consul's default `kv_max_value_size`). */

@@ -135,7 +135,7 @@ export function describeDiscoveryContract(
       );
     });
 
-    it('rule 1 (property): instances at the maximum lengths (unicode, 64 tags, 61 metadata entries) round-trip exactly', async () => {
+    it('rule 1 (property): instances at the maximum lengths (unicode, 64 tags, 60 metadata entries) round-trip exactly', async () => {
       const [a, b] = [await client(), await client()];
       await fc.assert(
         fc.asyncProperty(

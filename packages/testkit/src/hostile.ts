@@ -429,7 +429,7 @@ export function goodValues(): fc.Arbitrary<string> {
   );
 }
 
-/** An instance of `service` with every field at its documented maximum (128-character id and version, 64 tags of 253 characters, 61 metadata entries of 510 bytes, weight 10,000). */
+/** An instance of `service` with every field at its documented maximum (128-character id and version, 64 tags of 253 characters, 60 metadata entries of 510 bytes, weight 10,000). */
 export function maximalInstance(service: string): ServiceInstance {
   return {
     id: 'i'.repeat(128),
@@ -439,7 +439,7 @@ export function maximalInstance(service: string): ServiceInstance {
     version: '東'.repeat(128),
     tags: Array.from({ length: 64 }, (_, i) => `${i}-${'t'.repeat(250)}`),
     metadata: Object.fromEntries(
-      Array.from({ length: 61 }, (_, i) => [`k${i}-${'m'.repeat(120)}`, '€'.repeat(170)]),
+      Array.from({ length: 60 }, (_, i) => [`k${i}-${'m'.repeat(120)}`, '€'.repeat(170)]),
     ),
     weight: 10_000,
   };
@@ -483,7 +483,7 @@ export function goodInstances(service: string): fc.Arbitrary<ServiceInstance> {
         ),
         fc.constant(
           Object.fromEntries(
-            Array.from({ length: 61 }, (_, i) => [`k${i}-${'m'.repeat(120)}`, '€'.repeat(170)]),
+            Array.from({ length: 60 }, (_, i) => [`k${i}-${'m'.repeat(120)}`, '€'.repeat(170)]),
           ),
         ),
         fc.constant({ v: '😀'.repeat(128), w: 'x'.repeat(512), empty: '' }),

@@ -6,3 +6,4 @@ export * from './lock-contract.js';
 export * from './recorder.js';
 export * from './servers/index.js';
 export * from './suite-hooks.js';
+export * from './wall-clock.js';
