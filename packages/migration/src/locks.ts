@@ -22,7 +22,8 @@ export interface MigratingLocksOptions {
 
 /**
  * A lock (or leadership) held in every registry of the phase at the time it was taken, `from`
- * first. Its fencing token is `to`'s (the last one taken); its signal aborts when any is lost.
+ * first. Its fencing token is `to`'s (the last one taken); its signal aborts when any is lost,
+ * and then the others are released.
  */
 class MigratingLease implements LockLease, Leadership {
   private readonly released = new AbortController();
@@ -36,6 +37,8 @@ class MigratingLease implements LockLease, Leadership {
     private readonly onRelease: (lease: MigratingLease) => void,
   ) {
     this.linked = linkSignals(...leases.map((l) => l.signal), this.released.signal);
+    // Lost in one registry is lost: give the others up at once, or they would only block the next holder.
+    this.linked.signal.addEventListener('abort', () => void this.release().catch(() => {}), { once: true });
   }
 
   get fencingToken(): bigint {
@@ -47,20 +50,20 @@ class MigratingLease implements LockLease, Leadership {
   }
 
   release(): Promise<void> {
-    if (!this.releasing) {
-      this.released.abort(new ClosedError(`lock '${this.name}'`));
-      this.linked.dispose();
-      this.onRelease(this);
-      this.releasing = (async () => {
-        let failure: unknown;
-        for (const lease of [...this.leases].reverse()) {
-          await lease.release().catch((error: unknown) => {
-            failure ??= error;
-          });
-        }
-        if (failure !== undefined) throw failure;
-      })();
-    }
+    if (this.releasing) return this.releasing;
+    // Set before aborting: the abort listener calls release() again.
+    this.releasing = Promise.resolve().then(async () => {
+      let failure: unknown;
+      for (const lease of [...this.leases].reverse()) {
+        await lease.release().catch((error: unknown) => {
+          failure ??= error;
+        });
+      }
+      if (failure !== undefined) throw failure;
+    });
+    this.released.abort(new ClosedError(`lock '${this.name}'`));
+    this.linked.dispose();
+    this.onRelease(this);
     return this.releasing;
   }
 

@@ -29,6 +29,7 @@ export class MigratingRegistration implements Registration {
   private readonly failing = new Map<Side, Error>();
   private readonly listeners = { lost: new Set<Listener>(), restored: new Set<Listener>() };
   private healthy = true;
+  private restoring = false;
   private removal: Promise<void> | undefined;
 
   constructor(
@@ -167,24 +168,37 @@ export class MigratingRegistration implements Registration {
     }
   }
 
-  /** Recomputes the state from the registries; emits `lost` / `restored` on a transition. */
+  /**
+   * Recomputes the state from the registries; emits `lost` at once, `restored` once every
+   * registry holds the instance after the current burst of events (registries that come back
+   * together report one by one: a restore in one must not hide the loss about to be told by the other).
+   */
   private update(error?: Error): void {
     if (this.removal) return;
-    const holds = this.wanted.every((side) => {
-      if (this.failing.has(side)) return false;
-      if (this.joining.has(side)) return true;
-      return this.inner.get(side)?.registration.state === 'active';
-    });
+    const holds = this.holds();
     if (this.healthy && !holds) {
       this.healthy = false;
       this.fire(
         'lost',
         error ?? [...this.failing.values()][0] ?? new Error('a registry dropped the instance'),
       );
-    } else if (!this.healthy && holds) {
-      this.healthy = true;
-      this.fire('restored');
+    } else if (!this.healthy && holds && !this.restoring) {
+      this.restoring = true;
+      queueMicrotask(() => {
+        this.restoring = false;
+        if (this.removal || this.healthy || !this.holds()) return;
+        this.healthy = true;
+        this.fire('restored');
+      });
     }
+  }
+
+  private holds(): boolean {
+    return this.wanted.every((side) => {
+      if (this.failing.has(side)) return false;
+      if (this.joining.has(side)) return true;
+      return this.inner.get(side)?.registration.state === 'active';
+    });
   }
 
   private fire(event: 'lost' | 'restored', error?: Error): void {
