@@ -49,9 +49,13 @@ export function serversForFile(): () => Promise<RealServers> {
   };
 }
 
-/** A Consul client as the fleet would make it (blocking queries: a change is seen at once, then at most one request per 5 s). */
-export function consulOn(s: RealServers): ConsulBackend {
-  return createConsulBackend({ host: s.agent.host, port: s.agent.port, watchMode: 'blocking' });
+/**
+ * A Consul client as the fleet would make it: blocking queries (a change is seen at once, then at
+ * most one request per 5 s), or `poll` (one plain read per 5 s: an agent restart is seen at the
+ * next poll, where a blocking query on the old index waits out its 30 s).
+ */
+export function consulOn(s: RealServers, watchMode: 'blocking' | 'poll' = 'blocking'): ConsulBackend {
+  return createConsulBackend({ host: s.agent.host, port: s.agent.port, watchMode });
 }
 
 /** An etcd client, through the proxy. */

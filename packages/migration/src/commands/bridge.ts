@@ -1,6 +1,8 @@
 import {
   AbortedError,
   type Backend,
+  Backoff,
+  ClosedError,
   instanceEquals,
   type Logger,
   linkSignals,
@@ -8,6 +10,7 @@ import {
   type ServiceInstance,
   type ServiceWatch,
   silentLogger,
+  sleep,
   ValidationError,
   validateServiceName,
 } from '@rollcall/core';
@@ -51,6 +54,9 @@ export type BridgeEvent =
   | { type: 'copied'; service: string; id: string }
   | { type: 'removed'; service: string; id: string }
   | { type: 'skipped'; service: string; id: string; reason: string }
+  /** `from` cannot be read: its last list stands and no copy is removed until it answers again. */
+  | { type: 'source-stale'; service: string }
+  | { type: 'source-back'; service: string }
   | { type: 'stepped-down' };
 
 /** A running bridge. */
@@ -101,6 +107,8 @@ class ServiceMirror {
   start(): void {
     this.follow(this.bridge.from, (list, stale, full) => {
       if (full && !this.fromList) this.emit({ type: 'listed', service: this.service, instances: list.size });
+      if (stale !== this.fromStale)
+        this.emit({ type: stale ? 'source-stale' : 'source-back', service: this.service });
       this.fromList = list;
       this.fromStale = stale;
     });
@@ -307,6 +315,7 @@ class BridgeImpl implements Bridge {
   private async run(): Promise<void> {
     const { to } = this.options;
     const stop = this.stopping.signal;
+    const backoff = new Backoff();
     while (!stop.aborted) {
       this.emit({ type: 'waiting', leader: await to.locks.leader(BRIDGE_ELECTION).catch(() => undefined) });
       let leadership: Awaited<ReturnType<Backend['locks']['campaign']>>;
@@ -315,9 +324,16 @@ class BridgeImpl implements Bridge {
           ttlSeconds: this.ttlSeconds,
           signal: stop,
         });
+        backoff.reset();
       } catch (error) {
         if (stop.aborted) return;
-        throw error;
+        if (error instanceof ClosedError) {
+          this.logger.warn('bridge stops: its registry client was closed');
+          return;
+        }
+        this.logger.warn('bridge cannot campaign; retrying', { error: message(error) });
+        await sleep(backoff.next(), stop).catch(() => {});
+        continue;
       }
       const linked = linkSignals(leadership.signal, stop);
       this.isLeading = true;
@@ -419,6 +435,10 @@ export function formatBridgeEvent(event: BridgeEvent): string {
       return `removed ${event.service}/${event.id}`;
     case 'skipped':
       return `skipped ${event.service}/${event.id}: ${event.reason}`;
+    case 'source-stale':
+      return `cannot read ${event.service} in the source registry: keeping its copies until it answers`;
+    case 'source-back':
+      return `${event.service} readable again`;
     case 'stepped-down':
       return 'lost leadership: copies removed, campaigning again';
   }
