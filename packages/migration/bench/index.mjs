@@ -115,7 +115,7 @@ try {
     for (const phase of ['dual-read', 'cutover'])
       readers[`migrating ${phase}`] = migrating(phase, `bench/reads/${phase}`);
     const opsPerSec = {};
-    for (const [name, b] of Object.entries(readers)) {
+    for (const b of Object.values(readers)) {
       while ((await b.discovery.getInstances(service)).instances.length < 10)
         await new Promise((r) => setTimeout(r, 20));
     }
@@ -295,15 +295,14 @@ try {
       const before = await etcdMessages();
       await new Promise((r) => setTimeout(r, COST_WINDOW_MS));
       const consulRps = proxy.count() / (COST_WINDOW_MS / 1000);
-      if (args.has('cost-detail'))
-        log(
-          phase,
-          JSON.stringify(
-            proxy.requests
-              .map((r) => `${r.method} ${r.path.split('?')[0]}`)
-              .reduce((m, k) => ({ ...m, [k]: (m[k] ?? 0) + 1 }), {}),
-          ),
-        );
+      if (args.has('cost-detail')) {
+        const byPath = {};
+        for (const r of proxy.requests) {
+          const key = `${r.method} ${r.path.split('?')[0]}`;
+          byPath[key] = (byPath[key] ?? 0) + 1;
+        }
+        log(phase, JSON.stringify(byPath));
+      }
       const etcdRps = ((await etcdMessages()) - before - 1) / (COST_WINDOW_MS / 1000);
       rows.push({
         what: `cost in ${phase}: ${COST_CLIENTS} clients, 1 instance and 2 watched services each (requests/s)`,
