@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import {
+  Backoff,
+  type BackoffOptions,
   isValidHost,
   type Logger,
   type Registration,
   type ServiceDiscovery,
   type ServiceInstance,
   type Snapshot,
+  sleep,
 } from '@rollcall/core';
 import { isPhase, type MigrationPhase } from './phases.js';
 
@@ -68,40 +71,62 @@ export function fleetOf(snapshot: Snapshot): FleetMember[] {
 /**
  * Publishes this client's phase in {@link ACK_SERVICE} on `to`. Each new phase is a new record
  * (`<client>-<seq>`) registered before the previous one is removed, so the client never
- * disappears from the list while it switches.
+ * disappears from the list while it switches. A failed announcement is retried (with backoff)
+ * until it lands or a newer phase replaces it.
  */
 export class Acknowledger {
   private seq = 0;
-  private current: Registration | undefined;
-  private chain: Promise<void> = Promise.resolve();
-  private closed = false;
+  private current: { registration: Registration; phase: MigrationPhase } | undefined;
+  private wanted: MigrationPhase | undefined;
+  private running: Promise<void> | undefined;
+  private readonly stop = new AbortController();
   private readonly host: string;
 
   constructor(
     private readonly discovery: ServiceDiscovery,
     readonly clientId: string,
     private readonly logger: Logger,
+    private readonly backoff: BackoffOptions = {},
   ) {
     const name = hostname();
     this.host = isValidHost(name) ? name : '127.0.0.1';
   }
 
-  /** Announces `phase` (after the previous announcements). Failures are logged, never thrown. */
+  /** Announces `phase` (replacing any announcement not made yet). Never throws. */
   publish(phase: MigrationPhase): Promise<void> {
-    this.chain = this.chain.then(() => this.replace(phase));
-    return this.chain;
+    this.wanted = phase;
+    this.running ??= this.loop().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
   }
 
   /** Removes the record. Idempotent. */
   async close(): Promise<void> {
-    this.closed = true;
-    await this.chain;
-    await this.current?.deregister().catch(() => {});
+    this.stop.abort();
+    await this.running;
+    await this.current?.registration.deregister().catch(() => {});
     this.current = undefined;
   }
 
+  private async loop(): Promise<void> {
+    const backoff = new Backoff(this.backoff);
+    while (!this.stop.signal.aborted && this.wanted !== undefined && this.wanted !== this.current?.phase) {
+      const phase = this.wanted;
+      try {
+        await this.replace(phase);
+        backoff.reset();
+      } catch (error) {
+        this.logger.warn('cannot announce the phase in the fleet list; retrying', {
+          phase,
+          error: error instanceof Error ? error.message : String(error),
+        });
+        await sleep(backoff.next(), this.stop.signal).catch(() => {});
+      }
+    }
+  }
+
   private async replace(phase: MigrationPhase): Promise<void> {
-    if (this.closed) return;
     this.seq += 1;
     const instance: ServiceInstance = {
       service: ACK_SERVICE,
@@ -116,16 +141,9 @@ export class Acknowledger {
         since: String(Date.now()),
       },
     };
-    try {
-      const next = await this.discovery.register(instance, { ttlSeconds: ACK_TTL_SECONDS });
-      const previous = this.current;
-      this.current = next;
-      await previous?.deregister();
-    } catch (error) {
-      this.logger.warn('cannot announce the phase in the fleet list', {
-        phase,
-        error: error instanceof Error ? error.message : String(error),
-      });
-    }
+    const registration = await this.discovery.register(instance, { ttlSeconds: ACK_TTL_SECONDS });
+    const previous = this.current;
+    this.current = { registration, phase };
+    await previous?.registration.deregister().catch(() => {});
   }
 }

@@ -107,7 +107,9 @@ class MigratingBackendImpl implements MigratingBackend {
       now: o.now,
     });
     this.locks = new MigratingLocks(backends, { phase, ready });
-    this.acks = o.acknowledge ? new Acknowledger(o.to.discovery, this.clientId, o.logger) : undefined;
+    this.acks = o.acknowledge
+      ? new Acknowledger(o.to.discovery, this.clientId, o.logger, o.backoff)
+      : undefined;
     this.follower.start(o.phaseReadTimeoutMs);
     // Registered first, so it runs before any call waiting for the phase resumes.
     void this.follower.ready().then(() => {
