@@ -237,6 +237,40 @@ describe('rollcall migrate (memory -> memory)', () => {
     }
   });
 
+  it('bridge: mirrors a named service until its signal aborts; naming none is bad usage', async () => {
+    const { migrating, plain } = fleet();
+    const operator = migrating(false);
+    await plain.from().discovery.register({ id: 'l1', service: 'legacy', host: '10.0.0.5', port: 81 });
+    const controller = new AbortController();
+    const out: string[] = [];
+    const done = runCli(['migrate', 'bridge', '--service', 'legacy'], {
+      stdout: (l) => out.push(l),
+      stderr: (l) => out.push(`ERR ${l}`),
+      backend: operator,
+      signal: controller.signal,
+    });
+    const inTo = plain.to();
+    await eventually(async () => (await inTo.discovery.getInstances('legacy')).instances.length === 1, {
+      timeoutMs: 5000,
+    });
+    expect((await inTo.discovery.getInstances('legacy')).instances[0]!.metadata).toMatchObject({
+      'migration-source': 'memory',
+    });
+    controller.abort();
+    expect(await done).toBe(0);
+    expect(out).toEqual([
+      'campaigning for leadership',
+      'leading: mirroring 1 service(s): legacy',
+      'listed legacy: 1 passing instance(s)',
+      'copied legacy/l1',
+      'removed legacy/l1',
+    ]);
+    expect((await inTo.discovery.getInstances('legacy')).instances).toEqual([]);
+    const none = await run(['migrate', 'bridge'], operator);
+    expect(none.code).toBe(2);
+    expect(none.err[0]).toMatch(/services: name at least one service/);
+  });
+
   it('migrate commands need the migrating backend', async () => {
     const plainBackend = createMemoryBackend();
     clients.push(plainBackend);
