@@ -133,7 +133,13 @@ class MigratingBackendImpl implements MigratingBackend {
     await this.follower.ready();
     const current = this.phase;
     if (phaseIndex(target) > phaseIndex(current) && GATED_PHASES.has(target)) {
-      const blocked = (await this.compare()).filter((c) => c.verdict === 'blocked');
+      const comparison = await this.compare().catch((error: unknown) => {
+        // A registry that cannot be read cannot pass the gate; `force` overrides that too.
+        if (!options.force) throw error;
+        this.options.logger.warn(`forced move to '${target}' without a comparison: ${String(error)}`);
+        return [];
+      });
+      const blocked = comparison.filter((c) => c.verdict === 'blocked');
       if (blocked.length > 0) {
         if (!options.force) throw new MigrationBlockedError(target, blocked);
         this.options.logger.warn(`forced move to '${target}' past ${blocked.length} blocked service(s)`, {

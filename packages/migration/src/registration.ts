@@ -82,8 +82,11 @@ export class MigratingRegistration implements Registration {
         ),
       );
     }
-    for (const side of wanted)
-      if (!this.inner.has(side) && !this.joining.has(side)) work.push(this.join(side));
+    for (const side of wanted) {
+      // A join abandoned by a quick move back and forth may still be winding down: start a fresh one.
+      const joining = this.joining.get(side);
+      if (!this.inner.has(side) && (!joining || joining.signal.aborted)) work.push(this.join(side));
+    }
     this.failing.forEach((_e, side) => {
       if (!wanted.includes(side)) this.failing.delete(side);
     });

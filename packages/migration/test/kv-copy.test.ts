@@ -17,7 +17,10 @@ describe('kv copy', () => {
   it('cuts writes into batches within the op and byte limits, and reports progress after each', async () => {
     const { from, to } = pair();
     for (let i = 0; i < 300; i++)
-      await from.kv.put(`configs/k${String(i).padStart(3, '0')}`, 'v'.repeat(i === 7 || i === 8 ? 300_000 : 10));
+      await from.kv.put(
+        `configs/k${String(i).padStart(3, '0')}`,
+        'v'.repeat(i === 7 || i === 8 ? 300_000 : 10),
+      );
     const batches: number[] = [];
     const batch = to.kv.batch.bind(to.kv);
     to.kv.batch = async (put, deleted) => {

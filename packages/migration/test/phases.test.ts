@@ -198,6 +198,30 @@ describe('phase changes', () => {
     expect((await plain('to').discovery.getInstances(service)).instances).toEqual([]);
   });
 
+  it('joining a registry that is down is a loss, retried until it lands, through quick moves back and forth', async () => {
+    const { client, pair, plain } = setup();
+    const service = uniqueService('join');
+    const a = client('done', { backoff: { initialMs: 10, maxMs: 50 } } as never);
+    const registration = await a.discovery.register(instance(service, 'i1'), { ttlSeconds: 30 });
+    const events: string[] = [];
+    registration.on('lost', () => events.push('lost'));
+    registration.on('restored', () => events.push('restored'));
+    pair.outage(['from']);
+    await a.setPhase('cutover');
+    await eventually(() => events.join() === 'lost');
+    expect(registration.state).toBe('recovering');
+    // The gate cannot read `from` now: only a forced move passes.
+    await expect(a.setPhase('done')).rejects.toThrow(/store outage/);
+    await a.setPhase('done', { force: true });
+    await eventually(() => events.join() === 'lost,restored');
+    await a.setPhase('cutover');
+    await eventually(() => events.join() === 'lost,restored,lost');
+    pair.restore(['from']);
+    await eventually(() => events.join() === 'lost,restored,lost,restored');
+    expect(registration.state).toBe('active');
+    expect((await plain('from').discovery.getInstances(service)).instances.map((i) => i.id)).toEqual(['i1']);
+  });
+
   it('a registration lost in one registry is lost, then restored; the other keeps it meanwhile', async () => {
     const { client, pair, plain } = setup({ manualClock: true });
     const service = uniqueService('lost');

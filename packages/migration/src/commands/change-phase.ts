@@ -50,7 +50,11 @@ export async function changePhase(
   const previous = backend.phase;
   let forcedPast: ServiceComparison[] = [];
   if (phaseIndex(target) > phaseIndex(previous) && GATED_PHASES.has(target)) {
-    const blocked = (await backend.compare()).filter((c) => c.verdict === 'blocked');
+    const comparison = await backend.compare().catch((error: unknown) => {
+      if (!options.force) throw error;
+      return [];
+    });
+    const blocked = comparison.filter((c) => c.verdict === 'blocked');
     if (blocked.length > 0 && !options.force) throw new MigrationBlockedError(target, blocked);
     forcedPast = blocked;
   }
