@@ -93,11 +93,6 @@ export class MergedCollection<V, E> {
     };
   }
 
-  /** The read mode published now (`undefined` before the first answer). */
-  get readMode(): ReadMode | undefined {
-    return this.mode;
-  }
-
   /** True once a list has been published. */
   get ready(): boolean {
     return this.hasData;

@@ -48,11 +48,6 @@ export class MigratingRegistration implements Registration {
     return this.healthy ? 'active' : 'recovering';
   }
 
-  /** The registries that hold the instance now. */
-  get holders(): Side[] {
-    return [...this.inner.keys()];
-  }
-
   on(event: 'lost' | 'restored', listener: Listener): () => void {
     const set = this.listeners[event];
     if (!set) throw new TypeError(`unknown registration event '${String(event)}'`);

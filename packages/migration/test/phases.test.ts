@@ -143,6 +143,13 @@ describe('phase changes', () => {
       cutover: 'both-1,both-2,to-only',
       done: 'both-1,both-2,to-only',
     };
+    const followed: Record<MigrationPhase, string> = {
+      'dual-write': 'from',
+      shadow: 'from,to',
+      'dual-read': 'from,to',
+      cutover: 'to',
+      done: 'to',
+    };
     for (const phase of walk) {
       await fleet[0]!.setPhase(phase, { force: true });
       await eventually(
@@ -151,6 +158,13 @@ describe('phase changes', () => {
           expected[phase],
         {
           message: `list in ${phase}`,
+        },
+      );
+      // Only the registries the phase reads (and `shadow` compares) are followed.
+      await eventually(
+        () => watcher.discovery.view(service)!.followedSides.sort().join() === followed[phase],
+        {
+          message: `followed in ${phase}`,
         },
       );
     }
