@@ -12,7 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'clock-child.mjs');
 
 describe.each([
-  ['etcd', () => startEtcd({ name: 'clock' }).then((s) => ({ address: s.clientUrl, stop: () => s.stop() })), 1000],
+  [
+    'etcd',
+    () => startEtcd({ name: 'clock' }).then((s) => ({ address: s.clientUrl, stop: () => s.stop() })),
+    1000,
+  ],
   ['consul', () => startConsul().then((a) => ({ address: a.address, stop: () => a.stop() })), 5000 + 1000],
 ])('%s: wall-clock steps', (kind, start, propagationMs) => {
   let server: { address: string; stop(): Promise<void> };

@@ -1,5 +1,6 @@
-import { type Backend, ConfigError, type ConfigIssue } from '@rollcall/core';
+import { type Backend, ConfigError, type ConfigIssue, type Logger } from '@rollcall/core';
 import { createMemoryBackend } from '@rollcall/memory';
+import { createMigratingBackend, type MigratingBackend } from '@rollcall/migration';
 import type { BackendName, RollcallConfig } from './config.js';
 
 /** Makes a backend from the configuration. */
@@ -61,7 +62,68 @@ const available: Partial<Record<BackendName, Loaded>> = {
       validate: issuesFrom(resolveConsulOptions),
     };
   }),
+  migrating: { factory: (config) => createMigratingFromConfig(config) },
 };
+
+/** `cacheIdleMs` of the two registries under a migrating backend, unless their section sets one. */
+const INNER_CACHE_IDLE_MS = 1000;
+
+/** Options of {@link createMigratingFromConfig} beyond the configuration. */
+export interface MigratingFromConfigOptions {
+  /** Announce this process's phase in the fleet list. Default `true`; tools that only look pass `false`. */
+  acknowledge?: boolean;
+  logger?: Logger;
+}
+
+/** The factories of the two registries a `migrating` section names, or a ConfigError naming the field. */
+function migrationFactories(config: RollcallConfig): { from: BackendFactory; to: BackendFactory } {
+  const m = config.migrating;
+  if (!m)
+    throw new ConfigError([
+      { path: 'migrating', message: "required with backend 'migrating': { from, to, phase, threshold? }" },
+    ]);
+  const factory = (side: 'from' | 'to') => {
+    const loaded = available[m[side]];
+    if (loaded && 'factory' in loaded) return loaded.factory;
+    const why = loaded && 'missing' in loaded ? loaded.missing : 'not available in this version';
+    throw new ConfigError([
+      { path: `migrating.${side}`, message: `backend '${m[side]}' cannot be used: ${why}` },
+    ]);
+  };
+  return { from: factory('from'), to: factory('to') };
+}
+
+/**
+ * The migrating backend a configuration describes: `migrating.from` and `migrating.to` made from
+ * their own sections (`consul`, `etcd`), wrapped by `createMigratingBackend` with the section's
+ * `phase`, `threshold` and `phaseKey`.
+ */
+export function createMigratingFromConfig(
+  config: RollcallConfig,
+  options: MigratingFromConfigOptions = {},
+): MigratingBackend {
+  const factories = migrationFactories(config);
+  const m = config.migrating!;
+  // The migrating backend keeps its own merged cache: the registries' caches only need to outlive
+  // a watch it closes, so that a registry the phase stops reading (Consul at `done`) stops being
+  // polled within a second instead of after the default 5 minutes.
+  const inner = (name: 'memory' | 'etcd' | 'consul'): RollcallConfig => {
+    const section = name === 'memory' ? undefined : config[name];
+    return name === 'memory'
+      ? { ...config, backend: name }
+      : { ...config, backend: name, [name]: { cacheIdleMs: INNER_CACHE_IDLE_MS, ...section } };
+  };
+  const from = factories.from(inner(m.from));
+  const to = factories.to(inner(m.to));
+  return createMigratingBackend({
+    from,
+    to,
+    phase: m.phase,
+    ...(m.threshold !== undefined ? { threshold: m.threshold } : {}),
+    ...(m.phaseKey !== undefined ? { phaseKey: m.phaseKey } : {}),
+    ...options,
+  });
+}
 
 /** Registers (or replaces) the factory for a backend name; e.g. to plug in a backend of your own in tests. */
 export function registerBackend(name: BackendName, factory: BackendFactory): void {
@@ -95,6 +157,8 @@ export function availableBackends(): BackendName[] {
 /** The factory for `config.backend`, or a {@link ConfigError} naming it and listing the valid ones. */
 export function backendFactory(config: RollcallConfig): BackendFactory {
   const loaded = available[config.backend];
+  // A migration can only start if both of its registries can be made.
+  if (config.backend === 'migrating') migrationFactories(config);
   if (loaded && 'factory' in loaded) return loaded.factory;
   const why = loaded && 'missing' in loaded ? loaded.missing : 'not available in this version';
   throw new ConfigError([

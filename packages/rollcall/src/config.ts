@@ -1,8 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ConsulOptions } from '@rollcall/consul';
-import { ConfigError, type ConfigIssue, describeValue, FORBIDDEN_KEYS } from '@rollcall/core';
+import {
+  ConfigError,
+  type ConfigIssue,
+  describeValue,
+  FORBIDDEN_KEYS,
+  normalizeKey,
+  ValidationError,
+} from '@rollcall/core';
 import type { EtcdOptions } from '@rollcall/etcd';
+import { MIGRATION_PHASES } from '@rollcall/migration';
 import { z } from 'zod';
 import { validateBackendSections } from './backends.js';
 import { jsonErrorOffset, positionOf } from './json-position.js';
@@ -12,8 +20,38 @@ export const BACKEND_NAMES = ['memory', 'etcd', 'consul', 'migrating'] as const;
 /** A backend name. */
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
-/** The phases of a Consul-to-etcd migration. */
-export const MIGRATION_PHASES = ['dual-write', 'dual-read', 'cutover', 'done'] as const;
+/** The phases of a Consul-to-etcd migration (from `@rollcall/migration`). */
+export { MIGRATION_PHASES };
+
+/** Registries a migration may go from or to. */
+const REGISTRY_NAMES = ['memory', 'etcd', 'consul'] as const;
+
+/** The `migrating` section: which configured backends the move goes between, and where it stands. */
+const migratingSchema = z
+  .object({
+    from: z.enum(REGISTRY_NAMES),
+    to: z.enum(REGISTRY_NAMES),
+    phase: z.enum(MIGRATION_PHASES),
+    threshold: z.number().positive().finite().optional(),
+    phaseKey: z.string().optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    if (m.from === m.to)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['to'],
+        message: `must be another registry than from ('${m.from}')`,
+      });
+    if (m.phaseKey !== undefined) {
+      try {
+        normalizeKey(m.phaseKey, 'phaseKey');
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        ctx.addIssue({ code: 'custom', path: ['phaseKey'], message: error.reason });
+      }
+    }
+  });
 
 const configSchema = z
   .object({
@@ -21,16 +59,17 @@ const configSchema = z
     // Checked by the backends' own option validation (validateBackendSections): one source of truth.
     etcd: z.record(z.string(), z.unknown()).optional(),
     consul: z.record(z.string(), z.unknown()).optional(),
-    migrating: z
-      .object({
-        from: z.enum(['memory', 'etcd', 'consul']),
-        to: z.enum(['memory', 'etcd', 'consul']),
-        phase: z.enum(MIGRATION_PHASES),
-      })
-      .strict()
-      .optional(),
+    migrating: migratingSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.backend === 'migrating' && c.migrating === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['migrating'],
+        message: "required with backend 'migrating': { from, to, phase, threshold? }",
+      });
+  });
 
 /** Which backend a process uses, and its options (`etcd` / `consul`: the options of `createEtcdBackend` / `createConsulBackend`). */
 export type RollcallConfig = Omit<z.infer<typeof configSchema>, 'etcd' | 'consul'> & {
@@ -114,7 +153,7 @@ export const ENV_VARIABLES: Record<
   },
   ROLLCALL_MIGRATION_PHASE: {
     path: ['migrating', 'phase'],
-    description: 'dual-write, dual-read, cutover or done',
+    description: `the phase to start in when the phase key is not set: ${MIGRATION_PHASES.join(', ')}`,
   },
 };
 

@@ -4,6 +4,8 @@ export {
   availableBackends,
   type BackendFactory,
   backendFactory,
+  createMigratingFromConfig,
+  type MigratingFromConfigOptions,
   registerBackend,
   type SectionValidator,
   validateBackendSections,

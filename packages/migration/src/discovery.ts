@@ -1,0 +1,288 @@
+import {
+  type Backend,
+  type BackoffOptions,
+  ClosedError,
+  type DiscoveryEvent,
+  type EventQueue,
+  type Logger,
+  type RegisterOptions,
+  type Registration,
+  type ServiceDiscovery,
+  type ServiceInstance,
+  type ServiceWatch,
+  type Snapshot,
+  ValidationError,
+  validateInstance,
+  validateRegisterOptions,
+  validateServiceName,
+} from '@rollcall/core';
+import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
+import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
+import { MigratingRegistration } from './registration.js';
+import type { ShadowReport } from './shadow.js';
+import { SnapshotView } from './views.js';
+
+/** What the migrating discovery needs from its backend. */
+export interface MigratingDiscoveryOptions {
+  /** The phase now. */
+  phase(): MigrationPhase;
+  /** Resolves once the phase is known. */
+  ready(): Promise<void>;
+  /** True once the phase is known (so reads need not wait). */
+  known(): boolean;
+  shadow: ShadowReport;
+  logger: Logger;
+  backoff: BackoffOptions;
+  cacheIdleMs: number;
+  maxQueuedEvents: number;
+  now: () => number;
+}
+
+interface Entry {
+  merged: MergedCollection<ServiceInstance, DiscoveryEvent>;
+  view: SnapshotView;
+  lastUsed: number;
+}
+
+class Watch implements ServiceWatch {
+  constructor(private readonly queue: EventQueue<DiscoveryEvent>) {}
+  [Symbol.asyncIterator](): AsyncIterator<DiscoveryEvent> {
+    return this.queue;
+  }
+  close(): void {
+    this.queue.close();
+  }
+  [Symbol.dispose](): void {
+    this.queue.close();
+  }
+}
+
+/** The discovery plan of a phase: where reads come from and what is followed beside them. */
+export function discoveryPlan(phase: MigrationPhase): MergePlan {
+  const rules = PHASE_RULES[phase];
+  return { read: rules.discovery, watch: rules.watch };
+}
+
+/** Follows one service in one registry for a merged view: its watch, and its first read's failure. */
+function openService(backends: Readonly<Record<Side, Backend>>, service: string): OpenSide<ServiceInstance> {
+  return (side, sink) => {
+    const discovery = backends[side].discovery;
+    let stopped = false;
+    let watch: ServiceWatch;
+    try {
+      watch = discovery.watch(service);
+    } catch (error) {
+      sink.failed(error as Error);
+      return () => {};
+    }
+    void (async () => {
+      try {
+        for await (const event of watch) {
+          const at = event.snapshot.syncedAt;
+          if (event.type === 'sync')
+            sink.replace(
+              event.snapshot.instances.map((i) => [i.id, i]),
+              at,
+            );
+          else if (event.type === 'change')
+            sink.apply(
+              [...event.added, ...event.updated].map((i) => [i.id, i]),
+              event.removed.map((i) => i.id),
+              at,
+            );
+          else sink.stale(event.error);
+        }
+      } catch (error) {
+        if (!stopped) sink.stale(error as Error);
+      }
+    })();
+    // A watch says nothing while its registry has never answered: the shared cache's first read tells.
+    discovery.getInstances(service).catch((error: unknown) => {
+      if (!stopped) sink.failed(error instanceof Error ? error : new Error(String(error)));
+    });
+    return () => {
+      stopped = true;
+      watch.close();
+    };
+  };
+}
+
+/**
+ * Discovery across two registries by the phase's rules: registrations written to each registry
+ * of the phase, reads from `from`, `to` or both merged, one merged view per service shared by
+ * every watcher and reader (each holding one watch per registry it reads).
+ */
+export class MigratingDiscovery implements ServiceDiscovery {
+  readonly backend = 'migrating';
+  private readonly cache = new Map<string, Entry>();
+  private readonly registrations = new Map<string, MigratingRegistration | 'pending'>();
+  private closing: Promise<void> | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly backends: Readonly<Record<Side, Backend>>,
+    private readonly options: MigratingDiscoveryOptions,
+  ) {}
+
+  async register(instance: ServiceInstance, options?: RegisterOptions): Promise<Registration> {
+    const valid = validateInstance(instance);
+    const { ttlSeconds, signal } = validateRegisterOptions(options);
+    this.assertOpen();
+    const key = `${valid.service}/${valid.id}`;
+    if (this.registrations.has(key)) {
+      throw new ValidationError(
+        'instance.id',
+        `'${valid.id}' of service '${valid.service}' is already registered by this client; deregister it first`,
+      );
+    }
+    this.registrations.set(key, 'pending');
+    try {
+      await this.options.ready();
+      const wanted = PHASE_RULES[this.options.phase()].register;
+      const results = await Promise.allSettled(
+        wanted.map((side) =>
+          this.backends[side].discovery.register(valid, { ttlSeconds, ...(signal ? { signal } : {}) }),
+        ),
+      );
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      const made = new Map<Side, Registration>();
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled') made.set(wanted[i]!, r.value);
+      });
+      if (failed) {
+        // Nothing half-registered stays behind.
+        await Promise.allSettled([...made.values()].map((r) => r.deregister()));
+        throw failed.reason;
+      }
+      const registration = new MigratingRegistration(valid, ttlSeconds, this.backends, wanted, made, {
+        logger: this.options.logger,
+        backoff: this.options.backoff,
+        onRemove: () => this.registrations.delete(key),
+      });
+      this.registrations.set(key, registration);
+      if (this.closing) {
+        await registration.deregister();
+        throw new ClosedError('discovery');
+      }
+      // The phase may have moved while the writes were in flight.
+      void registration.reconcile(PHASE_RULES[this.options.phase()].register);
+      return registration;
+    } catch (error) {
+      if (this.registrations.get(key) === 'pending') this.registrations.delete(key);
+      throw error;
+    }
+  }
+
+  async getInstances(service: string): Promise<Snapshot> {
+    validateServiceName(service);
+    this.assertOpen();
+    if (!this.options.known()) await this.options.ready();
+    const entry = this.entry(service);
+    entry.lastUsed = this.options.now();
+    if (!entry.merged.ready) await entry.merged.whenReady();
+    return entry.view.snapshot(entry.merged.state);
+  }
+
+  watch(service: string, options?: { signal?: AbortSignal }): ServiceWatch {
+    validateServiceName(service);
+    this.assertOpen();
+    const entry = this.entry(service);
+    const queue = entry.merged.subscribe(() => {
+      entry.lastUsed = this.options.now();
+    });
+    queue.closeOn(options?.signal);
+    return new Watch(queue);
+  }
+
+  async listServices(): Promise<string[]> {
+    this.assertOpen();
+    await this.options.ready();
+    const read = PHASE_RULES[this.options.phase()].discovery;
+    if (read !== 'union') return this.backends[read].discovery.listServices();
+    const results = await Promise.allSettled([
+      this.backends.from.discovery.listServices(),
+      this.backends.to.discovery.listServices(),
+    ]);
+    const answered = results.filter((r): r is PromiseFulfilledResult<string[]> => r.status === 'fulfilled');
+    if (answered.length === 0) throw (results[1] as PromiseRejectedResult).reason;
+    return [...new Set(answered.flatMap((r) => r.value))].sort();
+  }
+
+  /** Moves every view and registration to `phase`'s rules. Resolves once registrations moved. */
+  applyPhase(phase: MigrationPhase): Promise<void> {
+    const plan = discoveryPlan(phase);
+    for (const entry of this.cache.values()) entry.merged.setPlan(plan);
+    const wanted = PHASE_RULES[phase].register;
+    return Promise.all(
+      [...this.registrations.values()].map((r) => (r === 'pending' ? undefined : r.reconcile(wanted))),
+    ).then(() => {});
+  }
+
+  /** The registrations this client holds now. */
+  get activeRegistrations(): MigratingRegistration[] {
+    return [...this.registrations.values()].filter((r): r is MigratingRegistration => r !== 'pending');
+  }
+
+  /** The merged view of `service`, if this client follows it (tests and stats). */
+  view(service: string): MergedCollection<ServiceInstance, DiscoveryEvent> | undefined {
+    return this.cache.get(service)?.merged;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    const results = await Promise.allSettled(this.activeRegistrations.map((r) => r.deregister()));
+    for (const entry of this.cache.values()) entry.merged.close();
+    this.cache.clear();
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private entry(service: string): Entry {
+    let entry = this.cache.get(service);
+    if (!entry) {
+      const view = new SnapshotView(service);
+      const merged = new MergedCollection(view, openService(this.backends, service), {
+        subject: `service '${service}'`,
+        maxQueued: this.options.maxQueuedEvents,
+        now: this.options.now,
+        observe: (from, to) => this.options.shadow.observe(service, this.options.phase(), from, to),
+      });
+      entry = { merged, view, lastUsed: this.options.now() };
+      this.cache.set(service, entry);
+      if (this.options.known()) merged.setPlan(discoveryPlan(this.options.phase()));
+      this.startSweeper();
+    }
+    return entry;
+  }
+
+  private startSweeper(): void {
+    if (this.sweeper) return;
+    const every = Math.max(1000, Math.min(30_000, this.options.cacheIdleMs));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  /** Drops views nobody watched or read for `cacheIdleMs`, ending their watches in both registries. */
+  sweep(): void {
+    const cutoff = this.options.now() - this.options.cacheIdleMs;
+    for (const [service, entry] of this.cache) {
+      if (entry.merged.subscriberCount === 0 && entry.lastUsed <= cutoff) {
+        entry.merged.close();
+        this.cache.delete(service);
+      }
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new ClosedError('discovery');
+  }
+}
