@@ -270,6 +270,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
       // Nothing may stay behind: the engine undoes whatever part of the write reached the backend,
       // in the background (a write still in flight is deleted once it lands).
       void registration.deregister().catch(() => {});
+      if (this.closing) throw new ClosedError('discovery');
       throw error;
     }
     if (this.closing) {
