@@ -76,6 +76,12 @@ try {
     let rawWaiter;
     rawWatcher.on('put', (kv) => rawWaiter?.(`put ${kv.key.toString()}`));
     rawWatcher.on('delete', (kv) => rawWaiter?.(`delete ${kv.key.toString()}`));
+    // A raw watcher of the registry itself, to time Rollcall's write side alone.
+    const registryPrefix = '/rollcall/services/bench-propagation/';
+    const registryWatcher = await rawWatcherClient.watch().prefix(registryPrefix).create();
+    let registryWaiter;
+    registryWatcher.on('put', (kv) => registryWaiter?.(`put ${kv.key.toString()}`));
+    registryWatcher.on('delete', (kv) => registryWaiter?.(`delete ${kv.key.toString()}`));
     const watch = b.discovery.watch('bench-propagation');
     const it = watch[Symbol.asyncIterator]();
     await nextMatching(it, (e) => e.type === 'sync');
@@ -113,14 +119,51 @@ try {
       await nextMatching(it, (e) => e.type === 'change' && e.removed.some((x) => x.id === id));
       return ms;
     };
+    // Write side alone: register -> the raw watcher sees the key.
+    const writeSideRound = async (i) => {
+      const id = `w${i}`;
+      const key = `${registryPrefix}${id}`;
+      const seen = new Promise((resolve) => {
+        registryWaiter = (what) => what === `put ${key}` && resolve();
+      });
+      const t0 = now();
+      const registration = await a.discovery.register(
+        { id, service: 'bench-propagation', host: '127.0.0.1', port: 8080 },
+        { ttlSeconds: TTL },
+      );
+      await seen;
+      const ms = now() - t0;
+      await nextMatching(it, (e) => e.type === 'change' && e.added.some((x) => x.id === id));
+      await registration.deregister();
+      await nextMatching(it, (e) => e.type === 'change' && e.removed.some((x) => x.id === id));
+      return ms;
+    };
+    // Watch side alone: a raw put with a lease of a valid instance -> Rollcall's watch sees it.
+    const watchSideRound = async (i) => {
+      const id = `r${i}`;
+      const t0 = now();
+      await raw
+        .put(`${registryPrefix}${id}`)
+        .value(JSON.stringify({ id, service: 'bench-propagation', host: '127.0.0.1', port: 8080 }))
+        .lease(rawLease);
+      await nextMatching(it, (e) => e.type === 'change' && e.added.some((x) => x.id === id));
+      const ms = now() - t0;
+      await raw.delete().key(`${registryPrefix}${id}`);
+      await nextMatching(it, (e) => e.type === 'change' && e.removed.some((x) => x.id === id));
+      return ms;
+    };
     const rawSamples = [];
     const leasedSamples = [];
     const rcSamples = [];
+    const writeSamples = [];
+    const watchSamples = [];
     const warmup = Math.min(100, SAMPLES / 10);
     const rounds = [
       ['raw', (i) => rawRound(i, false), rawSamples],
       ['leased', (i) => rawRound(i, true), leasedSamples],
       ['rollcall', rollcallRound, rcSamples],
+      ['write side', writeSideRound, writeSamples],
+      ['watch side', watchSideRound, watchSamples],
     ];
     for (let i = 0; i < SAMPLES + warmup; i++) {
       // A fresh random order each iteration: no side always runs right after the same other side.
@@ -137,7 +180,11 @@ try {
     const r = stats(rawSamples);
     const l = stats(leasedSamples);
     const c = stats(rcSamples);
+    const ws = stats(writeSamples);
+    const wt = stats(watchSamples);
     results.propagation = {
+      registerToRawWatch: { p50Ms: round(ws.p50), p99Ms: round(ws.p99) },
+      rawLeasedPutToRollcallWatch: { p50Ms: round(wt.p50), p99Ms: round(wt.p99) },
       samples: SAMPLES,
       rawPutToWatch: { p50Ms: round(r.p50), p99Ms: round(r.p99) },
       rawLeasedPutToWatch: { p50Ms: round(l.p50), p99Ms: round(l.p99) },
@@ -149,6 +196,7 @@ try {
     log('propagation', JSON.stringify(results.propagation));
     watch.close();
     await rawWatcher.cancel();
+    await registryWatcher.cancel();
     raw.close();
     rawWatcherClient.close();
     await a.close();
@@ -404,6 +452,14 @@ if (SECTIONS.has('propagation'))
     ],
     ['ratio vs raw put, p50 (target <= 1.15) / p99', `${p.p50Ratio} / ${p.p99Ratio}`],
     ['ratio vs raw put with a lease, p50', `${p.p50RatioVsLeasedPut}`],
+    [
+      'write side: register -> raw watch event, p50 / p99',
+      `${p.registerToRawWatch.p50Ms} / ${p.registerToRawWatch.p99Ms} ms`,
+    ],
+    [
+      'watch side: raw leased put -> Rollcall watch event, p50 / p99',
+      `${p.rawLeasedPutToRollcallWatch.p50Ms} / ${p.rawLeasedPutToRollcallWatch.p99Ms} ms`,
+    ],
   );
 if (SECTIONS.has('scale'))
   rows.push(

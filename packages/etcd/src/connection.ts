@@ -220,13 +220,15 @@ export class EtcdConnection {
     signal?: AbortSignal,
   ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
-    const backoff = new Backoff({ initialMs: 20, maxMs: 500 });
+    // Made on the first failure only: most calls succeed at once, on the hot path of every write.
+    let backoff: Backoff | undefined;
     for (;;) {
       this.assertOpen();
       if (signal?.aborted) throw new AbortedError(signal.reason);
       try {
         return await op({ deadline });
       } catch (error) {
+        backoff ??= new Backoff({ initialMs: 20, maxMs: 500 });
         const delay = backoff.next();
         if (!this.isOpen || !isTransient(error) || Date.now() + delay >= deadline)
           throw this.error(error, what);

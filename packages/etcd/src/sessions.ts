@@ -7,7 +7,13 @@ import {
   SessionGoneError,
   type SessionWrite,
 } from '@rollcall/core';
-import { EtcdLeaseInvalidError, type IKeyValue, type ITxnResponse } from 'etcd3';
+import {
+  EtcdLeaseInvalidError,
+  type ICompare,
+  type IKeyValue,
+  type ITxnRequest,
+  type ITxnResponse,
+} from 'etcd3';
 import type { CallOptions, EtcdConnection } from './connection.js';
 import { KeepaliveStream } from './keepalive.js';
 
@@ -137,21 +143,25 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
         if (!slots[k]!.free) outcomes[w.i] = 'conflict';
       });
       if (writable.length === 0) return;
-      const response = await this.txn('register', (o) => {
-        let txn: ReturnType<typeof client.if> | undefined;
-        chunk.forEach((w, k) => {
-          const slot = slots[k]!;
-          if (!slot.free) return;
-          txn = txn
-            ? txn.and(w.key, slot.compare, '==', slot.revision)
-            : client.if(w.key, slot.compare, '==', slot.revision);
-        });
-        return (txn as ReturnType<typeof client.if>)
-          .then(...writable.map((w) => client.put(w.key).value(w.value).lease(lease)))
-          .else(...chunk.map((w) => client.get(w.key)))
-          .options(o)
-          .commit();
+      // Raw requests rather than etcd3's transaction builder: this is the hot path of every registration.
+      const compare: ICompare[] = [];
+      chunk.forEach((w, k) => {
+        const slot = slots[k]!;
+        if (!slot.free) return;
+        compare.push(
+          slot.compare === 'Create'
+            ? { key: Buffer.from(w.key), target: 'Create', result: 'Equal', create_revision: 0 }
+            : { key: Buffer.from(w.key), target: 'Mod', result: 'Equal', mod_revision: slot.revision },
+        );
       });
+      const request: ITxnRequest = {
+        compare,
+        success: writable.map((w) => ({
+          request_put: { key: Buffer.from(w.key), value: Buffer.from(w.value), lease },
+        })),
+        failure: chunk.map((w) => ({ request_range: { key: Buffer.from(w.key) } })),
+      };
+      const response = await this.txn('register', (o) => client.kv.txn(request, o));
       if (response.succeeded) return;
       // Someone holds some keys (or they changed since we looked): look at each holder and try again.
       slots = chunk.map((w, k) => slotOf(response.responses[k]?.response_range?.kvs[0], ours, w.value));
@@ -160,27 +170,20 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
   }
 
   async remove(lease: string, keys: readonly string[]): Promise<void> {
-    const client = this.conn.client;
+    const kv = this.conn.client.kv;
+    /** `if every key is on the lease then delete them all`. */
+    const ifOurs = (chunk: readonly string[]): ITxnRequest => ({
+      compare: chunk.map((key) => ({ key: Buffer.from(key), target: 'Lease', result: 'Equal', lease })),
+      success: chunk.map((key) => ({ request_delete_range: { key: Buffer.from(key) } })),
+      failure: [],
+    });
     await Promise.all(
       chunked(keys, (k) => k.length).map(async (chunk) => {
         // Usually every key is still on the lease: one transaction deletes them all.
-        const all = await this.txn('deregister', (o) => {
-          let txn = client.if(chunk[0]!, 'Lease', '==', lease);
-          for (const key of chunk.slice(1)) txn = txn.and(key, 'Lease', '==', lease);
-          return txn
-            .then(...chunk.map((k) => client.delete().key(k)))
-            .options(o)
-            .commit();
-        });
+        const all = await this.txn('deregister', (o) => kv.txn(ifOurs(chunk), o));
         if (all.succeeded || chunk.length === 1) return;
         // Some moved (taken by another client, deleted): delete each one that is still ours.
-        await Promise.all(
-          chunk.map((key) =>
-            this.txn('deregister', (o) =>
-              client.if(key, 'Lease', '==', lease).then(client.delete().key(key)).options(o).commit(),
-            ),
-          ),
-        );
+        await Promise.all(chunk.map((key) => this.txn('deregister', (o) => kv.txn(ifOurs([key]), o))));
       }),
     );
   }

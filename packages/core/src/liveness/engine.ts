@@ -10,7 +10,7 @@ import {
 import { type Logger, silentLogger } from '../logger.js';
 import { HeldKey, type KeyListener, RegisteredKey } from './claims.js';
 import { realTimers, type TimerHandle, type Timers } from './clock.js';
-import { type EngineContext, type LivenessStats, message, pause, race } from './context.js';
+import { type EngineContext, type LivenessStats, message, pause } from './context.js';
 import type { ClaimRef, PutOutcome, SessionDriver } from './driver.js';
 import { SessionKeeper } from './keeper.js';
 import { holdProcess } from './process-ref.js';
@@ -90,6 +90,12 @@ export class LivenessEngine<S, V = string> {
   private readonly registered = new Set<RegisteredKey<S, V>>();
   /** Registrations to write again (lost, or found missing). */
   private readonly recovering = new Set<RegisteredKey<S, V>>();
+  /** First writes in flight, oldest first, with their deadline (monotonic ms) and how to fail them. */
+  private readonly firstWrites = new Map<
+    RegisteredKey<S, V>,
+    { until: number; fail: (error: Error) => void }
+  >();
+  private firstWriteTimer: TimerHandle | undefined;
   /** Keys a watch showed touched: checked soon. */
   private readonly suspects = new Set<RegisteredKey<S, V>>();
   private recovery: Promise<void> | undefined;
@@ -207,36 +213,59 @@ export class LivenessEngine<S, V = string> {
     }, 0);
   }
 
-  private async establish(claim: RegisteredKey<S, V>): Promise<void> {
-    const deadline = new AbortController();
-    const timer = this.timers.setTimeout(
-      () =>
-        deadline.abort(
+  /**
+   * The first write of `claim`, bounded by `establishTimeoutMs`. Every first write in flight shares
+   * one deadline timer (they all have the same timeout, so the oldest is always the next due): a
+   * registration costs no timer or AbortSignal of its own.
+   */
+  private establish(claim: RegisteredKey<S, V>): Promise<void> {
+    const attempt = this.firstWrite(claim);
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const settle = (error?: unknown) => {
+        if (settled) return;
+        settled = true;
+        this.firstWrites.delete(claim);
+        if (error === undefined) return resolve();
+        // Undo in the background whatever part of the write reached the server (a write still in
+        // flight is deleted once it lands).
+        if (claim.state !== 'closed') void this.release(claim).catch(() => {});
+        reject(error);
+      };
+      this.firstWrites.set(claim, { until: this.timers.now() + this.establishTimeoutMs, fail: settle });
+      this.armFirstWrites();
+      attempt.then(
+        () => settle(),
+        (error) => settle(error),
+      );
+    });
+  }
+
+  /** Arms the shared deadline of first writes: at the oldest one's. */
+  private armFirstWrites(): void {
+    if (this.firstWriteTimer !== undefined) return;
+    const oldest = this.firstWrites.values().next().value;
+    if (!oldest) return;
+    this.firstWriteTimer = this.timers.setTimeout(() => {
+      this.firstWriteTimer = undefined;
+      const now = this.timers.now();
+      for (const [claim, pending] of [...this.firstWrites]) {
+        if (pending.until > now) break;
+        pending.fail(
           new BackendUnavailableError(
             this.driver.backend,
             `register '${claim.key}': not written within ${this.establishTimeoutMs} ms`,
           ),
-        ),
-      this.establishTimeoutMs,
-    );
-    const attempt = this.firstWrite(claim, deadline.signal);
-    // Past the deadline it may still settle (a write in flight): nobody waits for it then.
-    attempt.catch(() => {});
-    try {
-      await race(attempt, deadline.signal);
-    } catch (error) {
-      // Undo in the background whatever part of the write reached the server.
-      if (claim.state !== 'closed') void this.release(claim).catch(() => {});
-      throw error;
-    } finally {
-      this.timers.clearTimeout(timer);
-    }
+        );
+      }
+      this.armFirstWrites();
+    }, oldest.until - this.timers.now());
   }
 
-  private async firstWrite(claim: RegisteredKey<S, V>, signal: AbortSignal): Promise<void> {
+  private async firstWrite(claim: RegisteredKey<S, V>): Promise<void> {
     for (;;) {
       if (claim.state === 'closed') throw new AbortedError('released');
-      const session = await this.sessionFor(claim, signal);
+      const session = await this.sessionFor(claim);
       let outcome: PutOutcome;
       try {
         outcome = await this.writes.put(session, claim);
@@ -263,12 +292,12 @@ export class LivenessEngine<S, V = string> {
   }
 
   /** The session a registration is written on: the ttl's shared one, or (key scope) its own. */
-  private async sessionFor(claim: RegisteredKey<S, V>, signal: AbortSignal): Promise<LiveSession<S>> {
-    if (this.driver.scope === 'client') return this.keeper.currentFor(claim.ttlSeconds, signal);
+  private async sessionFor(claim: RegisteredKey<S, V>): Promise<LiveSession<S>> {
+    if (this.driver.scope === 'client') return this.keeper.currentFor(claim.ttlSeconds);
     const own = this.keySessions.get(claim);
     if (own?.usable) return own;
     if (own) this.keeper.end(own);
-    const session = await race(this.keeper.grant(claim.ttlSeconds, claim.key), signal);
+    const session = await this.keeper.grant(claim.ttlSeconds, claim.key);
     this.keySessions.set(claim, session);
     return session;
   }
@@ -396,7 +425,7 @@ export class LivenessEngine<S, V = string> {
         [...byTtl].map(async ([ttl, group]) => {
           let session: LiveSession<S>;
           try {
-            session = await this.keeper.currentFor(ttl, this.lifetime.signal);
+            session = await this.keeper.currentFor(ttl);
           } catch (error) {
             failures.push(error);
             return;
@@ -409,7 +438,7 @@ export class LivenessEngine<S, V = string> {
         claims.map(async (claim) => {
           let session: LiveSession<S>;
           try {
-            session = await this.sessionFor(claim, this.lifetime.signal);
+            session = await this.sessionFor(claim);
           } catch (error) {
             failures.push(error);
             return;
@@ -456,7 +485,7 @@ export class LivenessEngine<S, V = string> {
     this.assertOpen();
     if (this.driver.scope !== 'client')
       throw new TypeError(`${this.driver.backend}: held keys need a client-scope session driver`);
-    const session = await this.keeper.currentFor(ttlSeconds, signal ?? this.lifetime.signal);
+    const session = await this.keeper.currentFor(ttlSeconds, signal);
     // In use: not idle for another while.
     this.keeper.emptied(session);
     return session;
@@ -592,7 +621,7 @@ export class LivenessEngine<S, V = string> {
       else if (claim.state === 'recovering' && claim.conflict) {
         // Checked against the session it would be written on (granted now if there is none: the
         // one it was on may have been lost while it waited).
-        const target = await this.sessionFor(claim, this.lifetime.signal).catch(() => undefined);
+        const target = await this.sessionFor(claim).catch(() => undefined);
         if (target?.usable) items.push({ kind: 'registration', claim, session: target });
       }
     }

@@ -28,8 +28,11 @@ export class SessionKeeper<S, V> {
     private readonly onLost: (session: LiveSession<S>, error: Error, remote: boolean) => void,
   ) {}
 
-  /** The usable session of `ttlSeconds`, granting one (shared by concurrent callers) when there is none. */
-  currentFor(ttlSeconds: number, signal: AbortSignal): Promise<LiveSession<S>> {
+  /**
+   * The usable session of `ttlSeconds`, granting one (shared by concurrent callers) when there is
+   * none. With `signal`, the wait for a grant ends (rejects) when it aborts.
+   */
+  currentFor(ttlSeconds: number, signal?: AbortSignal): Promise<LiveSession<S>> {
     const session = this.current.get(ttlSeconds);
     if (session?.usable) return Promise.resolve(session);
     let granting = this.granting.get(ttlSeconds);
