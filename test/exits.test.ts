@@ -68,6 +68,13 @@ describe('a call to an unreachable etcd keeps its process alive until it settles
     expect(r.out()).toBe('rejected BackendUnavailableError\n');
   });
 
+  it('a register() given an already-aborted signal rejects with AbortError, and nothing inside crashes the process', async () => {
+    const r = run('etcd', dead, 'register-aborted', uniqueService('aborted'));
+    expect(await r.exit).toBe(0);
+    expect(r.out()).toBe('rejected AbortError\n');
+    expect(r.err()).toBe('');
+  });
+
   it('a register() against it rejects and says so (exit 1 with the error), never exit 13', async () => {
     const r = run('etcd', dead, 'register', uniqueService('dead'));
     expect(await r.exit).toBe(1);
@@ -116,6 +123,13 @@ describe.each([
     } finally {
       await observer.close();
     }
+  });
+
+  it('a register() given an already-aborted signal rejects with AbortError, and nothing inside crashes the process', async () => {
+    const r = run(kind, server.address, 'register-aborted', uniqueService('aborted'));
+    expect(await r.exit).toBe(0);
+    expect(r.out()).toBe('rejected AbortError\n');
+    expect(r.err()).toBe('');
   });
 
   it('a process whose only work is `for await` over a watch keeps following it', async () => {

@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { AbortedError, BackendUnavailableError, PermissionDeniedError, redactSecrets } from '@rollcall/core';
 import Consul from 'consul';
 import type { ResolvedConsulOptions } from './options.js';
@@ -139,6 +141,8 @@ export class ConsulApi {
   // Private fields: `util.inspect` (console.log of a backend) never shows them, so the token held
   // by the client's headers cannot leak through a logged object.
   readonly #client: RawClient;
+  /** A second connection pool for blocking queries: a query held for a whole wait never delays a heartbeat. */
+  readonly #blocking: RawClient;
   readonly #secrets: string[];
   readonly #options: ResolvedConsulOptions;
   readonly address: string;
@@ -152,11 +156,26 @@ export class ConsulApi {
     // The token goes in a header set once for every request (papi's client-level headers), never in a URL.
     const config: Record<string, unknown> = { host: hostPart, port, secure };
     if (token) config.headers = { 'x-consul-token': token };
-    this.#client = new Consul(config as ConstructorParameters<typeof Consul>[0]) as unknown as RawClient;
+    // Bounded keep-alive pools (the consul client's default pool is unbounded: a burst of 1,000
+    // registrations opened ~1,000 connections and Consul, which allows 200 per client address,
+    // reset most of them). Requests beyond a pool's size wait for a free connection.
+    const Agent = secure ? HttpsAgent : HttpAgent;
+    const client = (maxSockets: number) =>
+      new Consul({
+        ...config,
+        agent: new Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets }),
+      } as ConstructorParameters<typeof Consul>[0]) as unknown as RawClient;
+    this.#client = client(options.maxConnections);
+    this.#blocking = client(options.maxBlockingConnections);
   }
 
   private get client(): RawClient {
     return this.#client;
+  }
+
+  /** The pool for a request: blocking queries have their own. */
+  private pool(blocking: boolean): RawClient {
+    return blocking ? this.#blocking : this.#client;
   }
 
   private get options(): ResolvedConsulOptions {
@@ -166,6 +185,7 @@ export class ConsulApi {
   /** Closes the keep-alive sockets. */
   destroy(): void {
     this.#client.destroy();
+    this.#blocking.destroy();
   }
 
   // ---- agent ----
@@ -239,7 +259,7 @@ export class ConsulApi {
     }
     if (options.filter) query.filter = options.filter;
     const [response, data] = await this.call(`read service '${service}'`, options.signal, timeout, (o) =>
-      this.client.health.service({
+      this.pool(blocking).health.service({
         service,
         ...(options.passing === false ? {} : { passing: true }),
         ...query,
@@ -289,7 +309,7 @@ export class ConsulApi {
       query.wait = `${Math.ceil((options.waitMs as number) / 1000)}s`;
     }
     const [response, data] = await this.call(`read prefix '${prefix}'`, options.signal, timeout, (o) =>
-      this.client.kv.get({ key: prefix, recurse: true, ...query, ...o }),
+      this.pool(blocking).kv.get({ key: prefix, recurse: true, ...query, ...o }),
     );
     const items = Array.isArray(data)
       ? (data as KvItem[])
@@ -395,7 +415,7 @@ export class ConsulApi {
       query.wait = `${Math.ceil((options.waitMs as number) / 1000)}s`;
     }
     const [, data] = await this.call(`read key '${key}'`, options.signal, timeout, (o) =>
-      this.client.kv.get({ key, ...query, ...o }),
+      this.pool(blocking).kv.get({ key, ...query, ...o }),
     );
     return data && typeof data === 'object' ? (data as KvItem) : undefined;
   }

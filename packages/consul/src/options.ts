@@ -59,6 +59,14 @@ export interface ConsulOptions extends SharedBackendOptions {
   /** Deadline in ms of every non-blocking HTTP call (blocking queries get their wait time on top). Default `5000`. */
   callTimeoutMs?: number;
   /**
+   * Most connections to the agent for ordinary calls (registrations, heartbeats, reads, locks);
+   * more requests wait for a free one. Consul allows 200 per client address by default, shared by
+   * every process on a host. Default 16.
+   */
+  maxConnections?: number;
+  /** Most connections for blocking queries (watches, kv watches, lock waits), a separate pool. Default 64. */
+  maxBlockingConnections?: number;
+  /**
    * Delays between retries after errors (pollers, key/value watches, re-registration). Default
    * `{ initialMs: 100, maxMs: 5000, multiplier: 2 }` with equal jitter. Heartbeat retries are
    * additionally capped at 1 s (and at the heartbeat interval) so that registrations come back quickly.
@@ -92,6 +100,8 @@ export interface ResolvedConsulOptions {
   datacenter: string | undefined;
   watchMode: ConsulWatchMode;
   callTimeoutMs: number;
+  maxConnections: number;
+  maxBlockingConnections: number;
   backoff: BackoffOptions;
   lockPrefix: string;
   /** As sent to Consul (a Go duration string). */
@@ -117,6 +127,8 @@ const KNOWN = new Set([
   'datacenter',
   'watchMode',
   'callTimeoutMs',
+  'maxConnections',
+  'maxBlockingConnections',
   'lockPrefix',
   'lockDelay',
   ...SHARED_OPTION_NAMES,
@@ -239,6 +251,15 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
   const watchMode = o.watchMode === undefined ? 'poll' : o.watchMode;
   if (watchMode !== 'poll' && watchMode !== 'blocking')
     bad('watchMode', `must be 'poll' or 'blocking' (got ${describeValue(watchMode)})`);
+  const maxConnections = o.maxConnections === undefined ? 16 : o.maxConnections;
+  if (!integer(maxConnections, 1, 1000))
+    bad('maxConnections', `must be an integer from 1 to 1000 (got ${describeValue(maxConnections)})`);
+  const maxBlockingConnections = o.maxBlockingConnections === undefined ? 64 : o.maxBlockingConnections;
+  if (!integer(maxBlockingConnections, 1, 1000))
+    bad(
+      'maxBlockingConnections',
+      `must be an integer from 1 to 1000 (got ${describeValue(maxBlockingConnections)})`,
+    );
   const callTimeoutMs = o.callTimeoutMs === undefined ? 5000 : o.callTimeoutMs;
   if (!integer(callTimeoutMs, 100, 600_000))
     bad('callTimeoutMs', `must be an integer from 100 to 600000 (got ${describeValue(callTimeoutMs)})`);
@@ -284,6 +305,8 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
     datacenter: datacenter as string | undefined,
     watchMode: watchMode as ConsulWatchMode,
     callTimeoutMs: callTimeoutMs as number,
+    maxConnections: maxConnections as number,
+    maxBlockingConnections: maxBlockingConnections as number,
     backoff: shared.backoff,
     lockPrefix: lockPrefix as string,
     lockDelay,

@@ -54,6 +54,7 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
 export class ConsulRegistrationSessions implements SessionDriver<CheckSession, ConsulRegistrationValue> {
   readonly backend = 'consul';
   readonly scope = 'key' as const;
+  private listing: ReturnType<ConsulApi['agentServices']> | undefined;
 
   constructor(
     private readonly api: ConsulApi,
@@ -146,7 +147,7 @@ export class ConsulRegistrationSessions implements SessionDriver<CheckSession, C
 
   /** Deregisters those services that this client registered (never one another client holds). */
   async remove(_session: CheckSession, keys: readonly string[]): Promise<void> {
-    const local = await this.api.agentServices();
+    const local = await this.localServices();
     await Promise.all(
       keys.map(async (serviceId) => {
         const found = local[serviceId];
@@ -155,6 +156,17 @@ export class ConsulRegistrationSessions implements SessionDriver<CheckSession, C
         await this.deregister(serviceId);
       }),
     );
+  }
+
+  /**
+   * The agent's services, read once for every deregistration of the same moment (each registration
+   * is its own session, so a `close()` of 1,000 deregisters 1,000 at once: one listing, not 1,000).
+   */
+  private localServices(): ReturnType<ConsulApi['agentServices']> {
+    this.listing ??= this.api.agentServices().finally(() => {
+      this.listing = undefined;
+    });
+    return this.listing;
   }
 
   /** One health read per service: whose is each id, and does it pass. */
@@ -174,10 +186,17 @@ export class ConsulRegistrationSessions implements SessionDriver<CheckSession, C
     });
   }
 
-  /** Every registration of `ids` of `service` on every node, with its owner and whether all its checks pass. */
+  /**
+   * Every registration of `ids` of `service` on every node, with its owner and whether all its
+   * checks pass. One id is looked up with a server-side filter (a service of 10,000 instances is
+   * not listed for each registration); several are read in one listing.
+   */
   private async holders(service: string, ids: readonly string[]): Promise<Map<string, Holder[]>> {
     const wanted = new Set(ids);
-    const answer = await this.api.healthService(service, { passing: false });
+    // Ids are [A-Za-z0-9._-] (validated): nothing to escape in the filter.
+    const filter =
+      ids.length === 1 ? `Service.Meta.${META_ID} == "${ids[0]}" or Service.ID == "${ids[0]}"` : undefined;
+    const answer = await this.api.healthService(service, { passing: false, ...(filter ? { filter } : {}) });
     const out = new Map<string, Holder[]>();
     for (const raw of answer.data as RawEntry[]) {
       const meta = raw.Service?.Meta ?? {};

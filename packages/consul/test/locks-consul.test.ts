@@ -10,7 +10,7 @@ import { type ConsulAgent, eventually, startConsul, uniqueService } from '@rollc
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TxnKv } from '../src/api.js';
 import { type ConsulBackend, type ConsulOptions, createConsulBackend, simulateCrash } from '../src/index.js';
-import { backendOn } from './helpers.js';
+import { backendOn, recordingLogger } from './helpers.js';
 
 const TTL = 10;
 
@@ -137,16 +137,26 @@ describe('consul locks on a real agent', () => {
     expect(() => createConsulBackend({ lockDelay: -1 })).toThrow(/lockDelay/);
   });
 
-  it('one session per client per TTL; TTLs below 10 s are refused before any request', async () => {
-    const a = client();
-    const [x, y, z] = [uniqueService('s'), uniqueService('s'), uniqueService('s')];
+  it("one session per client per TTL; a TTL below Consul's 10 s minimum is raised to it, said once and in the lease", async () => {
+    const logger = recordingLogger();
+    const a = client({ logger });
+    const [x, y, z, w] = [uniqueService('s'), uniqueService('s'), uniqueService('s'), uniqueService('s')];
     const one = await a.locks.acquire(x, { ttlSeconds: TTL });
     const two = await a.locks.acquire(y, { ttlSeconds: TTL });
     expect(a.lockSessionCount()).toBe(1);
     const three = await a.locks.acquire(z, { ttlSeconds: 20 });
     expect(a.lockSessionCount()).toBe(2);
-    await expect(a.locks.acquire(x, { ttlSeconds: 9 })).rejects.toBeInstanceOf(ValidationError);
-    for (const l of [one, two, three]) await l.release();
+    // The same code as on etcd or memory (ttl 5 s) runs here: on the 10 s session, with one warning.
+    const short = await a.locks.tryAcquire(w, { ttlSeconds: 5 });
+    const again = await a.locks.acquire(uniqueService('s'), { ttlSeconds: 2 });
+    expect(short?.ttlSeconds).toBe(10);
+    expect(again.ttlSeconds).toBe(10);
+    expect(three.ttlSeconds).toBe(20);
+    expect(a.lockSessionCount()).toBe(2);
+    expect(logger.lines.filter((l) => l.includes('raised to it'))).toHaveLength(1);
+    // Below the contract-wide minimum (2 s) it is still bad input, on every backend.
+    await expect(a.locks.acquire(x, { ttlSeconds: 1 })).rejects.toBeInstanceOf(ValidationError);
+    for (const l of [one, two, three, short, again]) await l?.release();
   });
 
   it('callers sharing one client (and session) exclude each other, served in arrival order', async () => {

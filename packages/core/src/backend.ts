@@ -43,7 +43,7 @@ export function createBackend<E extends object = Record<never, never>>(
   const discovery = createServiceDiscovery(drivers.discovery, drivers.discoveryOptions);
   const maxQueuedEvents = drivers.discoveryOptions?.maxQueuedEvents;
   const kv = createKeyValueSource(drivers.kv, maxQueuedEvents ? { maxQueuedEvents } : {});
-  const locks = createLockService(drivers.locks);
+  const locks = createLockService(drivers.locks, drivers.discoveryOptions?.logger);
   let closing: Promise<void> | undefined;
   const backend = Object.assign(
     {

@@ -1,4 +1,5 @@
 import { AbortedError } from './errors.js';
+import { whileHeld } from './liveness/process-ref.js';
 
 /** Options of {@link Backoff}. */
 export interface BackoffOptions {
@@ -98,6 +99,17 @@ export async function retryForever<T>(
       await sleep(delay, options.signal);
     }
   }
+}
+
+/**
+ * A call made with an optional `signal`, as every Rollcall call that may wait on the network runs:
+ * rejects at once with {@link AbortedError} when the signal is already aborted (`call` is not even
+ * made: nothing is sent), or as soon as it aborts; keeps the process alive while it is pending.
+ * The call's own rejection is always handled, even after an abort.
+ */
+export function guardedCall<T>(signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
+  if (signal?.aborted) return Promise.reject(new AbortedError(signal.reason));
+  return abortable(whileHeld(call()), signal);
 }
 
 /**

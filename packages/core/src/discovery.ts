@@ -1,15 +1,16 @@
-import { abortable } from './backoff.js';
+import { abortable, guardedCall, throwIfAborted } from './backoff.js';
 import { ClosedError, ValidationError } from './errors.js';
 import { instanceEquals, makeSnapshot, patchSorted } from './instances.js';
 import type { RegisteredKey } from './liveness/claims.js';
 import { realTimers } from './liveness/clock.js';
 import type { SessionWrite } from './liveness/driver.js';
 import type { LivenessEngine } from './liveness/engine.js';
-import { holdProcess, whileHeld } from './liveness/process-ref.js';
+import { holdProcess } from './liveness/process-ref.js';
 import { type Logger, silentLogger } from './logger.js';
 import { type EventQueue, Mirror, type MirrorFeed, type MirrorState, type MirrorView } from './mirror.js';
 import { ManagedRegistration } from './registration.js';
 import type {
+  CallOptions,
   DiscoveryEvent,
   RegisterOptions,
   Registration,
@@ -19,6 +20,7 @@ import type {
   Snapshot,
 } from './types.js';
 import {
+  validateCallOptions,
   validateInstance,
   validateRegisterOptions,
   validateServiceName,
@@ -280,15 +282,17 @@ export class ManagedDiscovery implements ServiceDiscovery {
     return registration;
   }
 
-  async getInstances(service: string): Promise<Snapshot> {
+  async getInstances(service: string, options?: CallOptions): Promise<Snapshot> {
     validateServiceName(service);
+    const signal = validateCallOptions(options);
     this.assertOpen();
+    throwIfAborted(signal);
     const entry = this.entry(service);
     entry.lastUsed = realTimers.now();
     if (!entry.mirror.state.hasData) {
       entry.pins += 1;
       try {
-        await whileHeld(entry.mirror.ready());
+        await guardedCall(signal, () => entry.mirror.ready());
       } finally {
         entry.pins -= 1;
         entry.lastUsed = realTimers.now();
@@ -312,9 +316,10 @@ export class ManagedDiscovery implements ServiceDiscovery {
     return new Watch(queue);
   }
 
-  async listServices(): Promise<string[]> {
+  async listServices(options?: CallOptions): Promise<string[]> {
+    const signal = validateCallOptions(options);
     this.assertOpen();
-    const names = await whileHeld(this.driver.listServices());
+    const names = await guardedCall(signal, () => this.driver.listServices());
     return [...new Set(names)].sort();
   }
 

@@ -107,6 +107,8 @@ export class SessionGoneError extends RollcallError {
 export class AbortedError extends RollcallError {
   constructor(reason?: unknown) {
     super('ERR_ABORTED', 'the operation was aborted', { cause: reason });
+    // The name Node and the platform give an aborted operation (`err.name === 'AbortError'`).
+    this.name = 'AbortError';
   }
 }
 

@@ -1,9 +1,16 @@
+import { guardedCall } from './backoff.js';
 import { ClosedError, ValidationError } from './errors.js';
-import { holdProcess, whileHeld } from './liveness/process-ref.js';
+import { holdProcess } from './liveness/process-ref.js';
 import { type EventQueue, Mirror, type MirrorFeed, type MirrorView } from './mirror.js';
 import { describeValue } from './options.js';
-import type { KeyValueSource, KvEvent } from './types.js';
-import { normalizeKey, normalizePrefix, validateValue, validateWatchOptions } from './validation.js';
+import type { CallOptions, KeyValueSource, KvEvent } from './types.js';
+import {
+  normalizeKey,
+  normalizePrefix,
+  validateCallOptions,
+  validateValue,
+  validateWatchOptions,
+} from './validation.js';
 
 /**
  * The part of a key/value backend that talks to its server. Keys reach it validated and
@@ -91,31 +98,35 @@ export class ManagedKeyValueSource implements KeyValueSource {
     this.reserved = [...(driver.reservedKeys ?? [])];
   }
 
-  async get(key: string): Promise<string | undefined> {
+  async get(key: string, options?: CallOptions): Promise<string | undefined> {
     const k = this.key(key);
+    const signal = validateCallOptions(options);
     this.assertOpen();
-    return whileHeld(this.driver.get(k));
+    return guardedCall(signal, () => this.driver.get(k));
   }
 
-  async getAll(prefix: string): Promise<Map<string, string>> {
+  async getAll(prefix: string, options?: CallOptions): Promise<Map<string, string>> {
     const p = this.prefix(prefix);
+    const signal = validateCallOptions(options);
     this.assertOpen();
-    const all = await whileHeld(this.driver.getAll(p));
+    const all = await guardedCall(signal, () => this.driver.getAll(p));
     if (this.covers(p)) for (const key of [...all.keys()]) if (this.isReserved(key)) all.delete(key);
     return all;
   }
 
-  async put(key: string, value: string): Promise<void> {
+  async put(key: string, value: string, options?: CallOptions): Promise<void> {
     const k = this.key(key);
     const v = validateValue(value);
+    const signal = validateCallOptions(options);
     this.assertOpen();
-    return whileHeld(this.driver.put(k, v));
+    return guardedCall(signal, () => this.driver.put(k, v));
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string, options?: CallOptions): Promise<void> {
     const k = this.key(key);
+    const signal = validateCallOptions(options);
     this.assertOpen();
-    return whileHeld(this.driver.delete(k));
+    return guardedCall(signal, () => this.driver.delete(k));
   }
 
   watchPrefix(prefix: string, options?: { signal?: AbortSignal }): KvWatch {

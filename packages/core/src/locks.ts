@@ -1,8 +1,11 @@
+import { guardedCall } from './backoff.js';
 import { AbortedError, ClosedError, LockTimeoutError, ValidationError } from './errors.js';
 import { whileHeld } from './liveness/process-ref.js';
+import { type Logger, silentLogger } from './logger.js';
 import { linkSignals } from './signals.js';
-import type { Leadership, LockLease, LockService } from './types.js';
+import type { CallOptions, Leadership, LockLease, LockService } from './types.js';
 import {
+  validateCallOptions,
   validateElectionValue,
   validateId,
   validateOptionsObject,
@@ -70,6 +73,7 @@ class ManagedLease implements LockLease, Leadership {
   constructor(
     readonly name: string,
     private readonly held: HeldLock,
+    readonly ttlSeconds: number,
   ) {
     // The holder must stop when the lock is lost, and the handle is dead once released. (Not
     // AbortSignal.any: a backend's `lost` may be a long-lived session signal; see linkSignals.)
@@ -113,12 +117,33 @@ export class ManagedLockService implements LockService {
   private readonly open = new Set<ManagedLease>();
   private readonly pending = new Set<AbortController>();
 
-  constructor(private readonly driver: LockDriver) {}
+  private warnedTtl = false;
 
+  constructor(
+    private readonly driver: LockDriver,
+    private readonly logger: Logger = silentLogger,
+  ) {}
+
+  /**
+   * The ttl a lock is taken with. Any ttl the contract allows (2 s and up) is accepted on every
+   * backend, so the same code runs everywhere; where the backend cannot do less (Consul's sessions:
+   * 10 s), its minimum is used, said once in a warning and in the lease's `ttlSeconds`.
+   */
   private ttl(ttlSeconds: unknown): number {
     const min = this.driver.minTtlSeconds;
-    const fallback = Math.max(DEFAULT_LOCK_TTL_SECONDS, min);
-    return validateTtl(ttlSeconds === undefined ? fallback : ttlSeconds, 'options.ttlSeconds', min);
+    const asked = validateTtl(
+      ttlSeconds === undefined ? DEFAULT_LOCK_TTL_SECONDS : ttlSeconds,
+      'options.ttlSeconds',
+    );
+    if (asked >= min) return asked;
+    if (!this.warnedTtl) {
+      this.warnedTtl = true;
+      this.logger.warn(`${this.driver.backend}: a lock ttl below the backend's minimum is raised to it`, {
+        ttlSeconds: asked,
+        minimumSeconds: min,
+      });
+    }
+    return min;
   }
 
   async acquire(name: string, options?: AcquireOptions): Promise<LockLease> {
@@ -128,17 +153,34 @@ export class ManagedLockService implements LockService {
     const timeoutMs = validateTimeoutMs(o.timeoutMs);
     const callerSignal = validateSignal(o.signal);
     const onQueued = validateOnQueued(o.onQueued);
-    return this.wait(name, timeoutMs, callerSignal, (signal) =>
+    return this.wait(name, ttl, timeoutMs, callerSignal, (signal) =>
       this.driver.acquire(name, ttl, signal, onQueued),
     );
   }
 
-  async tryAcquire(name: string, options?: { ttlSeconds?: number }): Promise<LockLease | undefined> {
+  async tryAcquire(
+    name: string,
+    options?: { ttlSeconds?: number; signal?: AbortSignal },
+  ): Promise<LockLease | undefined> {
     validateId(name, 'name');
-    const ttl = this.ttl(validateOptionsObject(options).ttlSeconds);
+    const o = validateOptionsObject(options);
+    const ttl = this.ttl(o.ttlSeconds);
+    const signal = validateSignal(o.signal);
     this.assertOpen();
-    const held = await whileHeld(this.driver.tryAcquire(name, ttl));
-    return held ? this.track(name, held) : undefined;
+    const attempt = whileHeld(this.driver.tryAcquire(name, ttl));
+    let held: HeldLock | undefined;
+    try {
+      held = await guardedCall(signal, () => attempt);
+    } catch (error) {
+      // Given up while it was being taken: a lock granted after all is released at once.
+      if (signal?.aborted)
+        attempt.then(
+          (h) => h?.release().catch(() => {}),
+          () => {},
+        );
+      throw error;
+    }
+    return held ? this.track(name, held, ttl) : undefined;
   }
 
   async withLock<T>(
@@ -165,15 +207,16 @@ export class ManagedLockService implements LockService {
     const o = validateOptionsObject(options);
     const ttl = this.ttl(o.ttlSeconds);
     const callerSignal = validateSignal(o.signal);
-    return this.wait(election, undefined, callerSignal, (signal) =>
+    return this.wait(election, ttl, undefined, callerSignal, (signal) =>
       this.driver.campaign(election, value, ttl, signal),
     );
   }
 
-  async leader(election: string): Promise<string | undefined> {
+  async leader(election: string, options?: CallOptions): Promise<string | undefined> {
     validateId(election, 'election');
+    const signal = validateCallOptions(options);
     this.assertOpen();
-    return whileHeld(this.driver.leader(election));
+    return guardedCall(signal, () => this.driver.leader(election));
   }
 
   /** Releases every held lock and abandons every wait. Idempotent. */
@@ -188,6 +231,7 @@ export class ManagedLockService implements LockService {
 
   private async wait(
     name: string,
+    ttl: number,
     timeoutMs: number | undefined,
     callerSignal: AbortSignal | undefined,
     start: (signal: AbortSignal) => Promise<HeldLock>,
@@ -202,7 +246,7 @@ export class ManagedLockService implements LockService {
     this.pending.add(controller);
     try {
       const held = await whileHeld(start(linked?.signal ?? controller.signal));
-      return this.track(name, held);
+      return this.track(name, held, ttl);
     } catch (error) {
       const reason: unknown = controller.signal.aborted
         ? controller.signal.reason
@@ -219,8 +263,8 @@ export class ManagedLockService implements LockService {
     }
   }
 
-  private track(name: string, held: HeldLock): ManagedLease {
-    const lease = new ManagedLease(name, held);
+  private track(name: string, held: HeldLock, ttl: number): ManagedLease {
+    const lease = new ManagedLease(name, held, ttl);
     this.open.add(lease);
     lease.signal.addEventListener('abort', () => this.open.delete(lease), { once: true });
     return lease;
@@ -232,6 +276,6 @@ export class ManagedLockService implements LockService {
 }
 
 /** Builds the shared {@link LockService} over a backend's driver. */
-export function createLockService(driver: LockDriver): ManagedLockService {
-  return new ManagedLockService(driver);
+export function createLockService(driver: LockDriver, logger?: Logger): ManagedLockService {
+  return new ManagedLockService(driver, logger);
 }

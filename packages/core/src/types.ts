@@ -2,6 +2,15 @@
  * The public contract shared by every backend. See `shared/design/contract.md`; names here are public API.
  */
 
+/**
+ * Options every call that may wait on the network takes. An aborted call rejects at once with an
+ * error named `AbortError` (Rollcall's `AbortedError`, code `ERR_ABORTED`); a call given an
+ * already-aborted signal sends nothing.
+ */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
 /** One running instance of a service. */
 export interface ServiceInstance {
   /** Unique within its service: 1-128 chars of `[A-Za-z0-9._-]`, not `.` and without `..`. */
@@ -79,11 +88,11 @@ export interface ServiceDiscovery extends AsyncDisposable {
   /** Resolves once the instance is visible to a fresh `getInstances` on any client. */
   register(instance: ServiceInstance, options?: RegisterOptions): Promise<Registration>;
   /** The current list. The first call for a service starts one shared watch; later calls answer from memory. */
-  getInstances(service: string): Promise<Snapshot>;
+  getInstances(service: string, options?: CallOptions): Promise<Snapshot>;
   /** Follows a service: `sync` first, then `change`/`stale`/`sync` in backend order. */
   watch(service: string, options?: { signal?: AbortSignal }): ServiceWatch;
   /** Names of the services that have at least one instance. */
-  listServices(): Promise<string[]>;
+  listServices(options?: CallOptions): Promise<string[]>;
   /** Deregisters what this client registered and ends its watches. Idempotent. */
   close(): Promise<void>;
 }
@@ -96,11 +105,12 @@ export type KvEvent =
 
 /** Key/value access for live configuration. Keys are `/`-separated; one leading `/` is ignored. */
 export interface KeyValueSource {
-  get(key: string): Promise<string | undefined>;
+  get(key: string, options?: CallOptions): Promise<string | undefined>;
   /** Every key that starts with `prefix` (a plain string prefix: end it with `/` to mean a folder). */
-  getAll(prefix: string): Promise<Map<string, string>>;
-  put(key: string, value: string): Promise<void>;
-  delete(key: string): Promise<void>;
+  getAll(prefix: string, options?: CallOptions): Promise<Map<string, string>>;
+  /** An aborted put may still land (like any write whose answer is lost): check, or put again. */
+  put(key: string, value: string, options?: CallOptions): Promise<void>;
+  delete(key: string, options?: CallOptions): Promise<void>;
   /** `sync` with everything under the prefix first, then changes, one event per backend transaction. */
   watchPrefix(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<KvEvent> & Disposable;
 }
@@ -110,6 +120,11 @@ export interface LockLease extends AsyncDisposable {
   readonly name: string;
   /** Strictly increases with each holder of the same lock name. */
   readonly fencingToken: bigint;
+  /**
+   * The ttl the lock is held with: the one asked for, or the backend's minimum where it cannot do
+   * less (Consul: 10 s). The lock outlives a holder that dies by at most about this long.
+   */
+  readonly ttlSeconds: number;
   /** Aborts when the lock is lost (lease or session expired). */
   readonly signal: AbortSignal;
   /** Idempotent. */
@@ -120,6 +135,8 @@ export interface LockLease extends AsyncDisposable {
 export interface Leadership extends AsyncDisposable {
   /** Aborts when leadership is lost. */
   readonly signal: AbortSignal;
+  /** The ttl leadership is held with (see {@link LockLease.ttlSeconds}). */
+  readonly ttlSeconds: number;
   resign(): Promise<void>;
 }
 
@@ -129,18 +146,21 @@ export interface LockService {
     name: string,
     options?: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal },
   ): Promise<LockLease>;
-  tryAcquire(name: string, options?: { ttlSeconds?: number }): Promise<LockLease | undefined>;
+  tryAcquire(
+    name: string,
+    options?: { ttlSeconds?: number; signal?: AbortSignal },
+  ): Promise<LockLease | undefined>;
   withLock<T>(
     name: string,
     fn: (lease: LockLease) => Promise<T>,
-    options?: { ttlSeconds?: number; timeoutMs?: number },
+    options?: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal },
   ): Promise<T>;
   campaign(
     election: string,
     value: string,
     options?: { ttlSeconds?: number; signal?: AbortSignal },
   ): Promise<Leadership>;
-  leader(election: string): Promise<string | undefined>;
+  leader(election: string, options?: CallOptions): Promise<string | undefined>;
 }
 
 /** One backend: discovery, key/value and locks over one connection. */

@@ -83,10 +83,13 @@ export function validateSignal(signal: unknown, field = 'options.signal'): Abort
   return signal;
 }
 
-/** Checks the options of a watch (`{ signal? }`) and returns the signal. */
-export function validateWatchOptions(options: unknown): AbortSignal | undefined {
+/** Checks the options of a call or a watch (`{ signal? }`, see `CallOptions`) and returns the signal. */
+export function validateCallOptions(options: unknown): AbortSignal | undefined {
   return validateSignal(validateOptionsObject(options).signal);
 }
+
+/** The options of a watch are those of a call: {@link validateCallOptions}. */
+export const validateWatchOptions = validateCallOptions;
 
 /**
  * Checks an optional timeout in ms: a number >= 0. Returns `undefined` (no timeout: wait for ever)

@@ -45,6 +45,11 @@ class MigratingLease implements LockLease, Leadership {
     return this.leases.at(-1)!.fencingToken;
   }
 
+  /** The longest ttl among the registries' holds: how long the lock may outlive a holder that dies. */
+  get ttlSeconds(): number {
+    return Math.max(...this.leases.map((l) => l.ttlSeconds));
+  }
+
   get signal(): AbortSignal {
     return this.linked.signal;
   }
@@ -185,6 +190,7 @@ export class MigratingLocks implements LockService {
         taken.push({
           name: election,
           fencingToken: 0n,
+          ttlSeconds: leadership.ttlSeconds,
           signal: leadership.signal,
           release: () => leadership.resign(),
           [Symbol.asyncDispose]: () => leadership.resign(),

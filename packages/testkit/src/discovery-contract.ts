@@ -9,6 +9,7 @@ import {
 } from '@rollcall/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { expectAborted, trackUnhandledRejections } from './aborts.js';
 import {
   badInstances,
   badRegisterOptions,
@@ -233,6 +234,41 @@ export function describeDiscoveryContract(
       const fresh = await client();
       expect((await fresh.discovery.getInstances(service)).instances).toEqual([]);
       expect(await fresh.discovery.listServices()).not.toContain(service);
+    });
+
+    it('aborting: calls given an aborted signal reject at once with an AbortError and send nothing; an abort ends a wait at once; no rejection goes unhandled', async () => {
+      const unhandled = trackUnhandledRejections();
+      const offline = await suite.unreachable();
+      const aborted = AbortSignal.abort();
+      const service = uniqueService('abort');
+      await expectAborted(() => offline.discovery.getInstances(service, { signal: aborted }), 'getInstances');
+      await expectAborted(() => offline.discovery.listServices({ signal: aborted }), 'listServices');
+      await expectAborted(
+        () => offline.discovery.register(instance(service, 'x'), { signal: aborted }),
+        'register (unreachable)',
+      );
+      const watch = offline.discovery.watch(service, { signal: aborted });
+      expect(await watch[Symbol.asyncIterator]().next()).toEqual({ done: true, value: undefined });
+      // Waiting for a backend that does not answer: the signal ends the wait (or it fails on its own first).
+      await expectAborted(
+        () => offline.discovery.getInstances(uniqueService('never'), { signal: AbortSignal.timeout(100) }),
+        'getInstances mid-call',
+        true,
+      );
+      await expectAborted(
+        () => offline.discovery.register(instance(service, 'y'), { signal: AbortSignal.timeout(100) }),
+        'register mid-call',
+        true,
+      );
+      // On a reachable backend: an already-aborted registration leaves nothing anywhere.
+      const a = await client();
+      await expectAborted(
+        () => a.discovery.register(instance(service, 'z'), { signal: aborted }),
+        'register',
+      );
+      const fresh = await client();
+      expect((await fresh.discovery.getInstances(service)).instances).toEqual([]);
+      expect(unhandled.stop()).toEqual([]);
     });
 
     it('rule 2: register resolves once a fresh client sees the instance, exactly as registered', async () => {

@@ -1,3 +1,4 @@
+export * from './aborts.js';
 export * from './bench.js';
 export * from './discovery-contract.js';
 export * from './hostile.js';

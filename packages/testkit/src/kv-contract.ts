@@ -1,6 +1,7 @@
 import { BackendUnavailableError, type KvEvent, ValidationError } from '@rollcall/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { expectAborted, trackUnhandledRejections } from './aborts.js';
 import { uniqueService } from './discovery-contract.js';
 import {
   badKeys,
@@ -61,6 +62,26 @@ export function describeKeyValueContract(
     const suite = suiteHooks(harness);
     const { client } = suite;
     const root = () => `rc-test/${uniqueService('kv')}/`;
+
+    it('aborting: every call given an aborted signal rejects at once with an AbortError and writes nothing; no rejection goes unhandled', async () => {
+      const unhandled = trackUnhandledRejections();
+      const aborted = AbortSignal.abort();
+      const base = root();
+      for (const kv of [(await suite.unreachable()).kv, (await client()).kv]) {
+        await expectAborted(() => kv.get(`${base}k`, { signal: aborted }), 'get');
+        await expectAborted(() => kv.getAll(base, { signal: aborted }), 'getAll');
+        await expectAborted(() => kv.put(`${base}k`, 'v', { signal: aborted }), 'put');
+        await expectAborted(() => kv.delete(`${base}k`, { signal: aborted }), 'delete');
+      }
+      const offline = (await suite.unreachable()).kv;
+      await expectAborted(
+        () => offline.get(`${base}k`, { signal: AbortSignal.timeout(100) }),
+        'get mid-call',
+        true,
+      );
+      expect(await (await client()).kv.get(`${base}k`)).toBeUndefined();
+      expect(unhandled.stop()).toEqual([]);
+    });
 
     it('bad input (property): any bad key, prefix, value or watch option is a ValidationError naming the field, before any network call', async () => {
       const { kv } = await suite.unreachable();

@@ -1,6 +1,7 @@
 import { AbortedError, type Backend, LockTimeoutError, RollcallError, ValidationError } from '@rollcall/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { expectAborted, trackUnhandledRejections } from './aborts.js';
 import { uniqueService } from './discovery-contract.js';
 import {
   badIds,
@@ -270,6 +271,51 @@ export function describeLockContract(
       expect(
         await eventually(() => a.locks.tryAcquire(lock, { ttlSeconds: ttl }), { timeoutMs: handoffMs }),
       ).toBeDefined();
+    });
+
+    it('aborting: tryAcquire, leader, withLock and campaign given an aborted signal reject with an AbortError and take nothing', async () => {
+      const unhandled = trackUnhandledRejections();
+      const aborted = AbortSignal.abort();
+      const [a, b] = [await client(), await client()];
+      const lock = lockName();
+      await expectAborted(() => a.locks.tryAcquire(lock, { signal: aborted }), 'tryAcquire');
+      await expectAborted(() => a.locks.leader(lock, { signal: aborted }), 'leader');
+      let ran = false;
+      await expectAborted(
+        () =>
+          a.locks.withLock(
+            lock,
+            async () => {
+              ran = true;
+            },
+            { signal: aborted },
+          ),
+        'withLock',
+      );
+      expect(ran).toBe(false);
+      await expectAborted(() => a.locks.campaign(lock, 'v', { signal: aborted }), 'campaign');
+      // Nothing was taken or left queued: another client gets the lock at once.
+      const lease = await b.locks.tryAcquire(lock, { ttlSeconds: ttl });
+      expect(lease).toBeDefined();
+      await lease!.release();
+      expect(unhandled.stop()).toEqual([]);
+    });
+
+    it('any ttl the contract allows (2 s and up) works on every backend; the lease says the ttl in force', async () => {
+      const a = await client();
+      for (const asked of [2, 5]) {
+        const lease = await a.locks.tryAcquire(lockName(), { ttlSeconds: asked });
+        expect(lease, `ttl ${asked}`).toBeDefined();
+        // The one asked for, or the backend's minimum where it cannot do less.
+        expect(lease!.ttlSeconds).toBeGreaterThanOrEqual(asked);
+        await lease!.release();
+        const leadership = await a.locks.campaign(lockName(), 'v', { ttlSeconds: asked });
+        expect(leadership.ttlSeconds).toBe(lease!.ttlSeconds);
+        await leadership.resign();
+      }
+      const long = await a.locks.acquire(lockName(), { ttlSeconds: 60 });
+      expect(long.ttlSeconds).toBe(60);
+      await long.release();
     });
 
     it('timeoutMs gives a LockTimeoutError and leaves nothing behind; so does an aborted signal', async () => {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Backoff, type BackoffOptions } from '../backoff.js';
 import {
   AbortedError,
@@ -113,6 +114,9 @@ export class LivenessEngine<S, V = string> {
     private readonly driver: SessionDriver<S, V>,
     options: LivenessOptions = {},
   ) {
+    // Every renewal and wait listens to the lifetime while it runs: a client with many sessions
+    // (one per Consul registration) would otherwise warn about a listener leak.
+    setMaxListeners(0, this.lifetime.signal);
     this.timers = options.timers ?? realTimers;
     this.logger = options.logger ?? silentLogger;
     this.reconcileIntervalMs = options.reconcileIntervalMs ?? DEFAULTS.reconcileIntervalMs;

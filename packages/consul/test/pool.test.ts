@@ -1,0 +1,51 @@
+import { type ConsulAgent, startConsul, uniqueService } from '@rollcall/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backendOn, passingIds } from './helpers.js';
+
+// Issue 10, item 8: the Consul client's connections are bounded (Consul allows 200 per client
+// address): a burst of registrations queues instead of failing, and normal use prints no warning.
+describe('consul connection pool', () => {
+  let agent: ConsulAgent;
+  beforeAll(async () => {
+    agent = await startConsul();
+  });
+  afterAll(async () => {
+    await agent?.stop();
+  });
+
+  it('1,000 concurrent registrations from one process all succeed while a neighbour keeps reading; no listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    const a = backendOn(agent);
+    const neighbour = backendOn(agent);
+    const service = uniqueService('burst');
+    try {
+      let neighbourFailures = 0;
+      let reading = true;
+      const reads = (async () => {
+        while (reading) await neighbour.kv.get('burst/probe').catch(() => (neighbourFailures += 1));
+      })();
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 1000 }, (_, i) =>
+          a.discovery.register(
+            { id: `b${i}`, service, host: '127.0.0.1', port: 10_000 + i },
+            { ttlSeconds: 30 },
+          ),
+        ),
+      );
+      reading = false;
+      await reads;
+      const failed = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[];
+      expect(failed.map((f) => String(f.reason)).slice(0, 3)).toEqual([]);
+      expect(neighbourFailures).toBe(0);
+      expect((await passingIds(agent, service)).length).toBe(1000);
+      await a.close();
+      expect(await passingIds(agent, service)).toEqual([]);
+      expect(warnings.filter((w) => /MaxListeners/.test(w))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await Promise.allSettled([a.close(), neighbour.close()]);
+    }
+  }, 120_000);
+});
