@@ -32,6 +32,8 @@ export interface EtcdBackendStats {
   forcedSyncs: number;
   /** Watch connection losses (each followed by `stale`, then a re-sync). */
   watchDisconnects: number;
+  /** Watches cancelled by etcd for another reason than compaction (e.g. a permission refused): each re-read after a backoff. */
+  watchCancels: number;
   /** Locks and leaderships this client holds now. */
   locksHeld: number;
   /** Lock and campaign requests of this client waiting in a queue now. */
@@ -122,6 +124,7 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
           watchReads: conn.watchStats.reads,
           forcedSyncs: conn.watchStats.forcedSyncs,
           watchDisconnects: conn.watchStats.disconnects,
+          watchCancels: conn.watchStats.cancels,
           locksHeld: lockDriver.heldCount,
           lockWaiters: lockDriver.waitingCount,
           lockRechecks: lockDriver.counters.rechecks,

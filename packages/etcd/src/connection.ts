@@ -81,8 +81,11 @@ export class EtcdConnection {
   private gate: Promise<void> | undefined;
   private readonly reachable = new Set<() => void>();
   private readonly secrets: string[];
-  /** Totals over every prefix watch of this client: full reads, forced re-syncs (history compacted), connection losses. */
-  readonly watchStats = { reads: 0, forcedSyncs: 0, disconnects: 0 };
+  /**
+   * Totals over every prefix watch of this client: full reads, forced re-syncs (history compacted),
+   * connection losses, and cancels by the server for another reason than compaction.
+   */
+  readonly watchStats = { reads: 0, forcedSyncs: 0, disconnects: 0, cancels: 0 };
 
   constructor(readonly options: ResolvedEtcdOptions) {
     this.secrets = options.auth ? [options.auth.password] : [];

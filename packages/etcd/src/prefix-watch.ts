@@ -73,12 +73,25 @@ export class PrefixWatch<V> {
     this.detach();
   }
 
-  /** Reads the prefix (retrying until it succeeds or the watch stops), feeds it, and watches from there. */
-  private async resync(forceSync: boolean): Promise<void> {
+  /**
+   * Reads the prefix (retrying until it succeeds or the watch stops), feeds it, and watches from
+   * there. `pause`: wait a backoff first (a server that refused the watch would refuse it again now).
+   */
+  private async resync(forceSync: boolean, pause = false): Promise<void> {
     if (this.syncing) return;
     this.syncing = true;
     const backoff = this.conn.backoff();
     try {
+      if (pause) {
+        this.waiting = new AbortController();
+        try {
+          await sleep(backoff.next(), this.waiting.signal);
+        } catch {
+          return;
+        } finally {
+          this.waiting = undefined;
+        }
+      }
       for (;;) {
         if (this.stopped || !this.conn.isOpen) return;
         try {
@@ -153,15 +166,28 @@ export class PrefixWatch<V> {
       if (this.watcher !== watcher) return;
       this.detach();
       if (this.stopped || !this.conn.isOpen) return;
-      // etcd cancels a watch whose start revision was compacted away (and for a few other server-side reasons):
-      // the history between our revision and now is gone, so start over from a full read.
-      this.conn.watchStats.forcedSyncs += 1;
-      this.conn.options.logger.warn('etcd watch cancelled by the server (history compacted?); re-syncing', {
+      const reason = this.conn.redact(error instanceof Error ? error.message : String(error));
+      if (/compacted/i.test(reason)) {
+        // Our start revision was compacted away: the history between it and now is gone, so start
+        // over from a full read, announced as a fresh sync.
+        this.conn.watchStats.forcedSyncs += 1;
+        this.conn.options.logger.warn('etcd watch history compacted; re-syncing', {
+          subject: this.subject,
+          revision: this.revision.toString(),
+        });
+        void this.resync(true);
+        return;
+      }
+      // Cancelled for another reason (a permission refused, a server shutting down): no history
+      // was lost, but nothing arrives either. Stale until a read (after a backoff) succeeds again.
+      this.conn.watchStats.cancels += 1;
+      const mapped = this.conn.error(error, `watch ${this.subject}`);
+      this.feed.stale(mapped);
+      this.conn.options.logger.warn('etcd watch cancelled by the server; re-syncing', {
         subject: this.subject,
-        revision: this.revision.toString(),
-        error: this.conn.redact(error instanceof Error ? error.message : String(error)),
+        error: mapped.message,
       });
-      void this.resync(true);
+      void this.resync(false, true);
     });
   }
 

@@ -100,3 +100,53 @@ describe('PrefixWatch event handling', () => {
     conn.close();
   });
 });
+
+describe('PrefixWatch and server-side cancels (real etcd)', () => {
+  it('a cancel for compaction forces a re-sync; any other cancel (a permission refused) is stale, then a plain re-read', async () => {
+    const { startEtcd, waitFor } = await import('@rollcall/testkit');
+    const etcd = await startEtcd({ name: 'cancels' });
+    const conn = new EtcdConnection(
+      resolveEtcdOptions({ endpoints: etcd.endpoints, backoff: { initialMs: 50 } }),
+    );
+    const seen: string[] = [];
+    const feed: MirrorFeed<string> = {
+      replace: (_entries, options) => {
+        seen.push(options?.forceSync ? 'forced sync' : 'sync');
+      },
+      apply: () => {},
+      stale: (error) => {
+        seen.push(`stale ${error.name}`);
+      },
+      confirm: () => {},
+    };
+    const watch = new PrefixWatch<string>(
+      conn,
+      '/cancels/',
+      { id: (key) => key, decode: (_id, value) => value.toString() },
+      feed,
+      'test',
+    ).start();
+    const cancel = async (message: string) => {
+      await waitFor(() => (watch as unknown as { watcher?: unknown }).watcher !== undefined, {
+        timeoutMs: 5000,
+      });
+      const watcher = (watch as unknown as { watcher: { emit(e: string, err: Error): void } }).watcher;
+      watcher.emit('error', new Error(`Watcher canceled: ${message}`));
+    };
+    try {
+      await waitFor(() => seen.includes('sync'), { timeoutMs: 5000 });
+      await cancel('etcdserver: permission denied');
+      await waitFor(() => seen.length >= 3, { timeoutMs: 5000 });
+      expect(seen).toEqual(['sync', 'stale PermissionDeniedError', 'sync']);
+      expect(conn.watchStats).toMatchObject({ forcedSyncs: 0, cancels: 1 });
+      await cancel('mvcc: required revision has been compacted');
+      await waitFor(() => seen.length >= 4, { timeoutMs: 5000 });
+      expect(seen.at(-1)).toBe('forced sync');
+      expect(conn.watchStats).toMatchObject({ forcedSyncs: 1, cancels: 1 });
+    } finally {
+      watch.stop();
+      conn.close();
+      await etcd.stop();
+    }
+  });
+});
