@@ -11,7 +11,7 @@
  *   node dist/main.js call       calls every 20 ms until SIGTERM/SIGINT, then prints a summary
  */
 import { Server } from '@grpc/grpc-js';
-import { installGracefulShutdown, type ServiceDiscovery, TYPES } from '@rollcall/core';
+import { type Backend, installGracefulShutdown, type ServiceDiscovery, TYPES } from '@rollcall/core';
 import { type GrpcServing, registerResolver, serveGrpc } from '@rollcall/grpc';
 import { createContainer, loadConfig } from 'rollcall';
 import { type GreeterClient, greeterClient, greeterHandlers, greeterService, sayHello } from './greeter.js';
@@ -109,10 +109,9 @@ async function demo(discovery: ServiceDiscovery): Promise<boolean> {
   return traffic.failures.length === 0;
 }
 
-async function serve(discovery: ServiceDiscovery, id: string): Promise<void> {
-  const serving = await startGreeter(discovery, id, 0);
-  installGracefulShutdown({
-    discovery,
+async function serve(backend: Backend, id: string): Promise<void> {
+  const serving = await startGreeter(backend.discovery, id, 0);
+  installGracefulShutdown(backend, {
     drainMs: Number(process.env.DRAIN_MS ?? 2000),
     beforeExit: async () => {
       await serving.stop();
@@ -141,7 +140,7 @@ const config = loadConfig();
 const container = createContainer(config);
 const discovery = container.get<ServiceDiscovery>(TYPES.ServiceDiscovery);
 console.log(`[${mode}] backend ${config.backend}`);
-if (mode === 'serve') await serve(discovery, id);
+if (mode === 'serve') await serve(container.get<Backend>(TYPES.Backend), id);
 else if (mode === 'call') await call(discovery);
 else {
   const ok = await demo(discovery);

@@ -1,11 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  createHealthHandler,
-  type HealthSource,
-  type Registration,
-  type ServiceDiscovery,
-} from '@rollcall/core';
+import { createHealthHandler, type Registration, type ServiceDiscovery } from '@rollcall/core';
 
 /** One running instance of the order service: an HTTP server registered in the registry. */
 export interface OrderService {
@@ -20,13 +15,13 @@ export interface OrderService {
 
 /** Starts an order-service instance on a free loopback port and registers it. */
 export async function startOrderService(
-  discovery: ServiceDiscovery & HealthSource,
+  discovery: ServiceDiscovery,
   id: string,
   ttlSeconds = 2,
 ): Promise<OrderService> {
   const health = createHealthHandler(discovery);
   const server: Server = createServer((req, res) => {
-    if (req.url === '/health') return health(req, res);
+    if (req.url === '/health' || req.url === '/livez' || req.url === '/readyz') return health(req, res);
     const match = /^\/orders\/(\w+)$/.exec(req.url ?? '');
     if (!match) {
       res.writeHead(404).end();

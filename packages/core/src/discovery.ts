@@ -1,4 +1,5 @@
 import { abortable, guardedCall, throwIfAborted } from './backoff.js';
+import { publish } from './diagnostics.js';
 import { ClosedError, ValidationError } from './errors.js';
 import { instanceEquals, makeSnapshot, patchSorted } from './instances.js';
 import type { RegisteredKey } from './liveness/claims.js';
@@ -90,12 +91,28 @@ export interface RegistrationReport {
 /** What {@link ManagedDiscovery.health} tells about this process. */
 export interface DiscoveryHealth {
   backend: string;
-  /** Whether the backend answered a ping just now. */
+  /**
+   * The backend connection as this client's own watches and keepalives see it (no request is
+   * made for it): `up`; `degraded` (a keepalive unanswered, or some watches stale); `down` (a
+   * session lost and not yet replaced, or every watch stale); `unknown` (nothing watched or held yet).
+   */
+  connection: 'up' | 'degraded' | 'down' | 'unknown';
+  /** `connection` is not `down` (or, when a ping was asked for, the ping got an answer). */
   reachable: boolean;
-  /** Why not, when not reachable. */
+  /** When a ping was asked for: how long its answer took, in ms. */
+  latencyMs?: number;
+  /** Why not reachable (the ping's error, or the first stale watch's). */
   error?: string;
   registrations: RegistrationReport[];
   watches: { service: string; stale: boolean; syncedAt: number; subscribers: number }[];
+}
+
+/** Options of {@link ManagedDiscovery.health}. */
+export interface HealthOptions {
+  /** Also ping the backend now (one request), bounded by `timeoutMs`. Default false: probes send nothing. */
+  ping?: boolean;
+  /** Ping deadline in ms. Default 2000. */
+  timeoutMs?: number;
 }
 
 class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
@@ -253,6 +270,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
         return liveness.release(claim);
       },
       (e) => logger.error('registration listener threw', { error: String(e) }),
+      this.backend,
     );
     registration.on('lost', (error) =>
       logger.warn('registration lost; re-registering', {
@@ -279,6 +297,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
       await registration.deregister();
       throw new ClosedError('discovery');
     }
+    registration.announce(undefined);
     return registration;
   }
 
@@ -323,19 +342,48 @@ export class ManagedDiscovery implements ServiceDiscovery {
     return [...new Set(names)].sort();
   }
 
-  /** Backend reachability (a ping bounded by `timeoutMs`, default 2000) and the state of this client's registrations and watches. */
-  async health(timeoutMs = 2000): Promise<DiscoveryHealth> {
-    let reachable = true;
-    let error: string | undefined;
-    try {
-      await this.driver.ping(AbortSignal.timeout(timeoutMs));
-    } catch (e) {
-      reachable = false;
-      error = e instanceof Error ? e.message : String(e);
+  /**
+   * How this client sees the backend and its own registrations and watches. By default it sends
+   * nothing: the connection state comes from what the watches and keepalives already track (a
+   * probe every second from 100 pods costs the registry nothing). `ping: true` also asks the
+   * backend now. A number is taken as `{ ping: true, timeoutMs }`.
+   */
+  async health(options: HealthOptions | number = {}): Promise<DiscoveryHealth> {
+    const o = typeof options === 'number' ? { ping: true, timeoutMs: options } : options;
+    const watches = [...this.cache.entries()].map(([service, e]) => ({
+      service,
+      stale: e.mirror.state.stale,
+      syncedAt: e.mirror.state.syncedAt,
+      subscribers: e.mirror.subscriberCount,
+      error: e.mirror.state.error,
+    }));
+    const stale = watches.filter((w) => w.stale);
+    const sessions = this.driver.liveness.connection();
+    let connection: DiscoveryHealth['connection'];
+    if (sessions === 'lost' || (watches.length > 0 && stale.length === watches.length)) connection = 'down';
+    else if (sessions === 'unconfirmed' || stale.length > 0) connection = 'degraded';
+    else if (sessions === 'up' || watches.length > 0) connection = 'up';
+    else connection = 'unknown';
+    let reachable = connection !== 'down';
+    let error = stale[0]?.error?.message;
+    let latencyMs: number | undefined;
+    if (o.ping) {
+      const started = realTimers.now();
+      try {
+        await guardedCall(undefined, () => this.driver.ping(AbortSignal.timeout(o.timeoutMs ?? 2000)));
+        reachable = true;
+        error = undefined;
+        latencyMs = Math.round((realTimers.now() - started) * 10) / 10;
+      } catch (e) {
+        reachable = false;
+        error = e instanceof Error ? e.message : String(e);
+      }
     }
     return {
       backend: this.backend,
+      connection,
       reachable,
+      ...(latencyMs === undefined ? {} : { latencyMs }),
       ...(error ? { error } : {}),
       registrations: [...this.registrations.values()].map(({ registration: r }) => ({
         service: r.instance.service,
@@ -344,12 +392,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
         losses: r.lossCount,
         ...(r.lastError ? { error: r.lastError.message } : {}),
       })),
-      watches: [...this.cache.entries()].map(([service, e]) => ({
-        service,
-        stale: e.mirror.state.stale,
-        syncedAt: e.mirror.state.syncedAt,
-        subscribers: e.mirror.subscriberCount,
-      })),
+      watches: watches.map(({ error: _error, ...w }) => w),
     };
   }
 
@@ -401,6 +444,16 @@ export class ManagedDiscovery implements ServiceDiscovery {
         maxQueued: this.options.maxQueuedEvents,
         now: this.options.now,
         resyncGraceMs: this.options.resyncGraceMs,
+        onEmit: (kind, state, added, removed, updated) =>
+          publish.membership(() => ({
+            backend: this.backend,
+            service,
+            kind,
+            instances: state.entries.size,
+            added,
+            removed,
+            updated,
+          })),
       });
       const stop = this.driver.watch(service, mirror);
       entry = { mirror, view, stop, lastUsed: realTimers.now(), pins: 0 };

@@ -1,6 +1,7 @@
 export * from './backend.js';
 export * from './backoff.js';
 export * from './balancers.js';
+export * from './diagnostics.js';
 export * from './discovery.js';
 export * from './errors.js';
 export * from './health.js';

@@ -1,4 +1,5 @@
-import { guardedCall } from './backoff.js';
+import { guardedCall, throwIfAborted } from './backoff.js';
+import { publish, traceLockAcquire } from './diagnostics.js';
 import { AbortedError, ClosedError, LockTimeoutError, ValidationError } from './errors.js';
 import { whileHeld } from './liveness/process-ref.js';
 import { type Logger, silentLogger } from './logger.js';
@@ -153,7 +154,7 @@ export class ManagedLockService implements LockService {
     const timeoutMs = validateTimeoutMs(o.timeoutMs);
     const callerSignal = validateSignal(o.signal);
     const onQueued = validateOnQueued(o.onQueued);
-    return this.wait(name, ttl, timeoutMs, callerSignal, (signal) =>
+    return this.wait('lock', name, ttl, timeoutMs, callerSignal, (signal) =>
       this.driver.acquire(name, ttl, signal, onQueued),
     );
   }
@@ -167,6 +168,8 @@ export class ManagedLockService implements LockService {
     const ttl = this.ttl(o.ttlSeconds);
     const signal = validateSignal(o.signal);
     this.assertOpen();
+    // Already aborted: send nothing (starting the attempt would take the lock, then give it back).
+    throwIfAborted(signal);
     const attempt = whileHeld(this.driver.tryAcquire(name, ttl));
     let held: HeldLock | undefined;
     try {
@@ -180,7 +183,7 @@ export class ManagedLockService implements LockService {
         );
       throw error;
     }
-    return held ? this.track(name, held, ttl) : undefined;
+    return held ? this.track('lock', name, held, ttl, 0) : undefined;
   }
 
   async withLock<T>(
@@ -207,7 +210,7 @@ export class ManagedLockService implements LockService {
     const o = validateOptionsObject(options);
     const ttl = this.ttl(o.ttlSeconds);
     const callerSignal = validateSignal(o.signal);
-    return this.wait(election, ttl, undefined, callerSignal, (signal) =>
+    return this.wait('election', election, ttl, undefined, callerSignal, (signal) =>
       this.driver.campaign(election, value, ttl, signal),
     );
   }
@@ -229,7 +232,22 @@ export class ManagedLockService implements LockService {
     await this.driver.close?.();
   }
 
-  private async wait(
+  private wait(
+    kind: 'lock' | 'election',
+    name: string,
+    ttl: number,
+    timeoutMs: number | undefined,
+    callerSignal: AbortSignal | undefined,
+    start: (signal: AbortSignal) => Promise<HeldLock>,
+  ): Promise<ManagedLease> {
+    return traceLockAcquire(
+      () => ({ backend: this.driver.backend, kind, name, ttlSeconds: ttl }),
+      () => this.waitFor(kind, name, ttl, timeoutMs, callerSignal, start),
+    );
+  }
+
+  private async waitFor(
+    kind: 'lock' | 'election',
     name: string,
     ttl: number,
     timeoutMs: number | undefined,
@@ -237,6 +255,7 @@ export class ManagedLockService implements LockService {
     start: (signal: AbortSignal) => Promise<HeldLock>,
   ): Promise<ManagedLease> {
     this.assertOpen();
+    const startedAt = performance.now();
     const controller = new AbortController();
     const linked = callerSignal ? linkSignals(controller.signal, callerSignal) : undefined;
     const timer =
@@ -246,7 +265,7 @@ export class ManagedLockService implements LockService {
     this.pending.add(controller);
     try {
       const held = await whileHeld(start(linked?.signal ?? controller.signal));
-      return this.track(name, held, ttl);
+      return this.track(kind, name, held, ttl, performance.now() - startedAt);
     } catch (error) {
       const reason: unknown = controller.signal.aborted
         ? controller.signal.reason
@@ -263,10 +282,44 @@ export class ManagedLockService implements LockService {
     }
   }
 
-  private track(name: string, held: HeldLock, ttl: number): ManagedLease {
+  private track(
+    kind: 'lock' | 'election',
+    name: string,
+    held: HeldLock,
+    ttl: number,
+    waitedMs: number,
+  ): ManagedLease {
     const lease = new ManagedLease(name, held, ttl);
     this.open.add(lease);
-    lease.signal.addEventListener('abort', () => this.open.delete(lease), { once: true });
+    const heldAt = performance.now();
+    const backend = this.driver.backend;
+    publish.lock(() => ({
+      backend,
+      kind,
+      name,
+      event: 'held',
+      fencingToken: held.fencingToken,
+      ttlSeconds: ttl,
+      durationMs: waitedMs,
+    }));
+    lease.signal.addEventListener(
+      'abort',
+      () => {
+        this.open.delete(lease);
+        // Released by its holder, or lost (the backend no longer guarantees it).
+        const lost = held.lost.aborted;
+        publish.lock(() => ({
+          backend,
+          kind,
+          name,
+          event: lost ? 'lost' : 'released',
+          fencingToken: held.fencingToken,
+          durationMs: performance.now() - heldAt,
+          ...(lost && held.lost.reason instanceof Error ? { error: held.lost.reason } : {}),
+        }));
+      },
+      { once: true },
+    );
     return lease;
   }
 

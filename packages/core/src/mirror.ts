@@ -1,3 +1,4 @@
+import { publish } from './diagnostics.js';
 import { BackendUnavailableError, ClosedError } from './errors.js';
 import { realTimers, type TimerHandle, type Timers } from './liveness/clock.js';
 
@@ -164,6 +165,14 @@ export interface MirrorOptions {
   resyncGraceMs?: number;
   /** Timers for the grace window. Default real timers. */
   timers?: Timers;
+  /** Told of every `sync` and `change` the mirror emits, with the counts (for diagnostics). */
+  onEmit?(
+    kind: 'sync' | 'change',
+    state: MirrorState<unknown>,
+    added: number,
+    removed: number,
+    updated: number,
+  ): void;
 }
 
 /**
@@ -190,6 +199,8 @@ export class Mirror<V, E> implements MirrorFeed<V> {
   /** Entries missing from the list since a re-sync, kept until the monotonic time given. */
   private held = new Map<string, number>();
   private graceTimer: TimerHandle | undefined;
+  /** When (monotonic ms) the current stale period began. */
+  private staleSince = 0;
 
   constructor(
     private readonly view: MirrorView<V, E>,
@@ -257,6 +268,7 @@ export class Mirror<V, E> implements MirrorFeed<V> {
       this.markFresh();
       this.bump(true);
       this.emit(this.view.sync(this.state));
+      this.options.onEmit?.('sync', this.state, 0, 0, 0);
       return;
     }
     const added: [string, V][] = [];
@@ -275,6 +287,7 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     this.entries = next;
     this.bump(true);
     this.emit(this.view.change(this.state, added, updated, removed));
+    this.options.onEmit?.('change', this.state, added.length, removed.length, updated.length);
   }
 
   apply(put: Iterable<[string, V]>, deleted: Iterable<string>): void {
@@ -313,11 +326,15 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     this.markFresh();
     if (added.length + updated.length + removed.length === 0) {
       this.bump(false);
-      if (wasStale) this.emit(this.view.sync(this.state));
+      if (wasStale) {
+        this.emit(this.view.sync(this.state));
+        this.options.onEmit?.('sync', this.state, 0, 0, 0);
+      }
       return;
     }
     this.bump(true);
     this.emit(this.view.change(this.state, added, updated, removed));
+    this.options.onEmit?.('change', this.state, added.length, removed.length, updated.length);
   }
 
   stale(error: Error): void {
@@ -331,8 +348,15 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     }
     if (this.isStale) return;
     this.isStale = true;
+    this.staleSince = this.timers.now();
     this.bump(false);
     this.emit(this.view.stale(this.state, error));
+    publish.watch(() => ({
+      backend: this.options.backend,
+      subject: this.options.subject,
+      stale: true,
+      error,
+    }));
   }
 
   confirm(): void {
@@ -387,6 +411,7 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     if (removed.length > 0) {
       this.bump(true);
       this.emit(this.view.change(this.state, [], [], removed));
+      this.options.onEmit?.('change', this.state, 0, removed.length, 0);
     }
     this.armGrace();
   }
@@ -408,6 +433,15 @@ export class Mirror<V, E> implements MirrorFeed<V> {
   }
 
   private markFresh(): void {
+    if (this.isStale) {
+      const staleMs = this.timers.now() - this.staleSince;
+      publish.watch(() => ({
+        backend: this.options.backend,
+        subject: this.options.subject,
+        stale: false,
+        staleMs,
+      }));
+    }
     this.isStale = false;
     this.error = undefined;
     if (!this.hasData) {

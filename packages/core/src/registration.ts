@@ -1,3 +1,4 @@
+import { publish } from './diagnostics.js';
 import type { KeyListener } from './liveness/claims.js';
 import type { Registration, RegistrationState, ServiceInstance } from './types.js';
 
@@ -22,7 +23,21 @@ export class ManagedRegistration implements Registration, KeyListener {
     readonly ttlSeconds: number,
     private readonly remove: () => Promise<void>,
     private readonly onListenerError: (error: unknown) => void = () => {},
+    /** Backend name, for the diagnostics channel. */
+    private readonly backend = '',
   ) {}
+
+  /** Publishes this registration's state on `rollcall:registration`. */
+  announce(previous: RegistrationState | undefined, error?: Error): void {
+    publish.registration(() => ({
+      backend: this.backend,
+      service: this.instance.service,
+      id: this.instance.id,
+      state: this.current,
+      previous,
+      ...(error ? { error } : {}),
+    }));
+  }
 
   get state(): RegistrationState {
     return this.current;
@@ -35,6 +50,7 @@ export class ManagedRegistration implements Registration, KeyListener {
     if (this.current !== 'active') return;
     this.current = 'recovering';
     this.lossCount += 1;
+    this.announce('active', error);
     this.fire('lost', error);
   }
 
@@ -43,6 +59,7 @@ export class ManagedRegistration implements Registration, KeyListener {
     if (this.current !== 'recovering') return;
     this.current = 'active';
     this.lastError = undefined;
+    this.announce('recovering');
     this.fire('restored');
   }
 
@@ -55,7 +72,9 @@ export class ManagedRegistration implements Registration, KeyListener {
 
   deregister(): Promise<void> {
     if (!this.removal) {
+      const previous = this.current;
       this.current = 'closed';
+      this.announce(previous);
       this.removal = this.remove();
     }
     return this.removal;

@@ -2,13 +2,19 @@ import { EventEmitter } from 'node:events';
 import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import {
+  type Backend,
   Backoff,
   createHealthHandler,
   type DiscoveryHealth,
   diffInstances,
+  type HealthHandlerOptions,
   installGracefulShutdown,
+  isShuttingDown,
+  markShuttingDown,
   redactError,
   retryForever,
+  type ServiceDiscovery,
+  SHUTDOWN_EXIT_CODES,
   sleep,
   ValidationError,
   validateInstance,
@@ -89,59 +95,150 @@ describe('validation and diff', () => {
 });
 
 describe('health', () => {
-  const serve = async (health: DiscoveryHealth) => {
-    const server = createServer(createHealthHandler({ health: async () => health }));
+  const probe = async (discovery: object, path: string, options: HealthHandlerOptions = {}) => {
+    const server = createServer(createHealthHandler(discovery as ServiceDiscovery, options));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as { port: number }).port;
-    const res = await fetch(`http://127.0.0.1:${port}/health`);
-    const body = await res.json();
-    server.close();
-    return { status: res.status, body };
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`);
+      return { status: res.status, body: await res.json() };
+    } finally {
+      server.close();
+    }
   };
+  const base: DiscoveryHealth = {
+    backend: 'memory',
+    connection: 'up',
+    reachable: true,
+    watches: [],
+    registrations: [{ service: 'web', id: 'a', state: 'active', losses: 0 }],
+  };
+  const source = (health: DiscoveryHealth) => ({ backend: 'memory', health: async () => health });
 
-  it('answers 200 only when the backend is reachable and every own registration is active', async () => {
-    const base = {
-      backend: 'memory',
-      reachable: true,
-      watches: [],
-      registrations: [{ service: 'web', id: 'a', state: 'active' as const, losses: 0 }],
-    };
-    expect(await serve(base)).toMatchObject({ status: 200, body: { status: 'pass', backend: 'memory' } });
-    const recovering = {
+  it('/health answers 200 only when the backend is reachable and every own registration is active', async () => {
+    expect(await probe(source(base), '/health')).toMatchObject({
+      status: 200,
+      body: { status: 'pass', backend: 'memory', connection: 'up', shuttingDown: false },
+    });
+    const recovering: DiscoveryHealth = {
       ...base,
-      registrations: [
-        { service: 'web', id: 'a', state: 'recovering' as const, losses: 1, error: 'lease lost' },
-      ],
+      registrations: [{ service: 'web', id: 'a', state: 'recovering', losses: 1, error: 'lease lost' }],
     };
-    expect(await serve(recovering)).toMatchObject({
+    expect(await probe(source(recovering), '/health')).toMatchObject({
       status: 503,
       body: { status: 'fail', registrations: [{ state: 'recovering' }] },
     });
-    expect(await serve({ ...base, reachable: false, error: 'connection refused' })).toMatchObject({
-      status: 503,
-    });
+    expect(
+      await probe(
+        source({ ...base, connection: 'down', reachable: false, error: 'connection refused' }),
+        '/health',
+      ),
+    ).toMatchObject({ status: 503 });
   });
 
-  it('graceful shutdown deregisters first, drains, then exits', async () => {
+  it('/livez is 200 whatever the backend says, and never asks it', async () => {
+    let asked = 0;
+    const down = {
+      backend: 'etcd',
+      health: async () => {
+        asked++;
+        return { ...base, connection: 'down', reachable: false };
+      },
+    };
+    expect(await probe(down, '/livez')).toEqual({ status: 200, body: { status: 'pass', reasons: [] } });
+    expect(asked).toBe(0);
+  });
+
+  it('/readyz fails while a registration is not active, with no registration when required, and once shutting down', async () => {
+    expect(await probe(source(base), '/readyz')).toEqual({
+      status: 200,
+      body: { status: 'pass', reasons: [] },
+    });
+    const recovering: DiscoveryHealth = {
+      ...base,
+      registrations: [{ service: 'web', id: 'a', state: 'recovering', losses: 1, error: 'lease lost' }],
+    };
+    expect(await probe(source(recovering), '/readyz')).toEqual({
+      status: 503,
+      body: { status: 'fail', reasons: ['web/a is recovering: lease lost'] },
+    });
+    const none = source({ ...base, registrations: [] });
+    expect((await probe(none, '/readyz')).status).toBe(200);
+    expect(await probe(none, '/readyz', { requireRegistration: true })).toEqual({
+      status: 503,
+      body: { status: 'fail', reasons: ['no registration yet'] },
+    });
+    // A registry outage alone does not make a registered process unready: its instance is
+    // still there for callers until its ttl, and restarting pods would not bring etcd back.
+    expect((await probe(source({ ...base, connection: 'down', reachable: false }), '/readyz')).status).toBe(
+      200,
+    );
+    const leaving = source(base);
+    markShuttingDown(leaving as never);
+    expect(await probe(leaving, '/readyz')).toEqual({
+      status: 503,
+      body: { status: 'fail', reasons: ['shutting down'] },
+    });
+    expect((await probe(leaving, '/livez')).status).toBe(200);
+  });
+
+  it('serves configured paths, and 404 elsewhere', async () => {
+    const paths = { livenessPath: '/alive', readinessPath: '/ready', detailPath: '/status' };
+    expect((await probe(source(base), '/alive', paths)).status).toBe(200);
+    expect((await probe(source(base), '/ready', paths)).status).toBe(200);
+    expect((await probe(source(base), '/status', paths)).body).toMatchObject({ status: 'pass' });
+    expect((await probe(source(base), '/livez', paths)).status).toBe(404);
+  });
+
+  const fakeBackend = (steps: string[], close: () => Promise<void> = async () => void steps.push('close')) =>
+    ({
+      discovery: { activeRegistrations: [{ deregister: async () => void steps.push('deregister') }] },
+      close,
+    }) as never;
+
+  it('graceful shutdown: not ready, deregister, drain, beforeExit, close the whole backend, exit 0', async () => {
     const steps: string[] = [];
     const emitter = new EventEmitter();
-    const registration = { deregister: async () => void steps.push('deregister') };
-    const discovery = {
-      activeRegistrations: [registration],
-      close: async () => void steps.push('close'),
-    } as never;
+    const backend = fakeBackend(steps);
     const exited = new Promise<number>((resolve) => {
-      installGracefulShutdown({
-        discovery,
+      installGracefulShutdown(backend, {
         drainMs: 20,
         emitter,
         exit: resolve,
-        beforeExit: () => void steps.push('beforeExit'),
+        beforeExit: () =>
+          void steps.push(`beforeExit shuttingDown=${isShuttingDown((backend as Backend).discovery)}`),
       });
     });
     emitter.emit('SIGTERM', 'SIGTERM');
-    expect(await exited).toBe(0);
-    expect(steps).toEqual(['deregister', 'beforeExit', 'close']);
+    expect(await exited).toBe(SHUTDOWN_EXIT_CODES.ok);
+    expect(steps).toEqual(['deregister', 'beforeExit shuttingDown=true', 'close']);
+  });
+
+  it('graceful shutdown: a close that hangs is cut (exit 2), a failing step gives exit 1, a second signal exits at once (130)', async () => {
+    const run = async (backend: never, options: { second?: boolean; beforeExit?: () => void } = {}) => {
+      const emitter = new EventEmitter();
+      const codes: number[] = [];
+      installGracefulShutdown(backend, {
+        drainMs: options.second ? 500 : 10,
+        closeTimeoutMs: 50,
+        emitter,
+        exit: (code) => void codes.push(code),
+        beforeExit: options.beforeExit,
+      });
+      emitter.emit('SIGTERM', 'SIGTERM');
+      if (options.second) emitter.emit('SIGINT', 'SIGINT');
+      for (let waited = 0; codes.length === 0 && waited < 5000; waited += 5) await sleep(5);
+      return codes[0];
+    };
+    expect(await run(fakeBackend([], () => new Promise(() => {})))).toBe(SHUTDOWN_EXIT_CODES.timedOut);
+    expect(
+      await run(fakeBackend([]), {
+        beforeExit: () => {
+          throw new Error('flush failed');
+        },
+      }),
+    ).toBe(SHUTDOWN_EXIT_CODES.failed);
+    expect(await run(fakeBackend([]), { second: true })).toBe(SHUTDOWN_EXIT_CODES.interrupted);
   });
 });
 

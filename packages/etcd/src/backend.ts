@@ -32,7 +32,7 @@ export interface EtcdBackendStats {
   forcedSyncs: number;
   /** Watch connection losses (each followed by `stale`, then a re-sync). */
   watchDisconnects: number;
-  /** Watches cancelled by etcd for another reason than compaction (e.g. a permission refused): each re-read after a backoff. */
+  /** Watches cancelled by etcd for lack of permission (not a compaction): each re-read after a backoff. */
   watchCancels: number;
   /** Locks and leaderships this client holds now. */
   locksHeld: number;

@@ -83,7 +83,7 @@ export class EtcdConnection {
   private readonly secrets: string[];
   /**
    * Totals over every prefix watch of this client: full reads, forced re-syncs (history compacted),
-   * connection losses, and cancels by the server for another reason than compaction.
+   * connection losses, and cancels by the server for lack of permission (each re-read after a backoff).
    */
   readonly watchStats = { reads: 0, forcedSyncs: 0, disconnects: 0, cancels: 0 };
 

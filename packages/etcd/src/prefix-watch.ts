@@ -167,19 +167,21 @@ export class PrefixWatch<V> {
       this.detach();
       if (this.stopped || !this.conn.isOpen) return;
       const reason = this.conn.redact(error instanceof Error ? error.message : String(error));
-      if (/compacted/i.test(reason)) {
-        // Our start revision was compacted away: the history between it and now is gone, so start
-        // over from a full read, announced as a fresh sync.
+      if (!/permission denied|auth/i.test(reason)) {
+        // Our start revision was compacted away (etcd 3.4 gives no reason then), or the history
+        // may be gone for another server-side reason: start over from a full read, announced as
+        // a fresh sync.
         this.conn.watchStats.forcedSyncs += 1;
-        this.conn.options.logger.warn('etcd watch history compacted; re-syncing', {
+        this.conn.options.logger.warn('etcd watch cancelled by the server (history compacted?); re-syncing', {
           subject: this.subject,
           revision: this.revision.toString(),
+          reason,
         });
         void this.resync(true);
         return;
       }
-      // Cancelled for another reason (a permission refused, a server shutting down): no history
-      // was lost, but nothing arrives either. Stale until a read (after a backoff) succeeds again.
+      // Refused by the server's permissions: no history was lost, but nothing arrives either. Stale
+      // until a read (after a backoff) succeeds again.
       this.conn.watchStats.cancels += 1;
       const mapped = this.conn.error(error, `watch ${this.subject}`);
       this.feed.stale(mapped);

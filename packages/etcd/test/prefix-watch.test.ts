@@ -102,7 +102,7 @@ describe('PrefixWatch event handling', () => {
 });
 
 describe('PrefixWatch and server-side cancels (real etcd)', () => {
-  it('a cancel for compaction forces a re-sync; any other cancel (a permission refused) is stale, then a plain re-read', async () => {
+  it('a cancel for compaction (or with no reason) forces a re-sync; a permission refused is stale, then a plain re-read', async () => {
     const { startEtcd, waitFor } = await import('@rollcall/testkit');
     const etcd = await startEtcd({ name: 'cancels' });
     const conn = new EtcdConnection(
@@ -143,6 +143,11 @@ describe('PrefixWatch and server-side cancels (real etcd)', () => {
       await waitFor(() => seen.length >= 4, { timeoutMs: 5000 });
       expect(seen.at(-1)).toBe('forced sync');
       expect(conn.watchStats).toMatchObject({ forcedSyncs: 1, cancels: 1 });
+      // etcd 3.4 cancels a compacted watch with no reason at all.
+      await cancel('');
+      await waitFor(() => seen.length >= 5, { timeoutMs: 5000 });
+      expect(seen.at(-1)).toBe('forced sync');
+      expect(conn.watchStats).toMatchObject({ forcedSyncs: 2, cancels: 1 });
     } finally {
       watch.stop();
       conn.close();

@@ -144,8 +144,7 @@ describe('serveGrpc: bind, register the bound port, leave gracefully', () => {
     cleanups.push(() => traffic.stop());
     const signals = new EventEmitter();
     const exits: number[] = [];
-    const uninstall = installGracefulShutdown({
-      discovery: own.discovery,
+    const uninstall = installGracefulShutdown(own, {
       drainMs: 300,
       beforeExit: () => leaving.serving.stop(),
       emitter: signals,

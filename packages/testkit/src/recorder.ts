@@ -7,11 +7,12 @@
  * Polls `condition` until it returns (or resolves to) a truthy value, which it returns, or
  * throws once `timeoutMs` (default 10 s) has passed. A condition that throws counts as falsy;
  * the last error is appended to the timeout message and kept as its cause. Tests use it (or
- * `waitFor`) instead of fixed sleeps.
+ * `waitFor`) instead of fixed sleeps. `message` names the condition in that error; a function is
+ * called only then (to show output collected meanwhile).
  */
 export async function eventually<T>(
   condition: () => T | Promise<T>,
-  options: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
+  options: { timeoutMs?: number; intervalMs?: number; message?: string | (() => string) } = {},
 ): Promise<NonNullable<T>> {
   const { timeoutMs = 10_000, intervalMs = 25, message = 'condition' } = options;
   const deadline = performance.now() + timeoutMs;
@@ -30,7 +31,10 @@ export async function eventually<T>(
         lastError === undefined
           ? ''
           : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
-      throw new Error(`${message}: not met within ${timeoutMs} ms${why}`, { cause: lastError });
+      throw new Error(
+        `${typeof message === 'function' ? message() : message}: not met within ${timeoutMs} ms${why}`,
+        { cause: lastError },
+      );
     }
     await new Promise((r) => setTimeout(r, Math.min(intervalMs, left)));
   }

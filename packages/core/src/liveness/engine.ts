@@ -771,6 +771,16 @@ export class LivenessEngine<S, V = string> {
     this.releaseProcess = undefined;
   }
 
+  /**
+   * The backend connection as this engine's keepalives see it: `lost` while registrations wait to
+   * be written again (a session was lost and not yet replaced), `unconfirmed` while a session's
+   * renewals go unanswered, `up` while every session is confirmed, `unknown` with no session.
+   */
+  connection(): 'up' | 'unconfirmed' | 'lost' | 'unknown' {
+    if (this.due().length > 0) return 'lost';
+    return this.keeper.connection();
+  }
+
   /** Sessions held now, and counters. */
   snapshot(): LivenessStats {
     return { ...this.stats, sessions: this.keeper.usableCount };

@@ -1,5 +1,7 @@
+import { publish } from '../diagnostics.js';
 import { BackendUnavailableError, ClosedError, SessionGoneError } from '../errors.js';
 import { type EngineContext, message, race, retryInBackground } from './context.js';
+import type { SessionState } from './session.js';
 import { LiveSession } from './session.js';
 
 /**
@@ -67,6 +69,7 @@ export class SessionKeeper<S, V> {
     this.sessions.add(session);
     this.oursCache = undefined;
     this.context.stats.sessionsGranted += 1;
+    publish.session(() => ({ backend: driver.backend, ttlSeconds, state: 'alive', previous: undefined }));
     this.scheduleRenew(session, startedAt + this.interval(session));
     this.scheduleExpiry(session);
     return session;
@@ -92,7 +95,7 @@ export class SessionKeeper<S, V> {
    */
   confirm(session: LiveSession<S>, startedAt: number): void {
     session.failures = 0;
-    session.state = 'alive';
+    this.setState(session, 'alive');
     const until = startedAt + session.ttlSeconds * 1000;
     if (until > session.confirmedUntil) session.confirmedUntil = until;
     this.scheduleExpiry(session);
@@ -102,7 +105,7 @@ export class SessionKeeper<S, V> {
   /** Marks `session` lost, stops its timers, and tells `onLost` (once). */
   lose(session: LiveSession<S>, error: Error, remote: boolean): void {
     if (!session.usable) return;
-    session.state = 'lost';
+    this.setState(session, 'lost', error);
     this.clearTimers(session);
     this.context.stats.sessionsLost += 1;
     if (this.current.get(session.ttlSeconds) === session) this.current.delete(session.ttlSeconds);
@@ -140,7 +143,7 @@ export class SessionKeeper<S, V> {
   end(session: LiveSession<S>): void {
     if (session.state === 'ended') return;
     const wasUsable = session.usable;
-    session.state = 'ended';
+    this.setState(session, 'ended');
     this.clearTimers(session);
     if (this.current.get(session.ttlSeconds) === session) this.current.delete(session.ttlSeconds);
     this.forget(session);
@@ -156,6 +159,16 @@ export class SessionKeeper<S, V> {
   /** Every session the server may still hold. */
   all(): LiveSession<S>[] {
     return [...this.sessions];
+  }
+
+  /** `unconfirmed` when a usable session's renewals go unanswered, `up` when all are confirmed, `unknown` with none. */
+  connection(): 'up' | 'unconfirmed' | 'unknown' {
+    let any = false;
+    for (const s of this.sessions) {
+      if (s.state === 'unconfirmed') return 'unconfirmed';
+      if (s.state === 'alive') any = true;
+    }
+    return any ? 'up' : 'unknown';
   }
 
   /** Usable sessions now. */
@@ -180,6 +193,20 @@ export class SessionKeeper<S, V> {
   /** Stops every timer (close). */
   stopAll(): void {
     for (const s of this.sessions) this.clearTimers(s);
+  }
+
+  /** Sets a session's state, publishing the change on `rollcall:session`. */
+  private setState(session: LiveSession<S>, state: SessionState, error?: Error): void {
+    const previous = session.state;
+    session.state = state;
+    if (previous === state) return;
+    publish.session(() => ({
+      backend: this.context.driver.backend,
+      ttlSeconds: session.ttlSeconds,
+      state,
+      previous,
+      ...(error ? { error } : {}),
+    }));
   }
 
   private forget(session: LiveSession<S>): void {
@@ -250,7 +277,7 @@ export class SessionKeeper<S, V> {
       return;
     }
     session.failures += 1;
-    session.state = 'unconfirmed';
+    this.setState(session, 'unconfirmed', failure instanceof Error ? failure : undefined);
     const delay = Math.min(
       this.options.renewRetryMaxMs,
       (session.ttlSeconds * 1000) / 4,
