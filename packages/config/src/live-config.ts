@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { ConfigError, type KvEvent, type Logger, RollcallError } from '@rollcall/core';
+import { ConfigError, type KvEvent, type Logger, publish, RollcallError } from '@rollcall/core';
 import type { z } from 'zod';
 import { writeFileAtomic } from './cache-file.js';
 import {
@@ -226,8 +226,7 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
     const tree = buildTree(this.entries, this.prefix);
     if (!tree.ok) {
       const reasons = tree.refused.map((r) => `${r.key}: ${r.reason}`).join('; ');
-      this.fire(
-        'error',
+      this.refuse(
         new LiveConfigError(
           `configuration update refused, keeping the last good one: ${reasons}`,
           tree.refused.map((r) => r.key),
@@ -241,8 +240,7 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
       const reasons = result.error.issues
         .map((i) => `${this.prefix}${i.path.join('/')}: ${i.message}`)
         .join('; ');
-      this.fire(
-        'error',
+      this.refuse(
         new LiveConfigError(`configuration update refused, keeping the last good one: ${reasons}`, keys),
       );
       return;
@@ -250,12 +248,25 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
     this.commit(result.data, 'backend');
   }
 
+  /** An update from the backend refused whole: reported to `error` listeners and the config channel. */
+  private refuse(error: LiveConfigError): void {
+    publish.config(() => ({ prefix: this.prefix, outcome: 'refused', keys: error.keys, error }));
+    this.fire('error', error);
+  }
+
   private commit(next: z.output<S>, origin: LiveConfigOrigin): void {
     if (!this.hasValue) {
       this.hasValue = true;
       this.from = origin;
       this.value = deepFreeze(next);
-      if (origin === 'backend') this.saveCache(this.value);
+      if (origin === 'backend') {
+        this.saveCache(this.value);
+        publish.config(() => ({
+          prefix: this.prefix,
+          outcome: 'applied',
+          changedKeys: Object.keys(this.value as object),
+        }));
+      }
       return;
     }
     const previous = this.value;
@@ -272,6 +283,8 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
     const changed = [...fields].filter(
       (f) => !sameJson((previous as Record<string, unknown>)[f], (frozen as Record<string, unknown>)[f]),
     );
+    if (origin === 'backend')
+      publish.config(() => ({ prefix: this.prefix, outcome: 'applied', changedKeys: changed }));
     this.fire('change', frozen, previous, changed);
   }
 

@@ -1,7 +1,8 @@
+import diagnostics from 'node:diagnostics_channel';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, RollcallError } from '@rollcall/core';
+import { ConfigError, type ConfigMessage, ROLLCALL_CHANNELS, RollcallError } from '@rollcall/core';
 import { createMemoryBackend } from '@rollcall/memory';
 import { eventually } from '@rollcall/testkit';
 import fc from 'fast-check';
@@ -137,5 +138,31 @@ describe('createLiveConfig options', () => {
     );
     for (const options of [undefined, null, 42])
       await expect(createLiveConfig(options as never)).rejects.toBeInstanceOf(ConfigError);
+  });
+});
+
+describe('the config diagnostics channel', () => {
+  it('publishes each update applied (with the fields that changed) and each refused (with the keys at fault)', async () => {
+    const seen: ConfigMessage[] = [];
+    const onMessage = (m: unknown) => void seen.push(m as ConfigMessage);
+    diagnostics.subscribe(ROLLCALL_CHANNELS.config, onMessage);
+    try {
+      await using backend = createMemoryBackend();
+      await backend.kv.put('diag/log_level', 'debug');
+      const strict = z.object({ log_level: z.enum(['debug', 'info', 'warn']) });
+      await using config = await createLiveConfig({ source: backend.kv, prefix: 'diag/', schema: strict });
+      config.on('error', () => {});
+      await backend.kv.put('diag/log_level', 'loud');
+      await eventually(() => seen.some((m) => m.outcome === 'refused'));
+      await backend.kv.put('diag/log_level', 'warn');
+      await eventually(() => config.current.log_level === 'warn');
+      expect(seen.map((m) => m.outcome)).toEqual(['applied', 'refused', 'applied']);
+      expect(seen[0]).toEqual({ prefix: 'diag/', outcome: 'applied', changedKeys: ['log_level'] });
+      expect(seen[1]).toMatchObject({ prefix: 'diag/', outcome: 'refused', keys: ['diag/log_level'] });
+      expect(seen[1]?.error).toBeInstanceOf(RollcallError);
+      expect(seen[2]).toEqual({ prefix: 'diag/', outcome: 'applied', changedKeys: ['log_level'] });
+    } finally {
+      diagnostics.unsubscribe(ROLLCALL_CHANNELS.config, onMessage);
+    }
   });
 });

@@ -88,10 +88,11 @@ export interface LockMessage {
 export interface ConfigMessage {
   prefix: string;
   outcome: 'applied' | 'refused';
-  /** For `applied`: the fields that changed. */
+  /** For `applied`: the top-level fields that changed (every field for the first value). */
   changedKeys?: string[];
-  /** For `refused`: the key and why. */
-  key?: string;
+  /** For `refused`: the backend keys at fault (full keys), when known. */
+  keys?: string[];
+  /** For `refused`: why. */
   error?: Error;
 }
 
