@@ -1,139 +1,73 @@
-import type { Backend, Snapshot } from '@rollcall/core';
-import { RollcallError } from '@rollcall/core';
-import { Command, CommanderError } from 'commander';
-import { backendFactory } from './backends.js';
-import { loadConfig } from './config.js';
+import { readFileSync } from 'node:fs';
+import { holdProcess } from '@rollcall/core';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { COMMAND_GROUPS } from './cli/commands.js';
+import { CliContext, type CliIo } from './cli/context.js';
+import { debugLines, describeError, exitCodeOf } from './cli/errors.js';
 
-/** Where the CLI writes, and what it talks to (injectable for tests). */
-export interface CliIo {
-  stdout: (line: string) => void;
-  stderr: (line: string) => void;
-  /** Use this backend instead of the configured one (it is not closed by the CLI). */
-  backend?: Backend;
-  /** Environment variables. Default `process.env`. */
-  env?: Record<string, string | undefined>;
-  /** Ends `watch` (default: SIGINT). */
-  signal?: AbortSignal;
+export type { CommandGroup } from './cli/commands.js';
+export type { CliIo, GlobalOptions } from './cli/context.js';
+export { CliContext } from './cli/context.js';
+
+/** This package's version (`rollcall --version`). */
+export const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+function callTimeout(value: string): number {
+  const ms = Number(value);
+  if (!/^\d+$/.test(value) || ms < 100 || ms > 600_000)
+    throw new InvalidArgumentError('must be an integer number of ms from 100 to 600000');
+  return ms;
 }
 
-function table(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) =>
-    r
-      .map((cell, c) => cell.padEnd(widths[c]!))
-      .join('  ')
-      .trimEnd(),
-  );
-}
+const HELP_FOOTER = `
+Configuration: rollcall.config.json (section by --env, ROLLCALL_ENV or NODE_ENV) and the variables
+ROLLCALL_BACKEND, ETCD_ENDPOINTS (host:port or URLs), ETCD_USERNAME, ETCD_PASSWORD, ETCD_CA_FILE,
+ETCD_CERT_FILE, ETCD_KEY_FILE, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...
 
-function instanceRows(snapshot: Snapshot): string[][] {
-  return [
-    ['ID', 'ADDRESS', 'VERSION', 'WEIGHT', 'TAGS'],
-    ...snapshot.instances.map((i) => [
-      i.id,
-      `${i.host}:${i.port}`,
-      i.version ?? '-',
-      String(i.weight ?? 1),
-      (i.tags ?? []).join(',') || '-',
-    ]),
-  ];
+Exit codes: 0 success, 1 failure (unreachable backend, missing key, failed check),
+2 bad usage, input or configuration.`;
+
+/** The `rollcall` program with every command group, writing through `ctx`. */
+function buildProgram(io: CliIo): { program: Command; ctx: CliContext } {
+  const program = new Command('rollcall')
+    .description('Inspect and operate a Rollcall registry (etcd, Consul or memory)')
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('-e, --env <environment>', 'section of rollcall.config.json to use')
+    .option('-c, --config <file>', 'configuration file (default ./rollcall.config.json)')
+    .option('-b, --backend <name>', 'backend to use (overrides the configuration)')
+    .option('--timeout <ms>', 'deadline of each call to the backend (default 5000)', callTimeout)
+    .option('--json', 'print JSON instead of text')
+    .option('--debug', 'print stack traces of errors')
+    .addHelpText('after', HELP_FOOTER)
+    .showHelpAfterError('(rollcall --help lists the commands and options)')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout(s.trimEnd()), writeErr: (s) => io.stderr(s.trimEnd()) });
+  const ctx = new CliContext(io, program);
+  for (const group of COMMAND_GROUPS) group(program, ctx);
+  return { program, ctx };
 }
 
 /**
  * Runs the `rollcall` command line with `argv` (without `node` and the script) and returns the
- * exit code: 0 success, 1 failure, 2 bad usage or configuration.
+ * exit code: 0 success, 1 failure, 2 bad usage, input or configuration. Errors are one line on
+ * stderr (with `--debug`, followed by the stack).
  */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
-  const program = new Command('rollcall')
-    .description('Inspect and operate a Rollcall registry (etcd, Consul or memory)')
-    .option('-e, --env <environment>', 'section of rollcall.config.json to use')
-    .option('-c, --config <file>', 'configuration file', undefined)
-    .option('-b, --backend <name>', 'backend to use (overrides the configuration)')
-    .option('--json', 'print JSON instead of tables')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout(s.trimEnd()), writeErr: (s) => io.stderr(s.trimEnd()) });
-
-  let backend: Backend | undefined;
-  const open = (): Backend => {
-    if (io.backend) return io.backend;
-    const global = program.opts<{ env?: string; config?: string; backend?: string }>();
-    const env = {
-      ...(io.env ?? process.env),
-      ...(global.backend ? { ROLLCALL_BACKEND: global.backend } : {}),
-    };
-    const config = loadConfig({
-      env,
-      ...(global.env ? { environment: global.env } : {}),
-      ...(global.config ? { file: global.config } : {}),
-    });
-    backend = backendFactory(config)(config);
-    return backend;
-  };
-  const json = () => program.opts<{ json?: boolean }>().json === true;
-
-  program
-    .command('services')
-    .description('list services that have instances')
-    .action(async () => {
-      const names = await open().discovery.listServices();
-      if (json()) io.stdout(JSON.stringify(names));
-      else for (const n of names) io.stdout(n);
-    });
-  program
-    .command('instances <service>')
-    .description("list a service's instances")
-    .action(async (service: string) => {
-      const snapshot = await open().discovery.getInstances(service);
-      if (json()) io.stdout(JSON.stringify(snapshot));
-      else for (const line of table(instanceRows(snapshot))) io.stdout(line);
-    });
-  program
-    .command('watch <service>')
-    .description("print a service's changes until interrupted")
-    .action(async (service: string) => {
-      const watch = open().discovery.watch(service, { signal: io.signal });
-      const stop = () => watch.close();
-      if (!io.signal) process.once('SIGINT', stop);
-      for await (const event of watch) {
-        if (json()) io.stdout(JSON.stringify(event));
-        else if (event.type === 'change') {
-          const parts = [
-            ...event.added.map((i) => `+${i.id}`),
-            ...event.removed.map((i) => `-${i.id}`),
-            ...event.updated.map((i) => `~${i.id}`),
-          ];
-          io.stdout(`change ${parts.join(' ')} (${event.snapshot.instances.length} instances)`);
-        } else if (event.type === 'stale')
-          io.stdout(`stale: ${event.error.message} (keeping ${event.snapshot.instances.length} instances)`);
-        else io.stdout(`sync ${event.snapshot.instances.map((i) => i.id).join(' ') || '(none)'}`);
-      }
-    });
-  const kv = program.command('kv').description('read and write configuration keys');
-  kv.command('get <key>').action(async (key: string) => {
-    const value = await open().kv.get(key);
-    if (value === undefined) throw new RollcallError('ERR_NOT_FOUND', `no key '${key}'`);
-    io.stdout(value);
-  });
-  kv.command('put <key> <value>').action(async (key: string, value: string) => {
-    await open().kv.put(key, value);
-  });
-  kv.command('ls <prefix>').action(async (prefix: string) => {
-    const entries = await open().kv.getAll(prefix);
-    if (json()) io.stdout(JSON.stringify(Object.fromEntries(entries)));
-    else for (const [k, v] of entries) io.stdout(`${k}=${v}`);
-  });
-
+  const { program, ctx } = buildProgram(io);
+  // Node must not exit (code 13, no message) while a command awaits a call that holds no handle of its own.
+  const release = holdProcess();
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return ctx.exitCode;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    const message = error instanceof Error ? error.message : String(error);
-    io.stderr(`rollcall: ${message}`);
-    return error instanceof RollcallError && (error.code === 'ERR_CONFIG' || error.code === 'ERR_VALIDATION')
-      ? 2
-      : 1;
+    io.stderr(`rollcall: ${describeError(error, ctx.target)}`);
+    if (ctx.options.debug) for (const line of debugLines(error)) io.stderr(line);
+    return exitCodeOf(error);
   } finally {
-    await backend?.close();
+    await ctx.close();
+    release();
   }
 }
