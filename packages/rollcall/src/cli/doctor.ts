@@ -241,6 +241,7 @@ function skipped(check: string, why: string): Check {
 export function doctorCommand(program: Command, ctx: CliContext): void {
   program
     .command('doctor')
+    .summary('check a configuration end to end, one verdict per line')
     .description(
       'check a configuration end to end: reachability, auth, a test registration seen by a second client, watch propagation, clock skew, server version',
     )

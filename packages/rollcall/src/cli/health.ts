@@ -29,6 +29,7 @@ export function callTimeoutOf(ctx: CliContext): number {
 export function healthCommand(program: Command, ctx: CliContext): void {
   program
     .command('health')
+    .summary("reachability and latency of this configuration's backend")
     .description(
       "check this configuration's backend: reachability and latency of a ping, a service list and a kv read",
     )
