@@ -41,9 +41,13 @@ function buildProgram(io: CliIo): { program: Command; ctx: CliContext } {
     .option('--json', 'print JSON instead of text')
     .option('--debug', 'print stack traces of errors')
     .addHelpText('after', HELP_FOOTER)
-    .showHelpAfterError('(rollcall --help lists the commands and options)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout(s.trimEnd()), writeErr: (s) => io.stderr(s.trimEnd()) });
+    .configureOutput({
+      writeOut: (s) => io.stdout(s.trimEnd()),
+      writeErr: (s) => io.stderr(s.trimEnd()),
+      // Usage errors are one line like every other error.
+      outputError: (s, write) => write(`rollcall: ${s.trim().replace(/^error: /, '')} (see rollcall --help)`),
+    });
   const ctx = new CliContext(io, program);
   for (const group of COMMAND_GROUPS) group(program, ctx);
   return { program, ctx };

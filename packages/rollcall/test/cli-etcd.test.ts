@@ -93,7 +93,14 @@ describe('rollcall against etcd', () => {
   });
 
   it('bad usage and input exit 2 with one line, before any call', async () => {
-    expect(await run(['instances'], env)).toMatchObject({ code: 2, stdout: '' });
+    expect(await run(['instances'], env)).toMatchObject({
+      code: 2,
+      stdout: '',
+      errLines: ["rollcall: missing required argument 'service' (see rollcall --help)"],
+    });
+    expect((await run(['lock', 'hold', 'x', '--ttl', 'abc'], env)).errLines).toEqual([
+      "rollcall: option '--ttl <seconds>' argument 'abc' is invalid. --ttl must be a positive integer (see rollcall --help)",
+    ]);
     const badName = await run(['instances', 'Not/A/Service'], env);
     expect(badName).toMatchObject({ code: 2, stdout: '' });
     expect(badName.errLines).toEqual([expect.stringMatching(/^rollcall: service: /)]);
@@ -266,5 +273,13 @@ describe('rollcall against etcd', () => {
     expect((await run(['services'], right)).code).toBe(0);
     const ok = await run(['doctor'], right);
     expect(ok.lines.find((l) => l.startsWith('ok       auth'))).toContain("credentials of user 'app'");
+    // The dashboard never hands the credentials to the page.
+    const ui = start(['--json', 'ui', '--port', '0'], right);
+    const { url } = JSON.parse(await ui.line(/"url"/)) as { url: string };
+    const state = await (await fetch(`${url}api/state`)).text();
+    expect(state).toContain('"name":"etcd"');
+    expect(state).not.toContain('right-horse-battery');
+    ui.child.kill('SIGTERM');
+    expect(await ui.exit).toBe(0);
   });
 });

@@ -182,6 +182,29 @@ describe('rollcall ui in Chromium', () => {
     await page.close();
   });
 
+  it('three open pages share one etcd watch per service', async () => {
+    const viewer = createEtcdBackend({ endpoints: etcd.endpoints });
+    clients.push(viewer);
+    const writer = createEtcdBackend({ endpoints: etcd.endpoints });
+    clients.push(writer);
+    await writer.discovery.register({ id: 'api-1', service: 'api', host: '10.7.0.1', port: 80 });
+    const dashboard = await startDashboard({ backend: viewer, port: 0 });
+    stops.push(() => dashboard.close());
+    const pages = await Promise.all([1, 2, 3].map(() => openPage(`${dashboard.url}#service=api`)));
+    await Promise.all(pages.map(({ page }) => page.locator('#instances tr[data-id="api-1"]').waitFor()));
+    expect(dashboard.hub.feeds.refs('api')).toBe(3);
+    expect(viewer.upstreams('api')).toBe(1);
+    await writer.discovery.register({ id: 'api-2', service: 'api', host: '10.7.0.2', port: 80 });
+    await Promise.all(pages.map(({ page }) => page.locator('#instances tr[data-id="api-2"]').waitFor()));
+    for (const { page, errors } of pages) {
+      expect(errors).toEqual([]);
+      await page.close();
+    }
+    // The last page gone, the dashboard's watch ends (the discovery's cache keeps its own for cacheIdleMs).
+    await expect.poll(() => dashboard.hub.feeds.refs('api')).toBe(0);
+    expect(dashboard.hub.clientCount).toBe(0);
+  });
+
   it('passes its token on to the event stream, and shows the migration panel of a migrating backend', async () => {
     const memory = createMemoryBackend();
     stops.push(() => memory.close());
