@@ -391,6 +391,7 @@ describe('rollcall CLI: configuration, version, completion', () => {
     );
     expect(complete('rollcall', '-b', '')).toEqual(['memory', 'etcd', 'consul']);
     expect(complete('rollcall', 'instances', '--tag', '')).toEqual([]);
+    expect(complete('rollcall', 'completion', '')).toEqual(expect.arrayContaining(['bash', 'zsh']));
   });
 
   it('completion zsh is valid zsh that registers _rollcall and lists words per command', async () => {
@@ -417,6 +418,12 @@ describe('rollcall CLI: configuration, version, completion', () => {
       'list:list held and awaited locks and elections (where the backend can enumerate them)',
     );
     expect(out.some((l) => l.startsWith('hold:'))).toBe(true);
-    expect((await run(['completion', 'fish'])).code).toBe(2);
+    expect(await run(['completion', 'fish'])).toEqual({
+      code: 2,
+      out: [],
+      err: [
+        "rollcall: command-argument value 'fish' is invalid for argument 'shell'. Allowed choices are bash, zsh. (see rollcall --help)",
+      ],
+    });
   });
 });

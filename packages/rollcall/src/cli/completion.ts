@@ -1,4 +1,4 @@
-import { type Command, type Option } from 'commander';
+import { Argument, type Command, type Option } from 'commander';
 import { availableBackends } from '../backends.js';
 import type { CliContext } from './context.js';
 import { UsageError } from './errors.js';
@@ -36,7 +36,11 @@ function treeOf(program: Command): Tree {
       [c.name(), ...c.aliases()].map((name) => ({ name, description: c.description() })),
     );
     const own = command === program ? [] : optionWords(command.options);
-    paths.set(path, [...subcommands, ...own, ...globals]);
+    // Arguments with a fixed set of values (`completion <bash|zsh>`) complete like subcommands.
+    const choices = command.registeredArguments.flatMap((a) =>
+      (a.argChoices ?? []).map((name) => ({ name, description: a.description })),
+    );
+    paths.set(path, [...subcommands, ...choices, ...own, ...globals]);
     for (const c of command.commands)
       for (const name of [c.name(), ...c.aliases()]) visit(c, path ? `${path} ${name}` : name);
   };
@@ -47,6 +51,12 @@ function treeOf(program: Command): Tree {
 /** `'text'` for a POSIX shell, whatever the text holds. */
 function quote(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A `case` branch for the value-taking options other than `--backend` and `--config`: the next word is theirs. */
+function otherValueOptions(tree: Tree, indent: string, body: string): string {
+  const options = tree.valueOptions.filter((o) => !['-b', '--backend', '-c', '--config'].includes(o));
+  return options.length === 0 ? '' : `${indent}${options.join('|')}) ${body}`;
 }
 
 function bashScript(tree: Tree, backends: readonly string[]): string {
@@ -67,7 +77,7 @@ _rollcall() {
   case "$prev" in
     -b|--backend) COMPREPLY=($(compgen -W ${quote(backends.join(' '))} -- "$cur")); return ;;
     -c|--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    ${tree.valueOptions.filter((o) => !['-b', '--backend', '-c', '--config'].includes(o)).join('|')}) COMPREPLY=(); return ;;
+${otherValueOptions(tree, '    ', 'COMPREPLY=(); return ;;')}
   esac
   for ((i = 1; i < COMP_CWORD; i++)); do
     next="\${cmdpath:+$cmdpath }\${COMP_WORDS[i]}"
@@ -100,7 +110,7 @@ _rollcall() {
   case "\${words[CURRENT-1]}" in
     -b|--backend) compadd -- ${backends.join(' ')}; return ;;
     -c|--config) _files; return ;;
-    ${tree.valueOptions.filter((o) => !['-b', '--backend', '-c', '--config'].includes(o)).join('|')}) return 1 ;;
+${otherValueOptions(tree, '    ', 'return 1 ;;')}
   esac
   for ((i = 2; i < CURRENT; i++)); do
     next="\${cmdpath:+$cmdpath }\${words[i]}"
@@ -126,7 +136,7 @@ export function completionScript(program: Command, shell: string): string {
 export function completionCommand(program: Command, ctx: CliContext): void {
   program
     .command('completion')
-    .argument('<shell>', 'bash or zsh')
+    .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
     .description('print a shell completion script (bash or zsh)')
     .addHelpText(
       'after',
