@@ -268,7 +268,12 @@ describe('rollcall against etcd', () => {
     const doctor = await run(['--timeout', '2000', 'doctor'], wrong);
     expect(doctor.code).toBe(1);
     expect(doctor.stdout).not.toContain('Wrong-Pa55-Zq');
-    expect(doctor.lines.some((l) => /^fail +(reachable|auth) /.test(l))).toBe(true);
+    expect(
+      doctor.lines.filter((l) => /^(ok|fail) /.test(l)).map((l) => l.split(/ {2,}/).slice(0, 2).join(' ')),
+    ).toEqual(['ok configuration', 'ok reachable', 'fail auth']);
+    expect(doctor.lines.find((l) => l.startsWith('fail'))).toMatch(
+      /authentication failed|invalid auth|user name/i,
+    );
     const right = { ...env, ETCD_USERNAME: 'app', ETCD_PASSWORD: 'right-horse-battery' };
     expect((await run(['services'], right)).code).toBe(0);
     const ok = await run(['doctor'], right);

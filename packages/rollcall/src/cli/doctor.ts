@@ -181,21 +181,31 @@ async function runChecks(ctx: CliContext): Promise<Check[]> {
   const reached = await timed(async () => {
     if (ping) {
       const health = await ping;
-      if (!health.reachable) throw new Error(health.error ?? 'unreachable');
-    } else await backend.discovery.listServices();
+      if (health.reachable) return;
+    }
+    // No ping, or a failed one: a registry read tells an unreachable server from refused credentials.
+    await backend.discovery.listServices();
   });
+  const refused = !reached.ok && reached.error instanceof PermissionDeniedError;
   checks.push(
-    reached.ok
-      ? { check: 'reachable', verdict: 'ok', detail: `answered in ${formatMs(reached.ms)}`, ms: reached.ms }
+    reached.ok || refused
+      ? {
+          check: 'reachable',
+          verdict: 'ok',
+          detail: `answered in ${formatMs(reached.ms)}${refused ? ' (and refused the credentials)' : ''}`,
+          ms: reached.ms,
+        }
       : { check: 'reachable', verdict: 'fail', detail: describeError(reached.error, ctx.target) },
   );
   const later = ['auth', 'registration', 'watch propagation', 'clock skew', 'server version'];
-  if (!reached.ok) return [...checks, ...later.map((check) => skipped(check, 'not reachable'))];
+  if (!reached.ok && !refused) return [...checks, ...later.map((check) => skipped(check, 'not reachable'))];
 
-  const auth = await timed(async () => {
-    await backend.discovery.listServices();
-    await backend.kv.get(PROBE_KEY);
-  });
+  const auth = refused
+    ? reached
+    : await timed(async () => {
+        await backend.discovery.listServices();
+        await backend.kv.get(PROBE_KEY);
+      });
   checks.push(
     auth.ok
       ? {
@@ -209,6 +219,8 @@ async function runChecks(ctx: CliContext): Promise<Check[]> {
           detail: `${auth.error instanceof PermissionDeniedError ? '' : 'reads failed: '}${describeError(auth.error, ctx.target)}`,
         },
   );
+
+  if (!auth.ok) return [...checks, ...later.slice(1).map((check) => skipped(check, 'credentials refused'))];
 
   const deadlineMs = Math.max(15_000, timeoutMs * 3);
   const registration = await timed(() => registrationChecks(backend, ctx.connect(), deadlineMs));
