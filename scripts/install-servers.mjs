@@ -9,6 +9,9 @@
 //   this machine with suite `bullseye`, apt-get runs with private lists/cache dirs, and the .deb is
 //   unpacked (not installed) into <repo>/.cache/servers/consul.
 //
+// - chromium (and zsh): from the machine's Debian archive, for the `rollcall ui` browser tests
+//   (driven by playwright-core with `executablePath: '/usr/bin/chromium'`) and the zsh completion test.
+//
 // No package host is written here: the mirror is read from the machine's apt config at run time.
 // Any failure exits non-zero with a message: tests must fail loudly, never skip.
 
@@ -100,6 +103,35 @@ function ensureEtcd() {
   const version = firstLine(run(etcd, ['--version']));
   const ctlVersion = firstLine(run(etcdctl, ['version']));
   console.log(`etcd    ${action}: ${version} (${etcd}); ${ctlVersion} (${etcdctl}) [${ms(start)}]`);
+}
+
+// ------------------------------------------------------------------------------- chromium and zsh
+
+/** Installs Debian packages whose executables are missing (one apt-get run for all). */
+function ensureDebianTools(tools) {
+  const start = performance.now();
+  const missing = tools.filter((t) => !which(t.bin));
+  if (missing.length > 0) {
+    const names = missing.map((t) => t.pkg);
+    if (!isRoot)
+      fail(`${names.join(', ')} not found and this is not root: run apt-get install -y ${names.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', ...names], { env });
+    try {
+      install();
+    } catch {
+      // The package lists may be missing or old on a fresh machine.
+      run('apt-get', ['update'], { env });
+      install();
+    }
+  }
+  for (const t of tools) {
+    const bin = which(t.bin);
+    if (!bin) fail(`apt-get installed ${t.pkg} but ${t.bin} is still not found`);
+    const version = firstLine(run(bin, t.versionArgs, { env: { ...process.env, HOME: tmpdir() } }));
+    const action = missing.includes(t) ? 'installed' : 'present';
+    console.log(`${t.bin.padEnd(7)} ${action}: ${version} (${bin}) [${ms(start)}]`);
+  }
 }
 
 // -------------------------------------------------------------------------------------------- consul
@@ -237,6 +269,10 @@ try {
   const start = performance.now();
   ensureEtcd();
   ensureConsul();
+  ensureDebianTools([
+    { bin: 'chromium', pkg: 'chromium', versionArgs: ['--version'] },
+    { bin: 'zsh', pkg: 'zsh', versionArgs: ['--version'] },
+  ]);
   // Used only to give a clear message if openssl (needed for etcd TLS) is missing.
   const openssl = which('openssl');
   if (openssl) {

@@ -11,6 +11,7 @@ import {
   type HeldLock,
   type LivenessEngine,
   type LockDriver,
+  type LockInfo,
   type Logger,
   linkSignals,
   PermissionDeniedError,
@@ -104,6 +105,17 @@ class InvalidSessionError extends BackendUnavailableError {}
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 const unb64 = (text: string | null | undefined) => (text ? Buffer.from(text, 'base64').toString('utf8') : '');
+
+/** `host:pid` of a lock key's holder value (`{"host","pid","client"}`), or the raw value when it is not ours. */
+function holderOf(value: string | null): string {
+  try {
+    const { host, pid } = JSON.parse(value ?? '') as { host?: unknown; pid?: unknown };
+    if (typeof host === 'string' && typeof pid === 'number') return `${host}:${pid}`;
+  } catch {
+    // a foreign tool's value
+  }
+  return value ?? '';
+}
 
 /** Errors no retry can fix: they end a wait at once. */
 function isFatal(error: unknown): boolean {
@@ -213,6 +225,49 @@ export class ConsulLockDriver implements LockDriver {
     const item = await this.api.kvRead(this.target('elections', election, '').lockKey);
     // A leader key without a session (released by a foreign tool) has no leader.
     return item?.Session ? (item.Value ?? '') : undefined;
+  }
+
+  /**
+   * Every lock and election with a holder or a queue: one tree read per kind (`<p>locks/`,
+   * `<p>elections/`) and one of the fencing epoch. A lock's holder is `host:pid` from its lock key,
+   * an election's the leader's value; the token is `epoch + ModifyIndex` as granted.
+   */
+  async list(): Promise<LockInfo[]> {
+    this.assertOpen();
+    const [locks, elections, epochItem] = await Promise.all([
+      this.api.kvTree(`${this.options.prefix}locks/`),
+      this.api.kvTree(`${this.options.prefix}elections/`),
+      this.api.kvRead(this.epochKey),
+    ]);
+    const epoch = /^\d{1,19}$/.test(epochItem?.Value ?? '') ? BigInt(epochItem?.Value as string) : undefined;
+    const out: LockInfo[] = [];
+    for (const [kind, items] of [
+      ['locks', locks],
+      ['elections', elections],
+    ] as const) {
+      const root = `${this.options.prefix}${kind}/`;
+      const byName = new Map<string, LockInfo>();
+      for (const item of items) {
+        const rest = item.Key.slice(root.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0) continue;
+        const name = rest.slice(0, slash);
+        const inner = rest.slice(slash + 1);
+        let entry = byName.get(name);
+        if (!entry) {
+          entry = { kind: kind === 'locks' ? 'lock' : 'election', name, waiters: 0 };
+          byName.set(name, entry);
+        }
+        if (inner.startsWith('queue/')) entry.waiters += 1;
+        else if (inner === '.lock' && item.Session) {
+          entry.holder = kind === 'elections' ? (item.Value ?? '') : holderOf(item.Value);
+          if (epoch !== undefined) entry.token = epoch + BigInt(item.ModifyIndex);
+        }
+      }
+      // A lock key no session holds (released by a foreign tool) with nobody queued: nothing to report.
+      out.push(...[...byName.values()].filter((e) => e.holder !== undefined || e.waiters > 0));
+    }
+    return out;
   }
 
   // ---- lifecycle ----

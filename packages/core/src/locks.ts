@@ -1,6 +1,6 @@
 import { guardedCall, throwIfAborted } from './backoff.js';
 import { publish, traceLockAcquire } from './diagnostics.js';
-import { AbortedError, ClosedError, LockTimeoutError, ValidationError } from './errors.js';
+import { AbortedError, ClosedError, LockTimeoutError, RollcallError, ValidationError } from './errors.js';
 import { whileHeld } from './liveness/process-ref.js';
 import { type Logger, silentLogger } from './logger.js';
 import { linkSignals } from './signals.js';
@@ -25,6 +25,29 @@ export interface HeldLock {
   release(): Promise<void>;
 }
 
+/** One lock or election that is held or waited for, as {@link LockDriver.list} reports it. */
+export interface LockInfo {
+  kind: 'lock' | 'election';
+  /** The lock or election name. */
+  name: string;
+  /**
+   * Who holds it, when someone does: an election's leader value; for a lock, the backend's own
+   * holder identity (etcd: the lease id in hex, Consul: `host:pid` of the holder, memory: the session).
+   */
+  holder?: string;
+  /** The holder's fencing token, when the backend can tell it from a listing. */
+  token?: bigint;
+  /** Requests queued behind the holder. */
+  waiters: number;
+}
+
+/** The backend (or this configuration of it) cannot do what was asked, e.g. enumerate lock holders. */
+export class NotSupportedError extends RollcallError {
+  constructor(backend: string, what: string) {
+    super('ERR_NOT_SUPPORTED', `${backend}: ${what} is not supported by this backend`);
+  }
+}
+
 /**
  * The part of a lock backend that talks to its server. Validation, timeouts, `withLock`,
  * lease handles and idempotent release are {@link createLockService}'s.
@@ -45,6 +68,11 @@ export interface LockDriver {
   campaign(election: string, value: string, ttlSeconds: number, signal: AbortSignal): Promise<HeldLock>;
   /** The value of the current leader, if any. */
   leader(election: string): Promise<string | undefined>;
+  /**
+   * Every lock and election that is held or waited for now, in any order (for tools and
+   * dashboards). Optional: a backend that cannot enumerate holders leaves it out.
+   */
+  list?(): Promise<LockInfo[]>;
   /** Called when the service starts closing, before held locks are released (e.g. stop withdrawing waits one by one). */
   beginClose?(): void;
   /** Called after held locks are released and waits abandoned: end the driver's loops and sessions. */
@@ -220,6 +248,24 @@ export class ManagedLockService implements LockService {
     const signal = validateCallOptions(options);
     this.assertOpen();
     return guardedCall(signal, () => this.driver.leader(election));
+  }
+
+  /** Whether {@link list} works on this backend. */
+  get listable(): boolean {
+    return typeof this.driver.list === 'function';
+  }
+
+  /**
+   * Every lock and election held or waited for now, on every client (locks first, by name).
+   * Throws {@link NotSupportedError} when the backend cannot enumerate holders.
+   */
+  async list(): Promise<LockInfo[]> {
+    this.assertOpen();
+    if (!this.driver.list) throw new NotSupportedError(this.driver.backend, 'listing locks');
+    const items = await whileHeld(this.driver.list());
+    return items.sort((a, b) =>
+      a.kind === b.kind ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.kind === 'lock' ? -1 : 1,
+    );
   }
 
   /** Releases every held lock and abandons every wait. Idempotent. */

@@ -7,6 +7,7 @@ import {
   type HeldLock,
   type LivenessEngine,
   type LockDriver,
+  type LockInfo,
   type SessionHandle,
   sleep,
   throwIfAborted,
@@ -163,6 +164,47 @@ export class EtcdLockDriver implements LockDriver {
         .exec(),
     );
     return response.kvs[0]?.value.toString('utf8');
+  }
+
+  /**
+   * Every lock and election with a key: one range read per root, ordered by create revision, so
+   * the first key of each name is its holder (token: that key's create revision) and the rest wait.
+   * A lock's holder is the lease id (hex) its key lives on; an election's is the leader's value.
+   */
+  async list(): Promise<LockInfo[]> {
+    this.assertOpen();
+    const out: LockInfo[] = [];
+    for (const [kind, root] of [
+      ['lock', this.locksRoot],
+      ['election', this.electionsRoot],
+    ] as const) {
+      const response = await this.conn.call(`list ${kind}s`, (o) =>
+        this.conn.client.getAll().prefix(root).sort('Create', 'Ascend').options(o).exec(),
+      );
+      const byName = new Map<string, LockInfo>();
+      for (const kv of response.kvs) {
+        const rest = kv.key.toString('utf8').slice(root.length);
+        const slash = rest.lastIndexOf('/');
+        // Not a queue key (`<name>/<lease hex>-<n>`): written by someone else, not ours to report.
+        if (slash <= 0) continue;
+        const name = rest.slice(0, slash);
+        const entry = byName.get(name);
+        if (entry) entry.waiters += 1;
+        else
+          byName.set(name, {
+            kind,
+            name,
+            holder:
+              kind === 'election'
+                ? kv.value.toString('utf8')
+                : `lease ${rest.slice(slash + 1).split('-')[0]}`,
+            token: BigInt(kv.create_revision),
+            waiters: 0,
+          });
+      }
+      out.push(...byName.values());
+    }
+    return out;
   }
 
   /**

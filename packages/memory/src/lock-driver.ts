@@ -3,6 +3,7 @@ import {
   type HeldLock,
   type LivenessEngine,
   type LockDriver,
+  type LockInfo,
   linkSignals,
   type ServiceInstance,
   SessionGoneError,
@@ -50,6 +51,21 @@ export class MemoryLockDriver implements LockDriver {
   async leader(election: string): Promise<string | undefined> {
     this.store.check(this.client);
     return this.store.locks.holderValue(`election/${election}`);
+  }
+
+  async list(): Promise<LockInfo[]> {
+    this.store.check(this.client);
+    return this.store.locks.entries().map(({ name, session, value, token, waiters }) => {
+      const election = name.startsWith('election/');
+      const holder = election ? value : session;
+      return {
+        kind: election ? 'election' : 'lock',
+        name: name.slice(name.indexOf('/') + 1),
+        ...(holder !== undefined ? { holder } : {}),
+        ...(token !== undefined ? { token } : {}),
+        waiters,
+      };
+    });
   }
 
   /** Queues under the current session until granted; a session lost while queued queues again under a new one. */

@@ -56,6 +56,17 @@ export class LockTable {
     return this.locks.get(name)?.holder?.value;
   }
 
+  /** Every name held or waited for: its holder (session and published value), current fencing token and queue length. */
+  entries(): { name: string; session?: string; value?: string; token?: bigint; waiters: number }[] {
+    return [...this.locks].map(([name, entry]) => ({
+      name,
+      ...(entry.holder
+        ? { session: entry.holder.session, value: entry.holder.value, token: this.tokens.get(name) }
+        : {}),
+      waiters: entry.queue.length,
+    }));
+  }
+
   /** The session holding `key` (a lock name), if any. */
   holderOfKey(key: string): string | undefined {
     return this.locks.get(key)?.holder?.session;

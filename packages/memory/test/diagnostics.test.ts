@@ -81,7 +81,10 @@ describe('diagnostics channels (memory backend)', () => {
     const tracing = diagnostics.tracingChannel(ROLLCALL_CHANNELS.lockAcquire);
     const handlers = {
       start: (m: unknown) => void starts.push(m as LockMessage),
+      end: () => {},
+      asyncStart: () => {},
       asyncEnd: (m: unknown) => void ends.push(m as LockMessage),
+      error: () => {},
     };
     tracing.subscribe(handlers);
     subscriptions.push(() => tracing.unsubscribe(handlers));

@@ -12,7 +12,7 @@ import {
 import type { EtcdOptions } from '@rollcall/etcd';
 import { MIGRATION_PHASES } from '@rollcall/migration';
 import { z } from 'zod';
-import { validateBackendSections } from './backends.js';
+import { availableBackends, validateBackendSections } from './backends.js';
 import { jsonErrorOffset, positionOf } from './json-position.js';
 
 /** Backends `rollcallModule` knows by name. */
@@ -97,10 +97,21 @@ function issuesOf(error: z.ZodError, prefix = ''): ConfigIssue[] {
   }));
 }
 
+/** An unknown backend name lists the backends this installation can create (not every name the schema knows). */
+function unknownBackend(issue: ConfigIssue, value: unknown): ConfigIssue {
+  if (issue.path !== 'backend' || typeof value !== 'object' || value === null) return issue;
+  const name = (value as { backend?: unknown }).backend;
+  if (name === undefined || (BACKEND_NAMES as readonly unknown[]).includes(name)) return issue;
+  return {
+    path: 'backend',
+    message: `unknown backend ${describeValue(name)}; valid backends: ${availableBackends().join(', ')}`,
+  };
+}
+
 /** Parses `value` as a config object, throwing {@link ConfigError} with every bad field. */
 export function parseConfig(value: unknown): RollcallConfig {
   const result = configSchema.safeParse(value);
-  const issues = result.success ? [] : issuesOf(result.error);
+  const issues = result.success ? [] : issuesOf(result.error).map((i) => unknownBackend(i, value));
   if (typeof value === 'object' && value !== null)
     issues.push(...validateBackendSections(value as Record<string, unknown>));
   if (!result.success || issues.length > 0) throw new ConfigError(issues);
@@ -116,20 +127,35 @@ function setIn(target: Record<string, unknown>, path: string[], value: unknown):
   node[path.at(-1)!] = value;
 }
 
+/**
+ * Splits `ETCD_ENDPOINTS`. An endpoint without a scheme (`localhost:2379`, as etcdctl takes it)
+ * gets `https://` when a TLS file variable is set, else `http://`; URLs are kept as given.
+ */
+function etcdEndpoints(value: string, env: Record<string, string | undefined>): string[] {
+  const tls = Boolean(env.ETCD_CA_FILE || env.ETCD_CERT_FILE || env.ETCD_KEY_FILE);
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((e) => (/^[a-z][a-z0-9+.-]*:\/\//i.test(e) ? e : `${tls ? 'https' : 'http'}://${e}`));
+}
+
 /** Environment variables read by {@link loadConfig}, with the config path each sets. */
 export const ENV_VARIABLES: Record<
   string,
-  { path: string[]; parse?: (v: string) => unknown; description: string }
+  {
+    path: string[];
+    /** Turns the variable's text into the config value; `env` is every variable (some depend on others). */
+    parse?: (v: string, env: Record<string, string | undefined>) => unknown;
+    description: string;
+  }
 > = {
   ROLLCALL_BACKEND: { path: ['backend'], description: 'backend name: memory, etcd, consul or migrating' },
   ETCD_ENDPOINTS: {
     path: ['etcd', 'endpoints'],
-    parse: (v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    description: 'comma-separated etcd URLs',
+    parse: etcdEndpoints,
+    description:
+      'comma-separated etcd endpoints: URLs, or host:port as etcdctl takes them (https:// when ETCD_CA_FILE, ETCD_CERT_FILE or ETCD_KEY_FILE is set, else http://)',
   },
   ETCD_NAMESPACE: { path: ['etcd', 'namespace'], description: 'key namespace, e.g. /rollcall/' },
   ETCD_USERNAME: { path: ['etcd', 'auth', 'username'], description: 'etcd user' },
@@ -298,7 +324,8 @@ export function loadConfig(options: LoadConfigOptions = {}): RollcallConfig {
   }
   for (const [name, spec] of Object.entries(ENV_VARIABLES)) {
     const value = env[name];
-    if (value !== undefined && value !== '') setIn(merged, spec.path, spec.parse ? spec.parse(value) : value);
+    if (value !== undefined && value !== '')
+      setIn(merged, spec.path, spec.parse ? spec.parse(value, env) : value);
   }
   if (env.CONSUL_HTTP_ADDR)
     merged.consul = { ...((merged.consul as object) ?? {}), ...consulAddress(env.CONSUL_HTTP_ADDR) };

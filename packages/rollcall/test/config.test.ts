@@ -113,6 +113,34 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ file: configFile('{not json'), env: {} })).toThrow(/cannot read JSON/);
   });
 
+  it('ETCD_ENDPOINTS takes host:port as etcdctl does: http://, or https:// when a TLS file is set', () => {
+    const endpoints = (env: Record<string, string>) =>
+      loadConfig({ file, environment: 'production', env }).etcd?.endpoints;
+    expect(endpoints({ ETCD_ENDPOINTS: 'localhost:2379' })).toEqual(['http://localhost:2379']);
+    expect(endpoints({ ETCD_ENDPOINTS: '10.0.0.1:2379,[::1]:2379, http://c:2379' })).toEqual([
+      'http://10.0.0.1:2379',
+      'http://[::1]:2379',
+      'http://c:2379',
+    ]);
+    const ca = configFile('-----BEGIN CERTIFICATE-----\n');
+    expect(endpoints({ ETCD_ENDPOINTS: 'etcd-1:2379', ETCD_CA_FILE: ca })).toEqual(['https://etcd-1:2379']);
+  });
+
+  it('an unknown backend name lists only the backends this installation can create', () => {
+    const error = (() => {
+      try {
+        loadConfig({ file, env: { ROLLCALL_BACKEND: 'nosuch' } });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
+    expect(error!.message).toBe(
+      `invalid configuration: backend: unknown backend "nosuch"; valid backends: ${availableBackends().join(', ')}`,
+    );
+    // Every backend this installation has, the migrating one included (its package is installed here).
+    expect(availableBackends()).toEqual(['memory', 'etcd', 'consul', 'migrating']);
+  });
+
   it('an unknown backend name is a ConfigError that lists the valid ones', () => {
     const error = (() => {
       try {

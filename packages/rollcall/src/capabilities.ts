@@ -1,0 +1,62 @@
+import {
+  type Backend,
+  type DiscoveryHealth,
+  type LockInfo,
+  NotSupportedError,
+  type ServiceDiscovery,
+} from '@rollcall/core';
+
+/**
+ * Optional features a backend object may have beyond the contract, found by shape so that any
+ * backend (a plugged-in one, the migration backend) works: lock listing, discovery health, the
+ * migration view.
+ */
+
+/** Whether `backend.locks` can enumerate holders. */
+export function canListLocks(backend: Backend): boolean {
+  return typeof (backend.locks as { list?: unknown }).list === 'function';
+}
+
+/** Every lock and election held or waited for; {@link NotSupportedError} when the backend cannot list them. */
+export function listLocks(backend: Backend): Promise<LockInfo[]> {
+  const locks = backend.locks as { list?: () => Promise<LockInfo[]> };
+  if (typeof locks.list !== 'function')
+    return Promise.reject(new NotSupportedError(backend.name, 'listing locks'));
+  return locks.list();
+}
+
+/** The discovery's own health report (reachability by ping, registrations, watches), when it has one. */
+export function discoveryHealth(
+  discovery: ServiceDiscovery,
+  timeoutMs: number,
+): Promise<DiscoveryHealth> | undefined {
+  const d = discovery as { health?: (timeoutMs?: number) => Promise<DiscoveryHealth> };
+  return typeof d.health === 'function' ? d.health(timeoutMs) : undefined;
+}
+
+/** A migration phase (the contract's `MigrationPhase`). */
+export type MigrationPhase = 'dual-write' | 'shadow' | 'dual-read' | 'cutover' | 'done';
+
+/** One service's comparison between the two registries (the contract's `ServiceComparison`). */
+export interface ServiceComparison {
+  service: string;
+  from: number;
+  to: number;
+  onlyInFrom: string[];
+  onlyInTo: string[];
+  verdict: 'ok' | 'blocked';
+}
+
+/** What the dashboard reads of a `migrating` backend (the read side of the contract's `MigratingBackend`). */
+export interface MigrationView {
+  readonly phase: MigrationPhase;
+  compare?(service?: string): Promise<ServiceComparison[]>;
+  on?(event: 'phase', listener: (phase: MigrationPhase, previous: MigrationPhase) => void): () => void;
+}
+
+/** The migration view of a backend named `migrating`, else `undefined`. */
+export function migrationOf(backend: Backend): MigrationView | undefined {
+  if (backend.name !== 'migrating') return undefined;
+  const view = backend as unknown as MigrationView;
+  return typeof view.phase === 'string' ? view : undefined;
+}
