@@ -145,9 +145,12 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
     const first = await Promise.race([synced.then(() => 'synced' as const), timedOut]);
     clearTimeout(timer);
     if (first === 'timeout') {
-      this.logger.warn('configuration backend not reachable at start; starting from the cache or defaults', {
-        prefix: this.prefix,
-      });
+      this.logger.warn(
+        {
+          prefix: this.prefix,
+        },
+        'configuration backend not reachable at start; starting from the cache or defaults',
+      );
     }
     // Unreachable, or reachable but holding an invalid configuration (a refused key was reported):
     // fall back to the cache, then the defaults, and keep following the backend.
@@ -354,14 +357,14 @@ class LiveConfigImpl<S extends z.ZodType> implements LiveConfig<z.output<S>> {
   private fire(event: 'sync'): void;
   private fire(event: keyof LiveConfigImpl<S>['listeners'], ...args: unknown[]): void {
     if (event === 'error' && this.listeners.error.size === 0) {
-      this.logger.error('live config error', { error: (args[0] as Error).message });
+      this.logger.error({ error: (args[0] as Error).message }, 'live config error');
       if (this.starting) this.startupErrors.push(args[0] as LiveConfigError);
     }
     for (const listener of [...this.listeners[event]] as ((...a: unknown[]) => void)[]) {
       try {
         listener(...args);
       } catch (error) {
-        this.logger.error(`live config '${event}' listener threw`, { error: String(error) });
+        this.logger.error({ error: String(error) }, `live config '${event}' listener threw`);
       }
     }
   }

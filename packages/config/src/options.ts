@@ -1,7 +1,9 @@
 import {
   ConfigError,
   type ConfigIssue,
+  childLogger,
   describeValue,
+  isLogger,
   type KeyValueSource,
   type Logger,
   MAX_TIMER_MS,
@@ -94,8 +96,8 @@ export function resolveLiveConfigOptions<S extends z.ZodType>(input: unknown): R
       `must be an integer number of ms from 0 to ${MAX_TIMER_MS}, got ${describeValue(startupTimeoutMs)}`,
     );
   const logger = input.logger === undefined ? silentLogger : input.logger;
-  if (!isObject(logger) || !['debug', 'info', 'warn', 'error'].every((m) => typeof logger[m] === 'function'))
-    bad('logger', 'must have debug, info, warn and error methods');
+  if (!isLogger(logger))
+    bad('logger', 'must have debug, info, warn and error methods taking (fields, message), as pino does');
   if (issues.length > 0) throw new ConfigError(issues);
   return {
     source: source as unknown as KeyValueSource,
@@ -104,6 +106,6 @@ export function resolveLiveConfigOptions<S extends z.ZodType>(input: unknown): R
     defaults: defaults as Record<string, unknown>,
     cacheFile: cacheFile as string | undefined,
     startupTimeoutMs: startupTimeoutMs as number,
-    logger: logger as unknown as Logger,
+    logger: childLogger(logger as Logger, { config: prefix }),
   };
 }

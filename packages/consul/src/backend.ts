@@ -41,9 +41,12 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
   const resolved = resolveOptions(options);
   const { logger } = resolved;
   if (resolved.deregisterCriticalAfterMs < CONSUL_MIN_DEREGISTER_MS) {
-    logger.info('consul raises deregisterCriticalAfter below 1m to 1m', {
-      deregisterCriticalAfter: resolved.deregisterCriticalAfter,
-    });
+    logger.info(
+      {
+        deregisterCriticalAfter: resolved.deregisterCriticalAfter,
+      },
+      'consul raises deregisterCriticalAfter below 1m to 1m',
+    );
   }
   const api = new ConsulApi(resolved);
   const engineOptions = resolved.liveness;

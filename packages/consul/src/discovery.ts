@@ -56,7 +56,7 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
     const stop = new AbortController();
     const linked = linkSignals(stop.signal, this.lifetime.signal);
     void this.poll(service, feed, linked.signal).catch((error) =>
-      this.options.logger.error('consul poller failed', { service, error: message(error) }),
+      this.options.logger.error({ service, error: message(error) }, 'consul poller failed'),
     );
     return this.pollers.track(service, () => {
       stop.abort();
@@ -106,20 +106,26 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
         if (answer.index !== undefined) seen = answer.index;
         extraMs = 0;
         backoff.reset();
-        if (failing) this.options.logger.info('consul poller recovered', { service });
+        if (failing) this.options.logger.info({ service }, 'consul poller recovered');
         if (reset)
-          this.options.logger.info('consul lost its state (its index went backwards); re-syncing', {
-            service,
-          });
+          this.options.logger.info(
+            {
+              service,
+            },
+            'consul lost its state (its index went backwards); re-syncing',
+          );
         failing = false;
         feed.replace(decodeHealth(answer.data, service), reset ? { resynced: true } : undefined);
       } catch (error) {
         if (signal.aborted || isAbort(error)) return;
         if (!failing)
-          this.options.logger.warn('consul poll failed; serving the last known list', {
-            service,
-            error: message(error),
-          });
+          this.options.logger.warn(
+            {
+              service,
+              error: message(error),
+            },
+            'consul poll failed; serving the last known list',
+          );
         failing = true;
         index = 0n;
         extraMs = backoff.next();

@@ -92,7 +92,7 @@ export class ConsulKvDriver implements KvDriver {
     const stop = new AbortController();
     const linked = linkSignals(stop.signal, this.lifetime.signal);
     void this.follow(prefix, feed, linked.signal).catch((error) =>
-      this.options.logger.error('consul key/value watch failed', { prefix, error: message(error) }),
+      this.options.logger.error({ prefix, error: message(error) }, 'consul key/value watch failed'),
     );
     return this.watches.track(prefix, () => {
       stop.abort();
@@ -134,16 +134,19 @@ export class ConsulKvDriver implements KvDriver {
         if (wasRead && index > 0n) lastStart = Number.NEGATIVE_INFINITY;
         extraMs = 0;
         backoff.reset();
-        if (failing) this.options.logger.info('consul key/value watch recovered', { prefix });
+        if (failing) this.options.logger.info({ prefix }, 'consul key/value watch recovered');
         failing = false;
         feed.replace(toEntries(answer.data));
       } catch (error) {
         if (signal.aborted || error instanceof AbortedError) return;
         if (!failing)
-          this.options.logger.warn('consul key/value watch failed; retrying', {
-            prefix,
-            error: message(error),
-          });
+          this.options.logger.warn(
+            {
+              prefix,
+              error: message(error),
+            },
+            'consul key/value watch failed; retrying',
+          );
         failing = true;
         index = 0n;
         extraMs = backoff.next();

@@ -360,10 +360,13 @@ export class ConsulLockDriver implements LockDriver {
         if (stop.aborted) throw new AbortedError(stop.reason);
         if (isFatal(error)) throw error;
         if (failures++ === 0)
-          this.options.logger.warn('consul lock session cannot be created; retrying', {
-            [target.kind === 'locks' ? 'lock' : 'election']: target.name,
-            error: message(error),
-          });
+          this.options.logger.warn(
+            {
+              [target.kind === 'locks' ? 'lock' : 'election']: target.name,
+              error: message(error),
+            },
+            'consul lock session cannot be created; retrying',
+          );
         await sleep(backoff.next(), stop);
         continue;
       }
@@ -427,7 +430,7 @@ export class ConsulLockDriver implements LockDriver {
         }
         view ??= await this.view(target, reads);
         if (failures > 0)
-          this.options.logger.info('consul lock wait reaches the agent again', { ...who, failures });
+          this.options.logger.info({ ...who, failures }, 'consul lock wait reaches the agent again');
         failures = 0;
         const { lock, queue } = view;
         if (lock?.Session === session.value && lock.Flags === ticket.n) {
@@ -489,7 +492,7 @@ export class ConsulLockDriver implements LockDriver {
           if ((await this.engine.check(session)) === 'gone') return undefined;
         }
         if (failures++ === 0)
-          this.options.logger.warn('consul lock wait failed; retrying', { ...who, error: message(error) });
+          this.options.logger.warn({ ...who, error: message(error) }, 'consul lock wait failed; retrying');
         try {
           await sleep(backoff.next(), reads);
         } catch {
@@ -611,10 +614,10 @@ export class ConsulLockDriver implements LockDriver {
   private parseEpoch(text: string): bigint {
     if (/^\d{1,19}$/.test(text)) return BigInt(text);
     this.options.logger.error(
-      'consul fencing epoch key holds no number; fencing tokens fall back to the bare raft index',
       {
         key: this.epochKey,
       },
+      'consul fencing epoch key holds no number; fencing tokens fall back to the bare raft index',
     );
     return 0n;
   }
@@ -659,10 +662,13 @@ export class ConsulLockDriver implements LockDriver {
           return;
         } catch (error) {
           if (isFatal(error)) {
-            this.options.logger.error('consul lock queue entry cannot be removed; it goes with its session', {
-              key: ticket.key,
-              error: message(error),
-            });
+            this.options.logger.error(
+              {
+                key: ticket.key,
+                error: message(error),
+              },
+              'consul lock queue entry cannot be removed; it goes with its session',
+            );
             return;
           }
           try {

@@ -263,7 +263,7 @@ export function resolveOptions(input: ConsulOptions | undefined): ResolvedConsul
   const callTimeoutMs = o.callTimeoutMs === undefined ? 5000 : o.callTimeoutMs;
   if (!integer(callTimeoutMs, 100, 600_000))
     bad('callTimeoutMs', `must be an integer from 100 to 600000 (got ${describeValue(callTimeoutMs)})`);
-  const shared = checkSharedOptions(o, bad);
+  const shared = checkSharedOptions(o, bad, 'consul');
   const lockPrefix = o.lockPrefix === undefined ? 'rollcall/' : o.lockPrefix;
   if (
     typeof lockPrefix !== 'string' ||

@@ -1,9 +1,9 @@
 import { inspect } from 'node:util';
 import { PermissionDeniedError, RollcallError } from '@rollcall/core';
-import { type ConsulAgent, Recorder, startConsul, uniqueService } from '@rollcall/testkit';
+import { type ConsulAgent, Recorder, recordingLogger, startConsul, uniqueService } from '@rollcall/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsulBackend } from '../src/index.js';
-import { backendOn, POLL_MS, passingIds, recordingLogger } from './helpers.js';
+import { backendOn, POLL_MS, passingIds } from './helpers.js';
 
 describe('5: consul with ACLs (default deny)', () => {
   let agent: ConsulAgent;

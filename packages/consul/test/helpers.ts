@@ -1,19 +1,9 @@
-import type { Logger } from '@rollcall/core';
 import { type ConsulAgent, freePort, startConsul } from '@rollcall/testkit';
 import { afterAll } from 'vitest';
 import { type ConsulBackend, type ConsulOptions, createConsulBackend, simulateCrash } from '../src/index.js';
 
 /** The shortest poll interval the backend accepts: tests use it to stay quick. */
 export const POLL_MS = 5000;
-
-/** A logger that keeps every line (level, message and fields as one string) for assertions. */
-export function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const log = (level: string) => (message: string, fields?: Record<string, unknown>) => {
-    lines.push(`${level} ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`);
-  };
-  return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-}
 
 /** A backend on `agent` (or any host/port), with the test poll interval. */
 export function backendOn(

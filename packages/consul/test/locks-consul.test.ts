@@ -6,11 +6,11 @@ import {
   PermissionDeniedError,
   ValidationError,
 } from '@rollcall/core';
-import { type ConsulAgent, eventually, startConsul, uniqueService } from '@rollcall/testkit';
+import { type ConsulAgent, eventually, recordingLogger, startConsul, uniqueService } from '@rollcall/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TxnKv } from '../src/api.js';
 import { type ConsulBackend, type ConsulOptions, createConsulBackend, simulateCrash } from '../src/index.js';
-import { backendOn, recordingLogger } from './helpers.js';
+import { backendOn } from './helpers.js';
 
 const TTL = 10;
 

@@ -7,7 +7,7 @@ import { realTimers } from './liveness/clock.js';
 import type { SessionWrite } from './liveness/driver.js';
 import type { LivenessEngine } from './liveness/engine.js';
 import { holdProcess } from './liveness/process-ref.js';
-import { type Logger, silentLogger } from './logger.js';
+import { childLogger, type Logger, silentLogger } from './logger.js';
 import { type EventQueue, Mirror, type MirrorFeed, type MirrorState, type MirrorView } from './mirror.js';
 import { ManagedRegistration } from './registration.js';
 import type {
@@ -269,19 +269,15 @@ export class ManagedDiscovery implements ServiceDiscovery {
         if (this.registrations.get(key)?.registration === registration) this.registrations.delete(key);
         return liveness.release(claim);
       },
-      (e) => logger.error('registration listener threw', { error: String(e) }),
+      (e) => logger.error({ error: String(e) }, 'registration listener threw'),
       this.backend,
     );
+    // Losses are rare: the child logger (carrying service and id) is made only when one is logged.
+    const log = () => childLogger(logger, { service: valid.service, id: valid.id });
     registration.on('lost', (error) =>
-      logger.warn('registration lost; re-registering', {
-        service: valid.service,
-        id: valid.id,
-        error: error?.message,
-      }),
+      log().warn({ error: error?.message }, 'registration lost; re-registering'),
     );
-    registration.on('restored', () =>
-      logger.info('registration restored', { service: valid.service, id: valid.id }),
-    );
+    registration.on('restored', () => log().info({}, 'registration restored'));
     const claim = liveness.register(entry.key, entry.value, ttlSeconds, registration);
     this.registrations.set(key, { registration, claim });
     try {

@@ -207,7 +207,7 @@ export function installGracefulShutdown(backend: Backend, options: GracefulShutd
   let started = false;
   const handler = (signal: NodeJS.Signals) => {
     if (started) {
-      logger.warn('second signal during shutdown: exiting now', { signal });
+      logger.warn({ signal }, 'second signal during shutdown: exiting now');
       exit(SHUTDOWN_EXIT_CODES.interrupted);
       return;
     }
@@ -220,13 +220,16 @@ export function installGracefulShutdown(backend: Backend, options: GracefulShutd
           await run();
         } catch (error) {
           code = SHUTDOWN_EXIT_CODES.failed;
-          logger.error(`shutdown: ${what} failed`, {
-            error: error instanceof Error ? error.message : String(error),
-          });
+          logger.error(
+            {
+              error: error instanceof Error ? error.message : String(error),
+            },
+            `shutdown: ${what} failed`,
+          );
         }
       };
       markShuttingDown(backend.discovery);
-      logger.info('shutting down: not ready, deregistering', { signal });
+      logger.info({ signal }, 'shutting down: not ready, deregistering');
       await step('deregister', () =>
         Promise.all((discovery.activeRegistrations ?? []).map((r) => r.deregister())),
       );
@@ -236,9 +239,12 @@ export function installGracefulShutdown(backend: Backend, options: GracefulShutd
         backend.close().then(
           () => 'closed' as const,
           (error: unknown) => {
-            logger.error('shutdown: closing the backend failed', {
-              error: error instanceof Error ? error.message : String(error),
-            });
+            logger.error(
+              {
+                error: error instanceof Error ? error.message : String(error),
+              },
+              'shutdown: closing the backend failed',
+            );
             return 'failed' as const;
           },
         ),
@@ -247,9 +253,12 @@ export function installGracefulShutdown(backend: Backend, options: GracefulShutd
       if (closed === 'failed') code = SHUTDOWN_EXIT_CODES.failed;
       if (closed === 'timeout') {
         code = SHUTDOWN_EXIT_CODES.timedOut;
-        logger.error('shutdown: the backend did not close in time; exiting anyway', {
-          closeTimeoutMs: options.closeTimeoutMs ?? 10_000,
-        });
+        logger.error(
+          {
+            closeTimeoutMs: options.closeTimeoutMs ?? 10_000,
+          },
+          'shutdown: the backend did not close in time; exiting anyway',
+        );
       }
       release();
       exit(code);

@@ -167,10 +167,13 @@ export class ManagedLockService implements LockService {
     if (asked >= min) return asked;
     if (!this.warnedTtl) {
       this.warnedTtl = true;
-      this.logger.warn(`${this.driver.backend}: a lock ttl below the backend's minimum is raised to it`, {
-        ttlSeconds: asked,
-        minimumSeconds: min,
-      });
+      this.logger.warn(
+        {
+          ttlSeconds: asked,
+          minimumSeconds: min,
+        },
+        `${this.driver.backend}: a lock ttl below the backend's minimum is raised to it`,
+      );
     }
     return min;
   }

@@ -1,7 +1,7 @@
 import type { BackoffOptions } from './backoff.js';
 import type { DiscoveryOptions } from './discovery.js';
 import type { LivenessOptions } from './liveness/engine.js';
-import { type Logger, silentLogger } from './logger.js';
+import { childLogger, isLogger, type Logger, silentLogger } from './logger.js';
 import { MAX_TIMER_MS } from './validation.js';
 
 /**
@@ -63,10 +63,12 @@ function isCount(value: unknown, min: number): value is number {
  * Checks the options a backend shares with core (`cacheIdleMs`, `maxQueuedEvents`, `now`,
  * `logger`, `backoff`), reporting each problem through `bad(path, message)`, and returns them
  * resolved. Backends call it from their own option resolver, so these rules live in one place.
+ * The logger is bound to `backend` (every line carries `backend: <name>`).
  */
 export function checkSharedOptions(
   o: Record<string, unknown>,
   bad: (path: string, message: string) => void,
+  backend: string,
 ): SharedOptions {
   const discovery: DiscoveryOptions = {};
   if (o.cacheIdleMs !== undefined) {
@@ -103,10 +105,9 @@ export function checkSharedOptions(
   }
   let logger: Logger = silentLogger;
   if (o.logger !== undefined) {
-    const l = o.logger;
-    if (!isObject(l) || !['debug', 'info', 'warn', 'error'].every((m) => typeof l[m] === 'function')) {
-      bad('logger', 'must have debug, info, warn and error methods');
-    } else logger = l as unknown as Logger;
+    if (!isLogger(o.logger))
+      bad('logger', 'must have debug, info, warn and error methods taking (fields, message), as pino does');
+    else logger = childLogger(o.logger, { backend });
   }
   discovery.logger = logger;
   const backoff: BackoffOptions = {};

@@ -10,4 +10,9 @@ export const TYPES = {
   RollcallConfig: Symbol.for('rollcall.RollcallConfig'),
   /** A `LiveConfigFactory` from the `rollcall` package: `(options) => Promise<LiveConfig<T>>` over the bound backend's kv. */
   LiveConfigFactory: Symbol.for('rollcall.LiveConfigFactory'),
+  /**
+   * Optional, bound by the application: the `Logger` (pino, bunyan, `consoleLogger()`, ...) the
+   * container's backend and live configs report to. Unbound: they stay silent.
+   */
+  Logger: Symbol.for('rollcall.Logger'),
 } as const;

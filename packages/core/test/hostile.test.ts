@@ -188,11 +188,15 @@ describe('validation against hostile input', () => {
       ['backoff.initialMs', { initialMs: 2 ** 31 }],
     ] as const) {
       const issues: string[] = [];
-      checkSharedOptions({ backoff }, (path) => issues.push(path));
+      checkSharedOptions({ backoff }, (path) => issues.push(path), 'test');
       expect(issues, JSON.stringify(backoff)).toContain(field);
     }
     const issues: string[] = [];
-    const resolved = checkSharedOptions({ backoff: { maxMs: MAX_TIMER_MS } }, (path) => issues.push(path));
+    const resolved = checkSharedOptions(
+      { backoff: { maxMs: MAX_TIMER_MS } },
+      (path) => issues.push(path),
+      'test',
+    );
     expect(issues).toEqual([]);
     expect(new Backoff(resolved.backoff).maxMs).toBe(MAX_TIMER_MS);
   });

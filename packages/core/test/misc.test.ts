@@ -299,6 +299,7 @@ describe('checkSharedOptions', () => {
     const good = checkSharedOptions(
       { cacheIdleMs: 0, maxQueuedEvents: 5, now, backoff: { initialMs: 10, maxMs: 20 } },
       bad,
+      'test',
     );
     expect(issues).toEqual([]);
     expect(good.discovery).toEqual({ cacheIdleMs: 0, maxQueuedEvents: 5, now, logger: silentLogger });
@@ -312,6 +313,7 @@ describe('checkSharedOptions', () => {
         backoff: { initialMs: 0, maxMs: 'x', multiplier: 0.5, jitter: 1 },
       },
       bad,
+      'test',
     );
     expect(issues.sort()).toEqual(
       [
@@ -325,7 +327,7 @@ describe('checkSharedOptions', () => {
         'now',
       ].sort(),
     );
-    checkSharedOptions({ backoff: { initialMs: 50, maxMs: 10 } }, bad);
+    checkSharedOptions({ backoff: { initialMs: 50, maxMs: 10 } }, bad, 'test');
     expect(issues.at(-1)).toBe('backoff.maxMs');
   });
 });

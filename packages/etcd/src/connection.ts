@@ -176,11 +176,14 @@ export class EtcdConnection {
       backoff: this.backoff(),
       signal: this.signal,
       onError: (error, n) =>
-        this.options.logger.warn(`etcd: ${what} failed; retrying`, {
-          ...fields,
-          attempt: n,
-          error: this.redact(error instanceof Error ? error.message : String(error)),
-        }),
+        this.options.logger.warn(
+          {
+            ...fields,
+            attempt: n,
+            error: this.redact(error instanceof Error ? error.message : String(error)),
+          },
+          `etcd: ${what} failed; retrying`,
+        ),
     }).catch(() => {});
   }
 

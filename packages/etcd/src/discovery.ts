@@ -135,9 +135,12 @@ class InstanceCodec implements PrefixCodec<ServiceInstance> {
       if (!this.reported.has(key)) {
         if (this.reported.size >= 1000) this.reported.clear();
         this.reported.add(key);
-        this.logger.warn('etcd: ignoring an instance key that Rollcall did not write (it has no lease)', {
-          key,
-        });
+        this.logger.warn(
+          {
+            key,
+          },
+          'etcd: ignoring an instance key that Rollcall did not write (it has no lease)',
+        );
       }
       return undefined;
     }
@@ -145,18 +148,24 @@ class InstanceCodec implements PrefixCodec<ServiceInstance> {
     try {
       instance = validateInstance(JSON.parse(value.toString('utf8')));
     } catch (error) {
-      this.logger.warn('etcd: skipping a key that does not hold a valid instance', {
-        key,
-        error: error instanceof Error ? error.message : String(error),
-      });
+      this.logger.warn(
+        {
+          key,
+          error: error instanceof Error ? error.message : String(error),
+        },
+        'etcd: skipping a key that does not hold a valid instance',
+      );
       return undefined;
     }
     if (instance.service !== this.service || instance.id !== id) {
-      this.logger.warn('etcd: skipping an instance stored under another service or id', {
-        key,
-        service: instance.service,
-        id: instance.id,
-      });
+      this.logger.warn(
+        {
+          key,
+          service: instance.service,
+          id: instance.id,
+        },
+        'etcd: skipping an instance stored under another service or id',
+      );
       return undefined;
     }
     return this.interner.instance(instance, this.service);

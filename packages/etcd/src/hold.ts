@@ -71,11 +71,14 @@ export class Hold implements HeldLock {
   lose(error: Error): void {
     if (this.ended) return;
     this.stop();
-    this.conn.options.logger.warn('etcd: a held lock was lost', {
-      lock: this.ticket.what,
-      key: this.ticket.key,
-      error: error?.message,
-    });
+    this.conn.options.logger.warn(
+      {
+        lock: this.ticket.what,
+        key: this.ticket.key,
+        error: error?.message,
+      },
+      'etcd: a held lock was lost',
+    );
     this.controller.abort(error);
   }
 

@@ -300,11 +300,11 @@ export class EtcdLockDriver implements LockDriver {
         // Our key is gone while we waited: the lease was lost (etcd unreachable longer than the TTL), or
         // someone deleted it. We never held the lock, so queue again, at the back, on the current lease.
         this.conn.options.logger.warn(
-          'etcd: a queued lock request lost its key while waiting; queueing again',
           {
             lock: what,
             key: ticket.key,
           },
+          'etcd: a queued lock request lost its key while waiting; queueing again',
         );
         ticket.held.forget();
         ticket = undefined;

@@ -204,7 +204,7 @@ export function resolveEtcdOptions(input: EtcdOptions | undefined): ResolvedEtcd
   const dialTimeoutMs = msOption(o, 'dialTimeoutMs', ETCD_DEFAULTS.dialTimeoutMs, bad);
   const callTimeoutMs = msOption(o, 'callTimeoutMs', ETCD_DEFAULTS.callTimeoutMs, bad);
   const keepaliveMs = msOption(o, 'keepaliveMs', ETCD_DEFAULTS.keepaliveMs, bad, 1000);
-  const shared = checkSharedOptions(o, bad);
+  const shared = checkSharedOptions(o, bad, 'etcd');
   if (issues.length > 0) throw new ConfigError(issues);
 
   return {

@@ -113,10 +113,13 @@ export class PrefixWatch<V> {
           if (this.stopped || error instanceof ClosedError) return;
           const mapped = this.conn.error(error, `read ${this.subject}`);
           this.feed.stale(mapped);
-          this.conn.options.logger.warn('etcd watch cannot read; retrying', {
-            subject: this.subject,
-            error: mapped.message,
-          });
+          this.conn.options.logger.warn(
+            {
+              subject: this.subject,
+              error: mapped.message,
+            },
+            'etcd watch cannot read; retrying',
+          );
           this.waiting = new AbortController();
           try {
             await sleep(backoff.next(), this.waiting.signal);
@@ -156,10 +159,13 @@ export class PrefixWatch<V> {
       const mapped = this.conn.error(error, `watch ${this.subject}`);
       if (this.stopped || !this.conn.isOpen) return;
       this.feed.stale(mapped);
-      this.conn.options.logger.warn('etcd watch disconnected; will re-sync', {
-        subject: this.subject,
-        error: mapped.message,
-      });
+      this.conn.options.logger.warn(
+        {
+          subject: this.subject,
+          error: mapped.message,
+        },
+        'etcd watch disconnected; will re-sync',
+      );
       void this.resync(false);
     });
     watcher.on('error', (error) => {
@@ -172,11 +178,14 @@ export class PrefixWatch<V> {
         // may be gone for another server-side reason: start over from a full read, announced as
         // a fresh sync.
         this.conn.watchStats.forcedSyncs += 1;
-        this.conn.options.logger.warn('etcd watch cancelled by the server (history compacted?); re-syncing', {
-          subject: this.subject,
-          revision: this.revision.toString(),
-          reason,
-        });
+        this.conn.options.logger.warn(
+          {
+            subject: this.subject,
+            revision: this.revision.toString(),
+            reason,
+          },
+          'etcd watch cancelled by the server (history compacted?); re-syncing',
+        );
         void this.resync(true);
         return;
       }
@@ -185,10 +194,13 @@ export class PrefixWatch<V> {
       this.conn.watchStats.cancels += 1;
       const mapped = this.conn.error(error, `watch ${this.subject}`);
       this.feed.stale(mapped);
-      this.conn.options.logger.warn('etcd watch cancelled by the server; re-syncing', {
-        subject: this.subject,
-        error: mapped.message,
-      });
+      this.conn.options.logger.warn(
+        {
+          subject: this.subject,
+          error: mapped.message,
+        },
+        'etcd watch cancelled by the server; re-syncing',
+      );
       void this.resync(false, true);
     });
   }

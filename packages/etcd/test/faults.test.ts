@@ -5,13 +5,13 @@ import { fileURLToPath } from 'node:url';
 import {
   BackendUnavailableError,
   type DiscoveryEvent,
-  type Logger,
   type ServiceInstance,
   ValidationError,
 } from '@rollcall/core';
 import {
   type EtcdServer,
   Recorder,
+  recordingLogger,
   startEtcd,
   startTcpProxy,
   type TcpProxy,
@@ -44,14 +44,6 @@ function fold(events: DiscoveryEvent[]): string {
     }
   }
   return [...list.keys()].sort().join(',');
-}
-
-function memoryLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const log = (level: string) => (message: string, fields?: Record<string, unknown>) => {
-    lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
-  };
-  return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
 }
 
 describe('etcd backend under real faults', () => {
@@ -319,7 +311,7 @@ describe('etcd backend under real faults', () => {
   });
 
   it("6: names that could escape the prefix are refused; 'web' never sees 'web-admin', nested keys or invalid values", async () => {
-    const logger = memoryLogger();
+    const logger = recordingLogger();
     const a = client();
     const b = client({ logger });
     const web = uniqueService('web');

@@ -3,7 +3,6 @@ import {
   BackendUnavailableError,
   ClosedError,
   createPicker,
-  type Logger,
   type ServiceInstance,
 } from '@rollcall/core';
 import {
@@ -14,6 +13,7 @@ import {
   eventually,
   expectRefused,
   freePort,
+  recordingLogger,
   startEtcd,
   uniqueService,
 } from '@rollcall/testkit';
@@ -45,14 +45,6 @@ afterAll(async () => {
   raw?.close();
   await etcd?.stop();
 });
-
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const log = (level: string) => (message: string, fields?: Record<string, unknown>) => {
-    lines.push(`${level} ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`);
-  };
-  return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-}
 
 const instance = (service: string, id: string, extra: Partial<ServiceInstance> = {}): ServiceInstance => ({
   id,

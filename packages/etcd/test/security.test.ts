@@ -1,12 +1,11 @@
 import {
   BackendUnavailableError,
   ConfigError,
-  type Logger,
   PermissionDeniedError,
   RollcallError,
   type ServiceInstance,
 } from '@rollcall/core';
-import { type EtcdServer, Recorder, startEtcd, uniqueService } from '@rollcall/testkit';
+import { type EtcdServer, Recorder, recordingLogger, startEtcd, uniqueService } from '@rollcall/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEtcdBackend, type EtcdBackend, type EtcdOptions } from '../src/index.js';
 
@@ -17,14 +16,6 @@ const instance = (service: string, id: string): ServiceInstance => ({
   port: 7000,
 });
 const PASSWORD = 'Tr0ub4dor&3-horse';
-
-function recordingLogger(): Logger & { text: () => string } {
-  const lines: string[] = [];
-  const log = (message: string, fields?: Record<string, unknown>) => {
-    lines.push(`${message} ${JSON.stringify(fields ?? {})}`);
-  };
-  return { debug: log, info: log, warn: log, error: log, text: () => lines.join('\n') };
-}
 
 /** Everything an error could leak through: message, stack, cause chain, JSON. */
 function everything(error: unknown): string {

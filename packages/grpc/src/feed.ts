@@ -125,11 +125,14 @@ export class ServiceFeed {
 
   private onStale(snapshot: Snapshot, error: Error | undefined): void {
     this.stale = true;
-    this.logger.warn('registry unreachable: channels keep the last known instances', {
-      service: this.service,
-      instances: snapshot.instances.length,
-      error: error?.message,
-    });
+    this.logger.warn(
+      {
+        service: this.service,
+        instances: snapshot.instances.length,
+        error: error?.message,
+      },
+      'registry unreachable: channels keep the last known instances',
+    );
     if (this.current?.ok) return;
     if (snapshot.instances.length > 0) this.publish({ ok: true, instances: snapshot.instances, stale: true });
     else
@@ -141,7 +144,7 @@ export class ServiceFeed {
 
   private fail(error: unknown): void {
     const message = error instanceof Error ? error.message : String(error);
-    this.logger.warn('discovery watch failed', { service: this.service, error: message });
+    this.logger.warn({ service: this.service, error: message }, 'discovery watch failed');
     if (this.current?.ok) return;
     this.publish({ ok: false, reason: this.unresolved(message) });
   }

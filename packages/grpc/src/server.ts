@@ -143,7 +143,7 @@ export async function serveGrpc(server: Server, options: ServeGrpcOptions): Prom
   const stop = () => {
     stopping ??= new Promise<void>((resolve) => {
       const force = setTimeout(() => {
-        logger.warn('calls still running after the shutdown timeout: forcing', { shutdownTimeoutMs });
+        logger.warn({ shutdownTimeoutMs }, 'calls still running after the shutdown timeout: forcing');
         server.forceShutdown();
         resolve();
       }, shutdownTimeoutMs);
@@ -157,7 +157,7 @@ export async function serveGrpc(server: Server, options: ServeGrpcOptions): Prom
   let shuttingDown: Promise<void> | undefined;
   const shutdown = () => {
     shuttingDown ??= (async () => {
-      logger.info('deregistering, then draining', { id: registration.instance.id, drainMs });
+      logger.info({ id: registration.instance.id, drainMs }, 'deregistering, then draining');
       try {
         await registration.deregister();
       } finally {

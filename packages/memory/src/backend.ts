@@ -1,6 +1,9 @@
 import {
   type AssembledBackend,
   ClosedError,
+  ConfigError,
+  type ConfigIssue,
+  checkSharedOptions,
   createBackend,
   type DiscoveryDriver,
   LivenessEngine,
@@ -10,7 +13,9 @@ import {
   normalizeKey,
   type ServiceInstance,
   type SessionWrite,
+  SHARED_OPTION_NAMES,
   type SharedBackendOptions,
+  type SharedOptions,
   validateValue,
 } from '@rollcall/core';
 import { MemoryLockDriver } from './lock-driver.js';
@@ -191,22 +196,35 @@ export interface MemoryBackend extends AssembledBackend {
   readonly store: MemoryStore;
 }
 
+/** Checks the options (the ones every backend shares, and `store`): a ConfigError lists every bad one. */
+function resolveMemoryOptions(options: MemoryBackendOptions): SharedOptions {
+  const issues: ConfigIssue[] = [];
+  const bad = (path: string, message: string) => void issues.push({ path, message });
+  if (typeof options !== 'object' || options === null)
+    throw new ConfigError([{ path: '', message: 'must be an object' }]);
+  for (const name of Object.keys(options))
+    if (name !== 'store' && !SHARED_OPTION_NAMES.includes(name)) bad(name, 'unknown option');
+  if (options.store !== undefined && !(options.store instanceof MemoryStore))
+    bad('store', 'must be a MemoryStore');
+  const resolved = checkSharedOptions(options as Record<string, unknown>, bad, 'memory');
+  if (issues.length > 0) throw new ConfigError(issues);
+  return resolved;
+}
+
 /**
  * Creates an in-process backend: for unit tests and demos, not a stand-in for etcd or Consul in
  * their own tests. Backends over one `store` behave as separate processes sharing a registry.
  */
 export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryBackend {
-  const { store: shared, reconcileIntervalMs, ...discoveryOptions } = options;
+  const resolved = resolveMemoryOptions(options);
+  const shared = options.store;
   const store = shared ?? new MemoryStore();
-  const client = new MemoryClient(store, {
-    logger: discoveryOptions.logger,
-    ...(reconcileIntervalMs === undefined ? {} : { reconcileIntervalMs }),
-  });
+  const client = new MemoryClient(store, resolved.liveness);
   const backend = createBackend(
     {
       name: 'memory',
       discovery: client,
-      discoveryOptions: { now: () => store.clock.now(), ...discoveryOptions },
+      discoveryOptions: { now: () => store.clock.now(), ...resolved.discovery },
       kv: {
         backend: 'memory',
         get: (k) => client.get(k),

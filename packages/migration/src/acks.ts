@@ -117,10 +117,13 @@ export class Acknowledger {
         await this.replace(phase);
         backoff.reset();
       } catch (error) {
-        this.logger.warn('cannot announce the phase in the fleet list; retrying', {
-          phase,
-          error: error instanceof Error ? error.message : String(error),
-        });
+        this.logger.warn(
+          {
+            phase,
+            error: error instanceof Error ? error.message : String(error),
+          },
+          'cannot announce the phase in the fleet list; retrying',
+        );
         await sleep(backoff.next(), this.stop.signal).catch(() => {});
       }
     }

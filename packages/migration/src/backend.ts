@@ -136,21 +136,27 @@ class MigratingBackendImpl implements MigratingBackend {
       const comparison = await this.compare().catch((error: unknown) => {
         // A registry that cannot be read cannot pass the gate; `force` overrides that too.
         if (!options.force) throw error;
-        this.options.logger.warn(`forced move to '${target}' without a comparison: ${String(error)}`);
+        this.options.logger.warn({}, `forced move to '${target}' without a comparison: ${String(error)}`);
         return [];
       });
       const blocked = comparison.filter((c) => c.verdict === 'blocked');
       if (blocked.length > 0) {
         if (!options.force) throw new MigrationBlockedError(target, blocked);
-        this.options.logger.warn(`forced move to '${target}' past ${blocked.length} blocked service(s)`, {
-          from: current,
-          blocked: blocked.map((c) => `${c.service} (from ${c.from}, to ${c.to})`),
-        });
+        this.options.logger.warn(
+          {
+            from: current,
+            blocked: blocked.map((c) => `${c.service} (from ${c.from}, to ${c.to})`),
+          },
+          `forced move to '${target}' past ${blocked.length} blocked service(s)`,
+        );
       }
     }
     await this.to.kv.put(this.phaseKey, target);
     if (!(await this.follower.reach(target, SET_PHASE_CONFIRM_MS))) {
-      this.options.logger.warn(`the phase key watch did not deliver '${target}' in time; following it now`);
+      this.options.logger.warn(
+        {},
+        `the phase key watch did not deliver '${target}' in time; following it now`,
+      );
       this.follower.adopt(target);
     }
   }
@@ -196,14 +202,14 @@ class MigratingBackendImpl implements MigratingBackend {
   }
 
   private moved(next: MigrationPhase, previous: MigrationPhase): void {
-    this.options.logger.info(`migration phase '${previous}' -> '${next}'`, { phase: next, previous });
+    this.options.logger.info({ phase: next, previous }, `migration phase '${previous}' -> '${next}'`);
     // Before the phase is known nothing reads or registers yet: `ready` applies the phase then.
     if (this.follower.known && !this.closing) this.apply(next);
     for (const listener of [...this.listeners]) {
       try {
         listener(next, previous);
       } catch (error) {
-        this.options.logger.error('phase listener threw', { error: String(error) });
+        this.options.logger.error({ error: String(error) }, 'phase listener threw');
       }
     }
   }

@@ -86,7 +86,7 @@ export class MigratingKv implements KeyValueSource {
       const value = await this.backends.to.kv.get(k);
       if (value !== undefined) return value;
     } catch (error) {
-      this.options.logger.debug('to cannot answer; reading from', { key: k, error: String(error) });
+      this.options.logger.debug({ key: k, error: String(error) }, 'to cannot answer; reading from');
       return this.backends.from.kv.get(k).catch(() => Promise.reject(error));
     }
     return this.backends.from.kv.get(k);

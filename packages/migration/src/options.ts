@@ -129,7 +129,7 @@ export function resolveMigratingOptions(options: MigratingOptions): ResolvedMigr
   };
   const phaseReadTimeoutMs = ms('phaseReadTimeoutMs', 3000);
   const shadowGraceMs = ms('shadowGraceMs', 15_000);
-  const shared = checkSharedOptions(o, bad);
+  const shared = checkSharedOptions(o, bad, 'migrating');
   if (issues.length > 0) throw new ConfigError(issues);
   return {
     from: o.from as Backend,

@@ -55,7 +55,7 @@ export class PhaseFollower {
           else if (event.type === 'change') {
             if (event.put.has(this.key)) this.read(event.put.get(this.key), true);
             else if (event.deleted.includes(this.key)) this.read(undefined, false);
-          } else this.logger.debug('phase key unreachable; keeping the phase', { phase: this.current });
+          } else this.logger.debug({ phase: this.current }, 'phase key unreachable; keeping the phase');
         }
       } catch (error) {
         this.giveUp(error);
@@ -109,6 +109,7 @@ export class PhaseFollower {
     if (!present || value === undefined) {
       if (changed || !this.isSettled)
         this.logger.info(
+          {},
           this.isSettled
             ? `phase key '${this.key}' was deleted; staying in '${this.current}'`
             : `phase key '${this.key}' is not set; following the configured phase '${this.current}'`,
@@ -118,6 +119,7 @@ export class PhaseFollower {
       if (isPhase(phase)) this.set(phase);
       else if (changed)
         this.logger.warn(
+          {},
           `phase key '${this.key}' holds ${describeValue(value)}, not a phase (${MIGRATION_PHASES.join(', ')}); staying in '${this.current}'`,
         );
     }
@@ -136,6 +138,7 @@ export class PhaseFollower {
   private giveUp(error: unknown): void {
     if (this.isSettled || this.closed) return;
     this.logger.warn(
+      {},
       `cannot read phase key '${this.key}' yet (${error instanceof Error ? error.message : String(error)}); following the configured phase '${this.configured}' until it can`,
     );
     this.settle();

@@ -70,10 +70,13 @@ export class MigratingRegistration implements Registration {
       this.inner.delete(side);
       work.push(
         held.registration.deregister().catch((error) =>
-          this.options.logger.warn('cannot deregister from the registry this phase leaves', {
-            ...this.who(side),
-            error: message(error),
-          }),
+          this.options.logger.warn(
+            {
+              ...this.who(side),
+              error: message(error),
+            },
+            'cannot deregister from the registry this phase leaves',
+          ),
         ),
       );
     }
@@ -111,10 +114,13 @@ export class MigratingRegistration implements Registration {
 
   private adopt(side: Side, registration: Registration): void {
     const offLost = registration.on('lost', (error) => {
-      this.options.logger.warn('registration lost in one registry; it re-registers by itself', {
-        ...this.who(side),
-        error: error?.message,
-      });
+      this.options.logger.warn(
+        {
+          ...this.who(side),
+          error: error?.message,
+        },
+        'registration lost in one registry; it re-registers by itself',
+      );
       this.update(error);
     });
     const offRestored = registration.on('restored', () => this.update());
@@ -143,10 +149,13 @@ export class MigratingRegistration implements Registration {
           backoff: new Backoff(this.options.backoff),
           onError: (error) => {
             const e = error instanceof Error ? error : new Error(String(error));
-            this.options.logger.warn('cannot register in the registry this phase joins; retrying', {
-              ...this.who(side),
-              error: e.message,
-            });
+            this.options.logger.warn(
+              {
+                ...this.who(side),
+                error: e.message,
+              },
+              'cannot register in the registry this phase joins; retrying',
+            );
             this.failing.set(side, e);
             this.update(e);
           },
@@ -204,7 +213,7 @@ export class MigratingRegistration implements Registration {
       try {
         listener(error);
       } catch (e) {
-        this.options.logger.error('registration listener threw', { error: message(e) });
+        this.options.logger.error({ error: message(e) }, 'registration listener threw');
       }
     }
   }

@@ -49,11 +49,14 @@ export class ShadowReport {
     for (const id of to.keys()) if (!from.has(id)) note(id, 'to');
     for (const [key, d] of known) {
       if (next.has(key) || !d.reported) continue;
-      this.logger.info(`shadow: '${service}' instance '${d.id}' is in both registries again`, {
-        service,
-        id: d.id,
-        afterMs: this.now() - d.since,
-      });
+      this.logger.info(
+        {
+          service,
+          id: d.id,
+          afterMs: this.now() - d.since,
+        },
+        `shadow: '${service}' instance '${d.id}' is in both registries again`,
+      );
     }
     if (next.size === 0) this.open.delete(service);
     else {
@@ -92,8 +95,8 @@ export class ShadowReport {
         if (ids.length === 0) continue;
         for (const d of ids) d.reported = true;
         this.logger.warn(
-          `shadow: '${service}' has ${ids.length} instance(s) only in ${this.names[side]} (${side})`,
           { service, onlyIn: side, ids: ids.map((d) => d.id), since: new Date(ids[0]!.since).toISOString() },
+          `shadow: '${service}' has ${ids.length} instance(s) only in ${this.names[side]} (${side})`,
         );
       }
     }

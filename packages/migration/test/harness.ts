@@ -7,15 +7,6 @@ import {
   type Side,
 } from '../src/index.js';
 
-/** A logger that keeps every line (level, message and fields as one string) for assertions. */
-export function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const log = (level: string) => (message: string, fields?: Record<string, unknown>) => {
-    lines.push(`${level} ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`);
-  };
-  return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-}
-
 /** Two memory registries (`from` and `to`) shared by every client made over them. */
 export class MemoryPair {
   readonly from: MemoryStore;

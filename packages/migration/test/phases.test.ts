@@ -1,5 +1,5 @@
 import { ConfigError, type DiscoveryEvent, type ServiceInstance, ValidationError } from '@rollcall/core';
-import { eventually, Recorder, uniqueService } from '@rollcall/testkit';
+import { eventually, Recorder, recordingLogger, uniqueService } from '@rollcall/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createMigratingBackend,
@@ -8,7 +8,7 @@ import {
   MigrationBlockedError,
   type MigrationPhase,
 } from '../src/index.js';
-import { MemoryPair, recordingLogger } from './harness.js';
+import { MemoryPair } from './harness.js';
 
 const instance = (service: string, id: string, port = 8000): ServiceInstance => ({
   id,

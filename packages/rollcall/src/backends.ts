@@ -3,8 +3,14 @@ import { createMemoryBackend } from '@rollcall/memory';
 import { createMigratingBackend, type MigratingBackend } from '@rollcall/migration';
 import type { BackendName, RollcallConfig } from './config.js';
 
+/** What a {@link BackendFactory} gets beside the configuration. */
+export interface BackendFactoryOptions {
+  /** The logger the backend reports to (the container's `TYPES.Logger` when bound). Default silent. */
+  logger?: Logger;
+}
+
 /** Makes a backend from the configuration. */
-export type BackendFactory = (config: RollcallConfig) => Backend;
+export type BackendFactory = (config: RollcallConfig, options?: BackendFactoryOptions) => Backend;
 
 /** Checks a backend's configuration section; returns its problems with paths inside the section. */
 export type SectionValidator = (section: unknown) => readonly ConfigIssue[];
@@ -39,6 +45,11 @@ async function optional(pkg: string, load: () => Promise<Loaded>): Promise<Loade
   }
 }
 
+/** `section` with the factory's logger added, when one is given. */
+function withLogger<T extends object>(section: T, options: BackendFactoryOptions | undefined): T {
+  return options?.logger ? { ...section, logger: options.logger } : section;
+}
+
 type EtcdModule = typeof import('@rollcall/etcd');
 type ConsulModule = typeof import('@rollcall/consul');
 
@@ -47,22 +58,22 @@ const etcdPackage = '@rollcall/etcd';
 const consulPackage = '@rollcall/consul';
 
 const available: Partial<Record<BackendName, Loaded>> = {
-  memory: { factory: () => createMemoryBackend() },
+  memory: { factory: (_config, options) => createMemoryBackend(withLogger({}, options)) },
   etcd: await optional(etcdPackage, async () => {
     const { createEtcdBackend, resolveEtcdOptions } = (await import(etcdPackage)) as EtcdModule;
     return {
-      factory: (config) => createEtcdBackend(config.etcd ?? {}),
+      factory: (config, options) => createEtcdBackend(withLogger(config.etcd ?? {}, options)),
       validate: issuesFrom(resolveEtcdOptions),
     };
   }),
   consul: await optional(consulPackage, async () => {
     const { createConsulBackend, resolveConsulOptions } = (await import(consulPackage)) as ConsulModule;
     return {
-      factory: (config) => createConsulBackend(config.consul ?? {}),
+      factory: (config, options) => createConsulBackend(withLogger(config.consul ?? {}, options)),
       validate: issuesFrom(resolveConsulOptions),
     };
   }),
-  migrating: { factory: (config) => createMigratingFromConfig(config) },
+  migrating: { factory: (config, options) => createMigratingFromConfig(config, withLogger({}, options)) },
 };
 
 /** `cacheIdleMs` of the two registries under a migrating backend, unless their section sets one. */
@@ -113,8 +124,9 @@ export function createMigratingFromConfig(
       ? { ...config, backend: name }
       : { ...config, backend: name, [name]: { cacheIdleMs: INNER_CACHE_IDLE_MS, ...section } };
   };
-  const from = factories.from(inner(m.from));
-  const to = factories.to(inner(m.to));
+  const logger = options.logger ? { logger: options.logger } : {};
+  const from = factories.from(inner(m.from), logger);
+  const to = factories.to(inner(m.to), logger);
   return createMigratingBackend({
     from,
     to,

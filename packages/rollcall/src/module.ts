@@ -4,6 +4,7 @@ import {
   type Backend,
   type KeyValueSource,
   type LockService,
+  type Logger,
   type ServiceDiscovery,
   TYPES,
 } from '@rollcall/core';
@@ -20,7 +21,8 @@ export type LiveConfigFactory = <S extends z.ZodType>(
 /**
  * An inversify module binding `TYPES.RollcallConfig`, `TYPES.Backend`, `TYPES.ServiceDiscovery`,
  * `TYPES.KeyValueSource` and `TYPES.LockService` as singletons, and `TYPES.LiveConfigFactory`, for the backend `config.backend`
- * names. The config is validated (and the backend looked up) now, so a bad one fails at start
+ * names. When the application binds `TYPES.Logger` (a pino or bunyan instance, or any
+ * {@link Logger}), the backend, every backend under a migration, and live configs report to it. The config is validated (and the backend looked up) now, so a bad one fails at start
  * with a {@link ConfigError}; the backend itself is created on first resolution and closed when
  * its binding is deactivated (`await container.unbindAllAsync()`).
  */
@@ -30,7 +32,10 @@ export function rollcallModule(config: RollcallConfig): ContainerModule {
   return new ContainerModule(({ bind }) => {
     bind<RollcallConfig>(TYPES.RollcallConfig).toConstantValue(valid);
     bind<Backend>(TYPES.Backend)
-      .toDynamicValue(() => create(valid))
+      .toDynamicValue((ctx) => {
+        const logger = ctx.get<Logger>(TYPES.Logger, { optional: true });
+        return create(valid, logger ? { logger } : {});
+      })
       .inSingletonScope()
       .onDeactivation((backend) => backend.close());
     bind<ServiceDiscovery>(TYPES.ServiceDiscovery)
@@ -42,7 +47,8 @@ export function rollcallModule(config: RollcallConfig): ContainerModule {
     bind<LiveConfigFactory>(TYPES.LiveConfigFactory)
       .toDynamicValue((ctx) => {
         const source = ctx.get<Backend>(TYPES.Backend).kv;
-        return (options) => createLiveConfig({ ...options, source });
+        const logger = ctx.get<Logger>(TYPES.Logger, { optional: true });
+        return (options) => createLiveConfig({ ...(logger ? { logger } : {}), ...options, source });
       })
       .inSingletonScope();
     bind<LockService>(TYPES.LockService)

@@ -4,6 +4,7 @@ export * from './discovery-contract.js';
 export * from './hostile.js';
 export * from './kv-contract.js';
 export * from './lock-contract.js';
+export * from './logger.js';
 export * from './recorder.js';
 export * from './servers/index.js';
 export * from './suite-hooks.js';

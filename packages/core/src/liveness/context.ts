@@ -97,13 +97,17 @@ export function retryInBackground<S, V>(
         return;
       } catch (error) {
         if (isFatal(error)) {
-          logger.error(`${driver.backend}: cannot ${what}`, { error: message(error) });
+          logger.error({ error: message(error) }, `${driver.backend}: cannot ${what}`);
           return;
         }
-        (n === 1 ? logger.warn : logger.debug).call(logger, `${driver.backend}: ${what} failed; retrying`, {
-          attempt: n,
-          error: message(error),
-        });
+        (n === 1 ? logger.warn : logger.debug).call(
+          logger,
+          {
+            attempt: n,
+            error: message(error),
+          },
+          `${driver.backend}: ${what} failed; retrying`,
+        );
         await pause(context, backoff.next());
       }
     }

@@ -338,9 +338,12 @@ export class LivenessEngine<S, V = string> {
       claim.key,
       `${this.driver.backend}: '${claim.key}' is now held by another live client; it is taken back once that client is gone`,
     );
-    this.logger.warn(`${this.driver.backend}: a registration is held by another live client`, {
-      key: claim.key,
-    });
+    this.logger.warn(
+      {
+        key: claim.key,
+      },
+      `${this.driver.backend}: a registration is held by another live client`,
+    );
     const session = claim.session;
     claim.session = undefined;
     session?.registrations.delete(claim);
@@ -379,7 +382,7 @@ export class LivenessEngine<S, V = string> {
       try {
         await this.rewrite(due);
         if (failures > 0)
-          this.logger.info(`${this.driver.backend}: registrations written again`, { failures });
+          this.logger.info({ failures }, `${this.driver.backend}: registrations written again`);
         failures = 0;
         backoff.reset();
       } catch (error) {
@@ -388,18 +391,21 @@ export class LivenessEngine<S, V = string> {
         const delayMs = backoff.next();
         (failures === 1 ? this.logger.warn : this.logger.debug).call(
           this.logger,
-          `${this.driver.backend}: re-registering failed; retrying`,
           {
             registrations: due.length,
             attempt: failures,
             delayMs: Math.round(delayMs),
             error: message(error),
           },
+          `${this.driver.backend}: re-registering failed; retrying`,
         );
         if (error instanceof PermissionDeniedError)
-          this.logger.error(`${this.driver.backend}: re-registration refused by the server`, {
-            error: message(error),
-          });
+          this.logger.error(
+            {
+              error: message(error),
+            },
+            `${this.driver.backend}: re-registration refused by the server`,
+          );
         await this.pause(delayMs);
       }
     }
@@ -563,12 +569,15 @@ export class LivenessEngine<S, V = string> {
     const held = [...session.held];
     const registrations = [...session.registrations] as RegisteredKey<S, V>[];
     if (held.length + registrations.length > 0)
-      this.logger.warn(`${this.driver.backend}: session lost`, {
-        ttlSeconds: session.ttlSeconds,
-        registrations: registrations.length,
-        held: held.length,
-        error: error.message,
-      });
+      this.logger.warn(
+        {
+          ttlSeconds: session.ttlSeconds,
+          registrations: registrations.length,
+          held: held.length,
+          error: error.message,
+        },
+        `${this.driver.backend}: session lost`,
+      );
     session.held.clear();
     if (!remote && held.length > 0)
       this.writes.removeInBackground(
@@ -643,9 +652,12 @@ export class LivenessEngine<S, V = string> {
     try {
       answers = await this.driver.inspect(refs, this.keeper.ours());
     } catch (error) {
-      this.logger.debug(`${this.driver.backend}: reconciliation could not read the keys`, {
-        error: message(error),
-      });
+      this.logger.debug(
+        {
+          error: message(error),
+        },
+        `${this.driver.backend}: reconciliation could not read the keys`,
+      );
       return;
     }
     items.forEach((item, i) => {
@@ -669,9 +681,12 @@ export class LivenessEngine<S, V = string> {
       if (claim.conflict) {
         if (answer === 'absent') {
           claim.conflict = false;
-          this.logger.info(`${this.driver.backend}: a registration's id is free again; taking it back`, {
-            key: claim.key,
-          });
+          this.logger.info(
+            {
+              key: claim.key,
+            },
+            `${this.driver.backend}: a registration's id is free again; taking it back`,
+          );
           this.recovering.add(claim);
           this.runRecovery();
         }
@@ -680,9 +695,12 @@ export class LivenessEngine<S, V = string> {
       if (claim.session !== session || claim.state !== 'active') return;
       if (answer === 'foreign') this.markConflict(claim);
       else if (answer === 'absent') {
-        this.logger.warn(`${this.driver.backend}: a registration's key disappeared; putting it back`, {
-          key: claim.key,
-        });
+        this.logger.warn(
+          {
+            key: claim.key,
+          },
+          `${this.driver.backend}: a registration's key disappeared; putting it back`,
+        );
         this.keyLost(
           claim,
           new BackendUnavailableError(
@@ -735,11 +753,11 @@ export class LivenessEngine<S, V = string> {
           sessions.map((s) =>
             this.driver.revoke(s.value).catch((error) =>
               this.logger.warn(
-                `${this.driver.backend}: session not revoked on close; it expires by its ttl`,
                 {
                   ttlSeconds: s.ttlSeconds,
                   error: message(error),
                 },
+                `${this.driver.backend}: session not revoked on close; it expires by its ttl`,
               ),
             ),
           ),

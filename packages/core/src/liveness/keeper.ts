@@ -258,10 +258,13 @@ export class SessionKeeper<S, V> {
     if (alive === true) {
       stats.renewalsAcked += 1;
       if (session.failures > 0)
-        logger.info(`${driver.backend}: session renewals get through again`, {
-          ttlSeconds: session.ttlSeconds,
-          failures: session.failures,
-        });
+        logger.info(
+          {
+            ttlSeconds: session.ttlSeconds,
+            failures: session.failures,
+          },
+          `${driver.backend}: session renewals get through again`,
+        );
       this.confirm(session, startedAt);
       return;
     }
@@ -285,13 +288,13 @@ export class SessionKeeper<S, V> {
     );
     (session.failures === 1 ? logger.warn : logger.debug).call(
       logger,
-      `${driver.backend}: session renewal failed; retrying`,
       {
         ttlSeconds: session.ttlSeconds,
         failures: session.failures,
         retryInMs: Math.round(delay),
         error: message(failure),
       },
+      `${driver.backend}: session renewal failed; retrying`,
     );
     this.scheduleRenew(session, timers.now() + delay);
   }

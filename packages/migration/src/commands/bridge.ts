@@ -146,7 +146,7 @@ class ServiceMirror {
         this.reconcile();
       }
     })().catch((error) =>
-      this.logger.warn('bridge watch ended', { service: this.service, error: message(error) }),
+      this.logger.warn({ service: this.service, error: message(error) }, 'bridge watch ended'),
     );
   }
 
@@ -159,7 +159,7 @@ class ServiceMirror {
     }
     this.running = this.pass()
       .catch((error) =>
-        this.logger.warn('bridge pass failed', { service: this.service, error: message(error) }),
+        this.logger.warn({ service: this.service, error: message(error) }, 'bridge pass failed'),
       )
       .finally(() => {
         this.running = undefined;
@@ -186,11 +186,11 @@ class ServiceMirror {
         if (there && there.metadata?.[BRIDGE_META] !== this.bridge.id) {
           // Someone else registered this id in `to` over the copy: it is theirs now.
           this.logger.warn(
-            'a bridged instance is now registered in the new registry by someone else; leaving it',
             {
               service: this.service,
               id,
             },
+            'a bridged instance is now registered in the new registry by someone else; leaving it',
           );
           this.copies.delete(id);
           continue;
@@ -261,11 +261,14 @@ class ServiceMirror {
     const there = this.toList.get(id);
     if (there && there.metadata?.[BRIDGE_META] !== this.bridge.id) return;
     await mine.registration.deregister().catch((error) =>
-      this.logger.warn('cannot remove a bridged copy (it expires with the lease)', {
-        service: this.service,
-        id,
-        error: message(error),
-      }),
+      this.logger.warn(
+        {
+          service: this.service,
+          id,
+          error: message(error),
+        },
+        'cannot remove a bridged copy (it expires with the lease)',
+      ),
     );
     if (announce) this.emit({ type: 'removed', service: this.service, id });
   }
@@ -328,10 +331,10 @@ class BridgeImpl implements Bridge {
       } catch (error) {
         if (stop.aborted) return;
         if (error instanceof ClosedError) {
-          this.logger.warn('bridge stops: its registry client was closed');
+          this.logger.warn({}, 'bridge stops: its registry client was closed');
           return;
         }
-        this.logger.warn('bridge cannot campaign; retrying', { error: message(error) });
+        this.logger.warn({ error: message(error) }, 'bridge cannot campaign; retrying');
         await sleep(backoff.next(), stop).catch(() => {});
         continue;
       }
@@ -361,9 +364,12 @@ class BridgeImpl implements Bridge {
           const found = await this.options.from.discovery.listServices();
           services = [...new Set([...explicit, ...found.filter((s) => s !== ACK_SERVICE)])];
         } catch (error) {
-          this.logger.warn('bridge cannot list services; keeping the current ones', {
-            error: message(error),
-          });
+          this.logger.warn(
+            {
+              error: message(error),
+            },
+            'bridge cannot list services; keeping the current ones',
+          );
           services = [...new Set([...explicit, ...this.mirrors.keys()])];
         }
       }

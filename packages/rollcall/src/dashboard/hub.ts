@@ -161,7 +161,7 @@ export class DashboardHub {
         try {
           await fn();
         } catch (error) {
-          this.options.logger.warn('dashboard: a refresh failed', { error: String(error) });
+          this.options.logger.warn({ error: String(error) }, 'dashboard: a refresh failed');
         }
         await sleep(ms, signal).catch(() => {});
       }
