@@ -7,6 +7,7 @@ import {
   describeKeyValueContract,
   describeLockContract,
   type EtcdServer,
+  freePort,
   startConsul,
   startEtcd,
   startTcpProxy,
@@ -86,27 +87,66 @@ export async function bringBack(s: RealServers, side: Side): Promise<void> {
   else await s.proxy.accept();
 }
 
-/** Which fault tests a phase file runs (Consul's 10 s session minimum makes lock faults slow). */
-export interface PhaseFaults {
-  /** A client dying without closing (both registries). */
+/**
+ * The keys the migrating kv refuses on Consul -> etcd with default options: Consul's lock keys
+ * (`lockPrefix` `rollcall/`) and etcd's registry, lock and election subtrees (namespace `/rollcall/`).
+ */
+export const RESERVED_KEYS = [
+  'rollcall/services/',
+  'rollcall/locks/',
+  'rollcall/elections/',
+  'rollcall/fencing-epoch',
+] as const;
+
+/**
+ * What a phase runs on real servers. The memory -> memory suites run all three suites with every
+ * fault in every phase; here each phase runs what its rules add (see the phase files), and the
+ * slow faults (Consul's 5 s watch interval, its 10 s session minimum) where they prove something
+ * the other phases do not.
+ */
+export interface PhaseSuites {
+  /** The discovery suite, with a client's crash if `crash`. Default true. */
+  discovery?: boolean;
+  /** The key/value suite. Default true. */
+  kv?: boolean;
+  /** The lock suite. Default true. */
+  locks?: boolean;
+  /** Discovery: a client dying without closing (both registries). */
   crash?: boolean;
-  /** The registry taken down by the outage tests, if they run. */
+  /** Discovery and kv: the registry taken down by the outage tests, if they run. */
   outage?: Side;
-  /** The lock fault tests (holder and leader death, lost lease), if they run, with the registry taken down. */
-  lockFaults?: Side;
+  /** Locks: a holder (and a leader) dying without closing. */
+  lockCrash?: boolean;
+  /** Locks: the registry taken down under a held lock, if that test runs. */
+  lockOutage?: Side;
+}
+
+/** A migrating client of a Consul agent and an etcd that cannot be reached (closed loopback ports). */
+export async function unreachableMigrating(phase: MigrationPhase): Promise<MigratingBackend> {
+  const [consulPort, etcdPort] = await Promise.all([freePort(), freePort()]);
+  return createMigratingBackend({
+    from: createConsulBackend({ host: '127.0.0.1', port: consulPort, callTimeoutMs: 500 }),
+    to: createEtcdBackend({ endpoints: [`http://127.0.0.1:${etcdPort}`], callTimeoutMs: 500 }),
+    phase,
+  });
 }
 
 /**
  * The discovery, key/value and lock compliance suites for migrating clients in `phase`, Consul ->
- * etcd, on one Consul agent and one etcd shared by the file.
+ * etcd, on the servers `servers` gives (one Consul agent and one etcd per file, shared by the
+ * phases the file runs).
  */
-export function describePhaseOnRealServers(phase: MigrationPhase, faults: PhaseFaults): void {
-  const servers = serversForFile();
+export function describePhaseOnRealServers(
+  phase: MigrationPhase,
+  run: PhaseSuites,
+  servers: () => Promise<RealServers>,
+): void {
   const readsConsul = phase === 'dual-write' || phase === 'shadow' || phase === 'dual-read';
   const harness = (down: Side | undefined) => async () => {
     const s = await servers();
     return {
       newClient: async (): Promise<Backend> => migratingOn(s, phase),
+      unreachableClient: async (): Promise<Backend> => unreachableMigrating(phase),
       crash: async (client: object) => {
         const m = client as MigratingBackend;
         crashConsul(m.from as ConsulBackend);
@@ -125,35 +165,39 @@ export function describePhaseOnRealServers(phase: MigrationPhase, faults: PhaseF
     };
   };
   describe(`consul -> etcd in ${phase}`, () => {
-    describeDiscoveryContract(`migrating (${phase})`, harness(faults.outage), {
-      ttlSeconds: 2,
-      // A change in Consul reaches a blocking query at once, but the next one starts 5 s after the last.
-      propagationMs: readsConsul ? 6000 : 1000,
-      // A dead client's TTL check goes critical at its TTL; the next Consul poll (<= 5 s) drops it.
-      expiryGraceMs: readsConsul ? 6000 : 2000,
-      // Consul: restart, poller backoff (<= 5 s) and a confirming poll; etcd: reconnect and re-sync.
-      recoveryMs: 25_000,
-      eventPerWrite: !readsConsul,
-      crash: faults.crash === true,
-      outage: faults.outage !== undefined,
-      upstreamCount: true,
-    });
-    describeKeyValueContract(`migrating (${phase})`, harness(faults.outage), {
-      propagationMs: readsConsul ? 2500 : 1000,
-      recoveryMs: 25_000,
-      outage: faults.outage !== undefined,
-      eventPerWrite: !readsConsul,
-    });
+    if (run.discovery !== false)
+      describeDiscoveryContract(`migrating (${phase})`, harness(run.outage), {
+        ttlSeconds: 2,
+        // A change in Consul reaches a blocking query at once, but the next one starts 5 s after the last.
+        propagationMs: readsConsul ? 6000 : 1000,
+        // A dead client's TTL check goes critical at its TTL; the next Consul poll (<= 5 s) drops it.
+        expiryGraceMs: readsConsul ? 6000 : 2000,
+        // Consul: restart, poller backoff (<= 5 s) and a confirming poll; etcd: reconnect and re-sync.
+        recoveryMs: 25_000,
+        eventPerWrite: !readsConsul,
+        crash: run.crash === true,
+        outage: run.outage !== undefined,
+        upstreamCount: true,
+      });
+    if (run.kv !== false)
+      describeKeyValueContract(`migrating (${phase})`, harness(run.outage), {
+        propagationMs: readsConsul ? 2500 : 1000,
+        recoveryMs: 25_000,
+        outage: run.outage !== undefined,
+        eventPerWrite: !readsConsul,
+        reservedKeys: RESERVED_KEYS,
+      });
     const consulLocks = phase !== 'done';
-    describeLockContract(`migrating (${phase})`, harness(faults.lockFaults), {
-      // Consul's session TTL is 10 s at least; `done` takes locks in etcd only.
-      ttlSeconds: consulLocks ? 10 : 2,
-      handoffMs: 1500,
-      // A dead holder's Consul session is invalidated up to 2 x TTL after its last renewal.
-      expiryGraceMs: consulLocks ? 11_000 : 1500,
-      iterations: 40,
-      crash: faults.lockFaults !== undefined,
-      outage: faults.lockFaults !== undefined,
-    });
+    if (run.locks !== false)
+      describeLockContract(`migrating (${phase})`, harness(run.lockOutage), {
+        // Consul's session TTL is 10 s at least; `done` takes locks in etcd only.
+        ttlSeconds: consulLocks ? 10 : 2,
+        handoffMs: 1500,
+        // A dead holder's Consul session is invalidated up to 2 x TTL after its last renewal.
+        expiryGraceMs: consulLocks ? 11_000 : 1500,
+        iterations: 40,
+        crash: run.lockCrash === true,
+        outage: run.lockOutage !== undefined,
+      });
   });
 }
