@@ -48,9 +48,9 @@ afterEach(async () => {
 });
 
 describe('the phase table', () => {
-  it('phases that share a rule share it exactly (the real-server suites run each rule once)', () => {
-    // consul-etcd-*.test.ts run the kv and lock suites only where a phase's rule is new; if one of
-    // these changes, run that suite in that phase there too.
+  it('phases that share a rule share it exactly (the real-server files run each slow fault once)', () => {
+    // consul-etcd-*.test.ts run the slow faults in one phase of those sharing a rule (Consul outages
+    // in dual-write, lock faults in dual-write and done); if one of these changes, revisit them.
     expect(PHASE_RULES.shadow.kvRead).toBe(PHASE_RULES['dual-write'].kvRead);
     expect(PHASE_RULES.shadow.kvWrite).toEqual(PHASE_RULES['dual-write'].kvWrite);
     expect(PHASE_RULES.shadow.discovery).toBe(PHASE_RULES['dual-write'].discovery);

@@ -52,11 +52,15 @@ export function serversForFile(): () => Promise<RealServers> {
 
 /**
  * A Consul client as the fleet would make it: blocking queries (a change is seen at once, then at
- * most one request per 5 s), or `poll` (one plain read per 5 s: an agent restart is seen at the
- * next poll, where a blocking query on the old index waits out its 30 s).
+ * most one request per 5 s), or `poll` (one plain read per 5 s). `resyncGraceMs`: how long
+ * instances missing after the agent lost its state stay listed (default 10 s, core's).
  */
-export function consulOn(s: RealServers, watchMode: 'blocking' | 'poll' = 'blocking'): ConsulBackend {
-  return createConsulBackend({ host: s.agent.host, port: s.agent.port, watchMode });
+export function consulOn(
+  s: RealServers,
+  watchMode: 'blocking' | 'poll' = 'blocking',
+  extra: { resyncGraceMs?: number } = {},
+): ConsulBackend {
+  return createConsulBackend({ host: s.agent.host, port: s.agent.port, watchMode, ...extra });
 }
 
 /** An etcd client, through the proxy. */
@@ -99,18 +103,12 @@ export const RESERVED_KEYS = [
 ] as const;
 
 /**
- * What a phase runs on real servers. The memory -> memory suites run all three suites with every
- * fault in every phase; here each phase runs what its rules add (see the phase files), and the
- * slow faults (Consul's 5 s watch interval, its 10 s session minimum) where they prove something
- * the other phases do not.
+ * The fault tests a phase runs on real servers. Every phase runs the three suites; the memory ->
+ * memory suites run every fault in every phase, and here the slow ones (Consul's 5 s watch
+ * interval, its 10 s session minimum) run where they prove something the other phases do not
+ * (see the phase files).
  */
-export interface PhaseSuites {
-  /** The discovery suite, with a client's crash if `crash`. Default true. */
-  discovery?: boolean;
-  /** The key/value suite. Default true. */
-  kv?: boolean;
-  /** The lock suite. Default true. */
-  locks?: boolean;
+export interface PhaseFaults {
   /** Discovery: a client dying without closing (both registries). */
   crash?: boolean;
   /** Discovery and kv: the registry taken down by the outage tests, if they run. */
@@ -138,7 +136,7 @@ export async function unreachableMigrating(phase: MigrationPhase): Promise<Migra
  */
 export function describePhaseOnRealServers(
   phase: MigrationPhase,
-  run: PhaseSuites,
+  faults: PhaseFaults,
   servers: () => Promise<RealServers>,
 ): void {
   const readsConsul = phase === 'dual-write' || phase === 'shadow' || phase === 'dual-read';
@@ -165,39 +163,36 @@ export function describePhaseOnRealServers(
     };
   };
   describe(`consul -> etcd in ${phase}`, () => {
-    if (run.discovery !== false)
-      describeDiscoveryContract(`migrating (${phase})`, harness(run.outage), {
-        ttlSeconds: 2,
-        // A change in Consul reaches a blocking query at once, but the next one starts 5 s after the last.
-        propagationMs: readsConsul ? 6000 : 1000,
-        // A dead client's TTL check goes critical at its TTL; the next Consul poll (<= 5 s) drops it.
-        expiryGraceMs: readsConsul ? 6000 : 2000,
-        // Consul: restart, poller backoff (<= 5 s) and a confirming poll; etcd: reconnect and re-sync.
-        recoveryMs: 25_000,
-        eventPerWrite: !readsConsul,
-        crash: run.crash === true,
-        outage: run.outage !== undefined,
-        upstreamCount: true,
-      });
-    if (run.kv !== false)
-      describeKeyValueContract(`migrating (${phase})`, harness(run.outage), {
-        propagationMs: readsConsul ? 2500 : 1000,
-        recoveryMs: 25_000,
-        outage: run.outage !== undefined,
-        eventPerWrite: !readsConsul,
-        reservedKeys: RESERVED_KEYS,
-      });
+    describeDiscoveryContract(`migrating (${phase})`, harness(faults.outage), {
+      ttlSeconds: 2,
+      // A change in Consul reaches a blocking query at once, but the next one starts 5 s after the last.
+      propagationMs: readsConsul ? 6000 : 1000,
+      // A dead client's TTL check goes critical at its TTL; the next Consul poll (<= 5 s) drops it.
+      expiryGraceMs: readsConsul ? 6000 : 2000,
+      // Consul: restart, poller backoff (<= 5 s) and a confirming poll; etcd: reconnect and re-sync.
+      recoveryMs: 25_000,
+      eventPerWrite: !readsConsul,
+      crash: faults.crash === true,
+      outage: faults.outage !== undefined,
+      upstreamCount: true,
+    });
+    describeKeyValueContract(`migrating (${phase})`, harness(faults.outage), {
+      propagationMs: readsConsul ? 2500 : 1000,
+      recoveryMs: 25_000,
+      outage: faults.outage !== undefined,
+      eventPerWrite: !readsConsul,
+      reservedKeys: RESERVED_KEYS,
+    });
     const consulLocks = phase !== 'done';
-    if (run.locks !== false)
-      describeLockContract(`migrating (${phase})`, harness(run.lockOutage), {
-        // Consul's session TTL is 10 s at least; `done` takes locks in etcd only.
-        ttlSeconds: consulLocks ? 10 : 2,
-        handoffMs: 1500,
-        // A dead holder's Consul session is invalidated up to 2 x TTL after its last renewal.
-        expiryGraceMs: consulLocks ? 11_000 : 1500,
-        iterations: 40,
-        crash: run.lockCrash === true,
-        outage: run.lockOutage !== undefined,
-      });
+    describeLockContract(`migrating (${phase})`, harness(faults.lockOutage), {
+      // Consul's session TTL is 10 s at least; `done` takes locks in etcd only.
+      ttlSeconds: consulLocks ? 10 : 2,
+      handoffMs: 1500,
+      // A dead holder's Consul session is invalidated up to 2 x TTL after its last renewal.
+      expiryGraceMs: consulLocks ? 11_000 : 1500,
+      iterations: 40,
+      crash: faults.lockCrash === true,
+      outage: faults.lockOutage !== undefined,
+    });
   });
 }
