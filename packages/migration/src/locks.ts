@@ -91,18 +91,19 @@ class MigratingLease implements LockLease, Leadership {
   }
 }
 
-/** A lock's options as every call checks them (core's rules), before any network call. */
-interface CheckedOptions {
-  /** Passed on as given (each registry applies its default and minimum). */
-  ttlSeconds: number | undefined;
+/**
+ * The options every lock call shares, checked as core checks them, before any network call. The
+ * ttl is passed on as given: each registry applies its own default and minimum.
+ */
+function checkOptions(options: unknown): {
+  raw: Record<string, unknown>;
+  ttl: { ttlSeconds?: number };
   signal: AbortSignal | undefined;
-}
-
-function checkOptions(options: unknown): CheckedOptions & { raw: Record<string, unknown> } {
+} {
   const raw = validateOptionsObject(options);
-  const ttlSeconds =
-    raw.ttlSeconds === undefined ? undefined : validateTtl(raw.ttlSeconds, 'options.ttlSeconds');
-  return { raw, ttlSeconds, signal: validateSignal(raw.signal) };
+  const ttl =
+    raw.ttlSeconds === undefined ? {} : { ttlSeconds: validateTtl(raw.ttlSeconds, 'options.ttlSeconds') };
+  return { raw, ttl, signal: validateSignal(raw.signal) };
 }
 
 function validateOnQueued(onQueued: unknown): (() => void) | undefined {
@@ -130,28 +131,17 @@ export class MigratingLocks implements LockService {
 
   async acquire(name: string, options?: AcquireOptions): Promise<LockLease> {
     validateId(name, 'name');
-    const { raw, ttlSeconds, signal } = checkOptions(options);
+    const { raw, ttl, signal } = checkOptions(options);
     const timeoutMs = validateTimeoutMs(raw.timeoutMs);
     const onQueued = validateOnQueued(raw.onQueued);
-    return this.wait(name, timeoutMs, signal, async (wait, sides) => {
-      const taken: LockLease[] = [];
-      try {
-        for (const [i, side] of sides.entries()) {
-          taken.push(
-            await this.backends[side].locks.acquire(name, {
-              ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
-              signal: wait,
-              // The first registry's queue is the one that orders waiters.
-              ...(i === 0 && onQueued ? { onQueued } : {}),
-            } as AcquireOptions),
-          );
-        }
-        return taken;
-      } catch (error) {
-        await this.undo(taken);
-        throw error;
-      }
-    });
+    return this.wait(name, timeoutMs, signal, (side, first, wait) =>
+      this.backends[side].locks.acquire(name, {
+        ...ttl,
+        signal: wait,
+        // The first registry's queue is the one that orders waiters.
+        ...(first && onQueued ? { onQueued } : {}),
+      } as AcquireOptions),
+    );
   }
 
   async tryAcquire(
@@ -159,10 +149,10 @@ export class MigratingLocks implements LockService {
     options?: { ttlSeconds?: number; signal?: AbortSignal },
   ): Promise<LockLease | undefined> {
     validateId(name, 'name');
-    const { ttlSeconds, signal } = checkOptions(options);
+    const { ttl, signal } = checkOptions(options);
     this.assertOpen();
     throwIfAborted(signal);
-    const inner = { ...(ttlSeconds !== undefined ? { ttlSeconds } : {}), ...(signal ? { signal } : {}) };
+    const inner = { ...ttl, ...(signal ? { signal } : {}) };
     const attempt = (async () => {
       const sides = await this.sides();
       const taken: LockLease[] = [];
@@ -215,29 +205,17 @@ export class MigratingLocks implements LockService {
   ): Promise<Leadership> {
     validateId(election, 'election');
     validateElectionValue(value);
-    const { ttlSeconds, signal } = checkOptions(options);
-    return this.wait(election, undefined, signal, async (wait, sides) => {
-      const taken: LockLease[] = [];
-      try {
-        for (const side of sides) {
-          const leadership = await this.backends[side].locks.campaign(election, value, {
-            ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
-            signal: wait,
-          });
-          taken.push({
-            name: election,
-            fencingToken: 0n,
-            ttlSeconds: leadership.ttlSeconds,
-            signal: leadership.signal,
-            release: () => leadership.resign(),
-            [Symbol.asyncDispose]: () => leadership.resign(),
-          });
-        }
-        return taken;
-      } catch (error) {
-        await this.undo(taken);
-        throw error;
-      }
+    const { ttl, signal } = checkOptions(options);
+    return this.wait(election, undefined, signal, async (side, _first, wait) => {
+      const leadership = await this.backends[side].locks.campaign(election, value, { ...ttl, signal: wait });
+      return {
+        name: election,
+        fencingToken: 0n,
+        ttlSeconds: leadership.ttlSeconds,
+        signal: leadership.signal,
+        release: () => leadership.resign(),
+        [Symbol.asyncDispose]: () => leadership.resign(),
+      };
     });
   }
 
@@ -264,15 +242,16 @@ export class MigratingLocks implements LockService {
   }
 
   /**
-   * Takes a lock (or leadership) in every registry of the phase, as core's lock service waits:
-   * `timeoutMs` ends the wait with a {@link LockTimeoutError}, the caller's `signal` with an
-   * {@link AbortedError}, `close()` with a {@link ClosedError}; the registries' waits are withdrawn.
+   * Takes a lock (or leadership) in every registry of the phase, in order, as core's lock service
+   * waits: `timeoutMs` ends the wait with a {@link LockTimeoutError}, the caller's `signal` with an
+   * {@link AbortedError}, `close()` with a {@link ClosedError}; the registries' waits are withdrawn
+   * and what was taken is given up.
    */
   private async wait(
     name: string,
     timeoutMs: number | undefined,
     callerSignal: AbortSignal | undefined,
-    take: (signal: AbortSignal, sides: readonly Side[]) => Promise<LockLease[]>,
+    takeIn: (side: Side, first: boolean, signal: AbortSignal) => Promise<LockLease>,
   ): Promise<MigratingLease> {
     this.assertOpen();
     throwIfAborted(callerSignal);
@@ -284,14 +263,14 @@ export class MigratingLocks implements LockService {
         ? undefined
         : setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
     this.pending.add(controller);
+    const taken: LockLease[] = [];
     try {
-      const taken = await take(signal, await abortable(this.sides(), signal));
-      if (signal.aborted) {
-        await this.undo(taken);
-        throw signal.reason;
-      }
+      const sides = await abortable(this.sides(), signal);
+      for (const [i, side] of sides.entries()) taken.push(await takeIn(side, i === 0, signal));
+      if (signal.aborted) throw signal.reason;
       return this.track(name, taken);
     } catch (error) {
+      await this.undo(taken);
       const reason: unknown = controller.signal.reason;
       if (reason instanceof LockTimeoutError || reason instanceof ClosedError) throw reason;
       if (callerSignal?.aborted)
