@@ -144,7 +144,11 @@ export class Acknowledger {
         since: String(Date.now()),
       },
     };
-    const registration = await this.discovery.register(instance, { ttlSeconds: ACK_TTL_SECONDS });
+    // Closing abandons an announcement still being written (the registry may be unreachable).
+    const registration = await this.discovery.register(instance, {
+      ttlSeconds: ACK_TTL_SECONDS,
+      signal: this.stop.signal,
+    });
     const previous = this.current;
     this.current = { registration, phase };
     await previous?.registration.deregister().catch(() => {});

@@ -1,4 +1,12 @@
-import { type Backend, ClosedError, sleep, ValidationError } from '@rollcall/core';
+import {
+  type Backend,
+  ClosedError,
+  publish,
+  sleep,
+  ValidationError,
+  validateOptionsObject,
+  validateServiceName,
+} from '@rollcall/core';
 import { ACK_SERVICE, Acknowledger, type FleetMember, fleetOf, newClientId } from './acks.js';
 import { compareRegistries, type ServiceComparison } from './compare.js';
 import { MigratingDiscovery } from './discovery.js';
@@ -125,9 +133,10 @@ class MigratingBackendImpl implements MigratingBackend {
     return this.follower.ready();
   }
 
-  async setPhase(phase: MigrationPhase, options: { force?: boolean } = {}): Promise<void> {
+  async setPhase(phase: MigrationPhase, options?: { force?: boolean }): Promise<void> {
     const target = validatePhase(phase);
-    if (options.force !== undefined && typeof options.force !== 'boolean')
+    const { force } = validateOptionsObject(options);
+    if (force !== undefined && typeof force !== 'boolean')
       throw new ValidationError('options.force', 'must be a boolean');
     this.assertOpen();
     await this.follower.ready();
@@ -135,13 +144,13 @@ class MigratingBackendImpl implements MigratingBackend {
     if (phaseIndex(target) > phaseIndex(current) && GATED_PHASES.has(target)) {
       const comparison = await this.compare().catch((error: unknown) => {
         // A registry that cannot be read cannot pass the gate; `force` overrides that too.
-        if (!options.force) throw error;
+        if (!force) throw error;
         this.options.logger.warn({}, `forced move to '${target}' without a comparison: ${String(error)}`);
         return [];
       });
       const blocked = comparison.filter((c) => c.verdict === 'blocked');
       if (blocked.length > 0) {
-        if (!options.force) throw new MigrationBlockedError(target, blocked);
+        if (!force) throw new MigrationBlockedError(target, blocked);
         this.options.logger.warn(
           {
             from: current,
@@ -161,7 +170,8 @@ class MigratingBackendImpl implements MigratingBackend {
     }
   }
 
-  compare(service?: string): Promise<ServiceComparison[]> {
+  async compare(service?: string): Promise<ServiceComparison[]> {
+    if (service !== undefined) validateServiceName(service);
     this.assertOpen();
     return compareRegistries(this.from, this.to, this.threshold, service);
   }
@@ -203,6 +213,7 @@ class MigratingBackendImpl implements MigratingBackend {
 
   private moved(next: MigrationPhase, previous: MigrationPhase): void {
     this.options.logger.info({ phase: next, previous }, `migration phase '${previous}' -> '${next}'`);
+    publish.migrationPhase(() => ({ phase: next, previous }));
     // Before the phase is known nothing reads or registers yet: `ready` applies the phase then.
     if (this.follower.known && !this.closing) this.apply(next);
     for (const listener of [...this.listeners]) {

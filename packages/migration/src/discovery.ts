@@ -1,9 +1,12 @@
 import {
+  abortable,
   type Backend,
   type BackoffOptions,
+  type CallOptions,
   ClosedError,
   type DiscoveryEvent,
   type EventQueue,
+  guardedCall,
   type Logger,
   type RegisterOptions,
   type Registration,
@@ -11,10 +14,13 @@ import {
   type ServiceInstance,
   type ServiceWatch,
   type Snapshot,
+  throwIfAborted,
   ValidationError,
+  validateCallOptions,
   validateInstance,
   validateRegisterOptions,
   validateServiceName,
+  validateWatchOptions,
 } from '@rollcall/core';
 import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
@@ -128,6 +134,8 @@ export class MigratingDiscovery implements ServiceDiscovery {
     const valid = validateInstance(instance);
     const { ttlSeconds, signal } = validateRegisterOptions(options);
     this.assertOpen();
+    // Aborted already: nothing is sent to either registry.
+    throwIfAborted(signal);
     const key = `${valid.service}/${valid.id}`;
     if (this.registrations.has(key)) {
       throw new ValidationError(
@@ -137,7 +145,7 @@ export class MigratingDiscovery implements ServiceDiscovery {
     }
     this.registrations.set(key, 'pending');
     try {
-      await this.options.ready();
+      if (!this.options.known()) await abortable(this.options.ready(), signal);
       const wanted = PHASE_RULES[this.options.phase()].register;
       const results = await Promise.allSettled(
         wanted.map((side) =>
@@ -173,39 +181,46 @@ export class MigratingDiscovery implements ServiceDiscovery {
     }
   }
 
-  async getInstances(service: string): Promise<Snapshot> {
+  async getInstances(service: string, options?: CallOptions): Promise<Snapshot> {
     validateServiceName(service);
+    const signal = validateCallOptions(options);
     this.assertOpen();
-    if (!this.options.known()) await this.options.ready();
+    throwIfAborted(signal);
+    if (!this.options.known()) await abortable(this.options.ready(), signal);
     const entry = this.entry(service);
     entry.lastUsed = this.options.now();
-    if (!entry.merged.ready) await entry.merged.whenReady();
+    if (!entry.merged.ready) await abortable(entry.merged.whenReady(), signal);
     return entry.view.snapshot(entry.merged.state);
   }
 
   watch(service: string, options?: { signal?: AbortSignal }): ServiceWatch {
     validateServiceName(service);
+    const signal = validateWatchOptions(options);
     this.assertOpen();
     const entry = this.entry(service);
     const queue = entry.merged.subscribe(() => {
       entry.lastUsed = this.options.now();
     });
-    queue.closeOn(options?.signal);
+    queue.closeOn(signal);
     return new Watch(queue);
   }
 
-  async listServices(): Promise<string[]> {
+  async listServices(options?: CallOptions): Promise<string[]> {
+    const signal = validateCallOptions(options);
     this.assertOpen();
-    await this.options.ready();
-    const read = PHASE_RULES[this.options.phase()].discovery;
-    if (read !== 'union') return this.backends[read].discovery.listServices();
-    const results = await Promise.allSettled([
-      this.backends.from.discovery.listServices(),
-      this.backends.to.discovery.listServices(),
-    ]);
-    const answered = results.filter((r): r is PromiseFulfilledResult<string[]> => r.status === 'fulfilled');
-    if (answered.length === 0) throw (results[1] as PromiseRejectedResult).reason;
-    return [...new Set(answered.flatMap((r) => r.value))].sort();
+    return guardedCall(signal, async () => {
+      await this.options.ready();
+      const read = PHASE_RULES[this.options.phase()].discovery;
+      const call = signal ? { signal } : undefined;
+      if (read !== 'union') return this.backends[read].discovery.listServices(call);
+      const results = await Promise.allSettled([
+        this.backends.from.discovery.listServices(call),
+        this.backends.to.discovery.listServices(call),
+      ]);
+      const answered = results.filter((r): r is PromiseFulfilledResult<string[]> => r.status === 'fulfilled');
+      if (answered.length === 0) throw (results[1] as PromiseRejectedResult).reason;
+      return [...new Set(answered.flatMap((r) => r.value))].sort();
+    });
   }
 
   /** Moves every view and registration to `phase`'s rules. Resolves once registrations moved. */

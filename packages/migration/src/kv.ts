@@ -1,15 +1,20 @@
 import {
   type Backend,
+  type CallOptions,
   ClosedError,
   type EventQueue,
+  guardedCall,
   type KeyValueSource,
   type KvEvent,
   type Logger,
   normalizeKey,
   normalizePrefix,
+  validateCallOptions,
   validateValue,
+  validateWatchOptions,
 } from '@rollcall/core';
 import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
+import { OwnKeys } from './own-keys.js';
 import { type MigrationPhase, PHASE_RULES, READ_SOURCES, type Side } from './phases.js';
 import { kvView } from './views.js';
 
@@ -31,7 +36,13 @@ export function kvPlan(phase: MigrationPhase): MergePlan {
   return { read, watch: READ_SOURCES[read] };
 }
 
-function openPrefix(backends: Readonly<Record<Side, Backend>>, prefix: string): OpenSide<string> {
+/** Follows one prefix in one registry for a merged view, leaving out either registry's own keys. */
+function openPrefix(
+  backends: Readonly<Record<Side, Backend>>,
+  prefix: string,
+  ownKeys: OwnKeys,
+): OpenSide<string> {
+  const keep = ([key]: [string, string]) => !ownKeys.isReserved(key);
   return (side, sink) => {
     const kv = backends[side].kv;
     let stopped = false;
@@ -45,8 +56,12 @@ function openPrefix(backends: Readonly<Record<Side, Backend>>, prefix: string): 
     void (async () => {
       try {
         for await (const event of watch) {
-          if (event.type === 'sync') sink.replace(event.entries);
-          else if (event.type === 'change') sink.apply(event.put, event.deleted);
+          if (event.type === 'sync') sink.replace([...event.entries].filter(keep));
+          else if (event.type === 'change')
+            sink.apply(
+              [...event.put].filter(keep),
+              event.deleted.filter((key) => !ownKeys.isReserved(key)),
+            );
           else sink.stale(event.error);
         }
       } catch (error) {
@@ -71,58 +86,84 @@ function openPrefix(backends: Readonly<Record<Side, Backend>>, prefix: string): 
  */
 export class MigratingKv implements KeyValueSource {
   private readonly prefixes = new Map<string, MergedCollection<string, KvEvent>>();
+  private readonly ownKeys: OwnKeys;
   private closed = false;
 
   constructor(
     private readonly backends: Readonly<Record<Side, Backend>>,
     private readonly options: MigratingKvOptions,
-  ) {}
-
-  async get(key: string): Promise<string | undefined> {
-    const k = normalizeKey(key);
-    const read = await this.readMode();
-    if (read !== 'union') return this.backends[read].kv.get(k);
-    try {
-      const value = await this.backends.to.kv.get(k);
-      if (value !== undefined) return value;
-    } catch (error) {
-      this.options.logger.debug({ key: k, error: String(error) }, 'to cannot answer; reading from');
-      return this.backends.from.kv.get(k).catch(() => Promise.reject(error));
-    }
-    return this.backends.from.kv.get(k);
+  ) {
+    this.ownKeys = new OwnKeys(backends);
   }
 
-  async getAll(prefix: string): Promise<Map<string, string>> {
-    const p = normalizePrefix(prefix);
-    const read = await this.readMode();
-    if (read !== 'union') return this.backends[read].kv.getAll(p);
-    const [from, to] = await Promise.allSettled([
-      this.backends.from.kv.getAll(p),
-      this.backends.to.kv.getAll(p),
-    ]);
-    if (from.status === 'rejected' && to.status === 'rejected') throw to.reason;
-    const merged = new Map(from.status === 'fulfilled' ? from.value : []);
-    if (to.status === 'fulfilled') for (const [k, v] of to.value) merged.set(k, v);
-    return merged;
+  /** True when `key` (normalized) lies in either registry's own keys (refused by every call, left out of listings). */
+  isReserved(key: string): boolean {
+    return this.ownKeys.isReserved(key);
   }
 
-  async put(key: string, value: string): Promise<void> {
-    const k = normalizeKey(key);
+  async get(key: string, options?: CallOptions): Promise<string | undefined> {
+    const k = this.key(key);
+    const signal = validateCallOptions(options);
+    this.assertOpen();
+    return guardedCall(signal, async () => {
+      const read = await this.readMode();
+      const call = signal ? { signal } : undefined;
+      if (read !== 'union') return this.backends[read].kv.get(k, call);
+      try {
+        const value = await this.backends.to.kv.get(k, call);
+        if (value !== undefined) return value;
+      } catch (error) {
+        this.options.logger.debug({ key: k, error: String(error) }, 'to cannot answer; reading from');
+        return this.backends.from.kv.get(k, call).catch(() => Promise.reject(error));
+      }
+      return this.backends.from.kv.get(k, call);
+    });
+  }
+
+  async getAll(prefix: string, options?: CallOptions): Promise<Map<string, string>> {
+    const p = this.prefix(prefix);
+    const signal = validateCallOptions(options);
+    this.assertOpen();
+    const all = await guardedCall(signal, async () => {
+      const read = await this.readMode();
+      const call = signal ? { signal } : undefined;
+      if (read !== 'union') return this.backends[read].kv.getAll(p, call);
+      const [from, to] = await Promise.allSettled([
+        this.backends.from.kv.getAll(p, call),
+        this.backends.to.kv.getAll(p, call),
+      ]);
+      if (from.status === 'rejected' && to.status === 'rejected') throw to.reason;
+      const merged = new Map(from.status === 'fulfilled' ? from.value : []);
+      if (to.status === 'fulfilled') for (const [k, v] of to.value) merged.set(k, v);
+      return merged;
+    });
+    // Each registry leaves its own keys out of its listings; the other's are left out here.
+    for (const key of [...all.keys()]) if (this.ownKeys.isReserved(key)) all.delete(key);
+    return all;
+  }
+
+  async put(key: string, value: string, options?: CallOptions): Promise<void> {
+    const k = this.key(key);
     const v = validateValue(value);
-    await this.write((kv) => kv.put(k, v));
+    const signal = validateCallOptions(options);
+    this.assertOpen();
+    return guardedCall(signal, () => this.write((kv) => kv.put(k, v, signal ? { signal } : undefined)));
   }
 
-  async delete(key: string): Promise<void> {
-    const k = normalizeKey(key);
-    await this.write((kv) => kv.delete(k));
+  async delete(key: string, options?: CallOptions): Promise<void> {
+    const k = this.key(key);
+    const signal = validateCallOptions(options);
+    this.assertOpen();
+    return guardedCall(signal, () => this.write((kv) => kv.delete(k, signal ? { signal } : undefined)));
   }
 
   watchPrefix(prefix: string, options?: { signal?: AbortSignal }): KvWatch {
-    const p = normalizePrefix(prefix);
+    const p = this.prefix(prefix);
+    const signal = validateWatchOptions(options);
     this.assertOpen();
     let merged = this.prefixes.get(p);
     if (!merged) {
-      merged = new MergedCollection(kvView, openPrefix(this.backends, p), {
+      merged = new MergedCollection(kvView, openPrefix(this.backends, p, this.ownKeys), {
         subject: `prefix '${p}'`,
         maxQueued: this.options.maxQueuedEvents,
         now: this.options.now,
@@ -138,7 +179,7 @@ export class MigratingKv implements KeyValueSource {
         current.close();
       }
     });
-    queue.closeOn(options?.signal);
+    queue.closeOn(signal);
     return {
       [Symbol.asyncIterator]: () => queue,
       [Symbol.dispose]: () => queue.close(),
@@ -157,6 +198,14 @@ export class MigratingKv implements KeyValueSource {
     this.closed = true;
     for (const merged of [...this.prefixes.values()]) merged.close();
     this.prefixes.clear();
+  }
+
+  private key(key: unknown): string {
+    return this.ownKeys.checkKey(normalizeKey(key));
+  }
+
+  private prefix(prefix: unknown): string {
+    return this.ownKeys.checkPrefix(normalizePrefix(prefix));
   }
 
   private async readMode() {

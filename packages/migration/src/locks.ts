@@ -1,16 +1,26 @@
 import {
+  AbortedError,
   type AcquireOptions,
+  abortable,
   type Backend,
+  type CallOptions,
   ClosedError,
-  describeValue,
+  guardedCall,
   type Leadership,
   type Linked,
   type LockLease,
   type LockService,
   LockTimeoutError,
   linkSignals,
+  throwIfAborted,
   ValidationError,
+  validateCallOptions,
+  validateElectionValue,
   validateId,
+  validateOptionsObject,
+  validateSignal,
+  validateTimeoutMs,
+  validateTtl,
 } from '@rollcall/core';
 import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
 
@@ -81,14 +91,25 @@ class MigratingLease implements LockLease, Leadership {
   }
 }
 
-function checkTimeout(timeoutMs: unknown): number | undefined {
-  if (timeoutMs === undefined) return undefined;
-  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0)
-    throw new ValidationError(
-      'options.timeoutMs',
-      `must be a number of ms >= 0 (got ${describeValue(timeoutMs)})`,
-    );
-  return timeoutMs;
+/**
+ * The options every lock call shares, checked as core checks them, before any network call. The
+ * ttl is passed on as given: each registry applies its own default and minimum.
+ */
+function checkOptions(options: unknown): {
+  raw: Record<string, unknown>;
+  ttl: { ttlSeconds?: number };
+  signal: AbortSignal | undefined;
+} {
+  const raw = validateOptionsObject(options);
+  const ttl =
+    raw.ttlSeconds === undefined ? {} : { ttlSeconds: validateTtl(raw.ttlSeconds, 'options.ttlSeconds') };
+  return { raw, ttl, signal: validateSignal(raw.signal) };
+}
+
+function validateOnQueued(onQueued: unknown): (() => void) | undefined {
+  if (onQueued === undefined) return undefined;
+  if (typeof onQueued !== 'function') throw new ValidationError('options.onQueued', 'must be a function');
+  return onQueued as () => void;
 }
 
 /**
@@ -108,66 +129,67 @@ export class MigratingLocks implements LockService {
     private readonly options: MigratingLocksOptions,
   ) {}
 
-  async acquire(name: string, options: AcquireOptions = {}): Promise<LockLease> {
+  async acquire(name: string, options?: AcquireOptions): Promise<LockLease> {
     validateId(name, 'name');
-    const timeoutMs = checkTimeout(options.timeoutMs);
-    const sides = await this.sides();
-    const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
-    const controller = new AbortController();
-    const linked = options.signal ? linkSignals(controller.signal, options.signal) : undefined;
-    this.pending.add(controller);
-    const taken: LockLease[] = [];
-    try {
-      for (const [i, side] of sides.entries()) {
-        const left = deadline === undefined ? undefined : Math.max(0, deadline - performance.now());
-        taken.push(
-          await this.backends[side].locks.acquire(name, {
-            ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
-            ...(left !== undefined ? { timeoutMs: left } : {}),
-            signal: linked?.signal ?? controller.signal,
-            // The first registry's queue is the one that orders waiters.
-            ...(i === 0 && options.onQueued ? { onQueued: options.onQueued } : {}),
-          } as AcquireOptions),
-        );
-      }
-      return this.track(name, taken);
-    } catch (error) {
-      await this.undo(taken);
-      if (controller.signal.aborted) throw controller.signal.reason;
-      if (error instanceof LockTimeoutError && timeoutMs !== undefined)
-        throw new LockTimeoutError(name, timeoutMs);
-      throw error;
-    } finally {
-      linked?.dispose();
-      this.pending.delete(controller);
-    }
+    const { raw, ttl, signal } = checkOptions(options);
+    const timeoutMs = validateTimeoutMs(raw.timeoutMs);
+    const onQueued = validateOnQueued(raw.onQueued);
+    return this.wait(name, timeoutMs, signal, (side, first, wait) =>
+      this.backends[side].locks.acquire(name, {
+        ...ttl,
+        signal: wait,
+        // The first registry's queue is the one that orders waiters.
+        ...(first && onQueued ? { onQueued } : {}),
+      } as AcquireOptions),
+    );
   }
 
-  async tryAcquire(name: string, options: { ttlSeconds?: number } = {}): Promise<LockLease | undefined> {
+  async tryAcquire(
+    name: string,
+    options?: { ttlSeconds?: number; signal?: AbortSignal },
+  ): Promise<LockLease | undefined> {
     validateId(name, 'name');
-    const sides = await this.sides();
-    const taken: LockLease[] = [];
-    try {
-      for (const side of sides) {
-        const lease = await this.backends[side].locks.tryAcquire(name, options);
-        if (!lease) {
-          await this.undo(taken);
-          return undefined;
+    const { ttl, signal } = checkOptions(options);
+    this.assertOpen();
+    throwIfAborted(signal);
+    const inner = { ...ttl, ...(signal ? { signal } : {}) };
+    const attempt = (async () => {
+      const sides = await this.sides();
+      const taken: LockLease[] = [];
+      try {
+        for (const side of sides) {
+          const lease = await this.backends[side].locks.tryAcquire(name, inner);
+          if (!lease) {
+            await this.undo(taken);
+            return undefined;
+          }
+          taken.push(lease);
         }
-        taken.push(lease);
+      } catch (error) {
+        await this.undo(taken);
+        throw error;
       }
+      return this.track(name, taken);
+    })();
+    try {
+      return await guardedCall(signal, () => attempt);
     } catch (error) {
-      await this.undo(taken);
+      // Given up while it was being taken: a lock granted after all is released at once.
+      if (signal?.aborted)
+        attempt.then(
+          (lease) => lease?.release().catch(() => {}),
+          () => {},
+        );
       throw error;
     }
-    return this.track(name, taken);
   }
 
   async withLock<T>(
     name: string,
     fn: (lease: LockLease) => Promise<T>,
-    options: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal } = {},
+    options?: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal },
   ): Promise<T> {
+    if (typeof fn !== 'function') throw new ValidationError('fn', 'must be a function (lease) => Promise');
     const lease = await this.acquire(name, options);
     try {
       return await fn(lease);
@@ -179,37 +201,36 @@ export class MigratingLocks implements LockService {
   async campaign(
     election: string,
     value: string,
-    options: { ttlSeconds?: number; signal?: AbortSignal } = {},
+    options?: { ttlSeconds?: number; signal?: AbortSignal },
   ): Promise<Leadership> {
     validateId(election, 'election');
-    const sides = await this.sides();
-    const taken: LockLease[] = [];
-    try {
-      for (const side of sides) {
-        const leadership = await this.backends[side].locks.campaign(election, value, options);
-        taken.push({
-          name: election,
-          fencingToken: 0n,
-          ttlSeconds: leadership.ttlSeconds,
-          signal: leadership.signal,
-          release: () => leadership.resign(),
-          [Symbol.asyncDispose]: () => leadership.resign(),
-        });
-      }
-    } catch (error) {
-      await this.undo(taken);
-      throw error;
-    }
-    return this.track(election, taken);
+    validateElectionValue(value);
+    const { ttl, signal } = checkOptions(options);
+    return this.wait(election, undefined, signal, async (side, _first, wait) => {
+      const leadership = await this.backends[side].locks.campaign(election, value, { ...ttl, signal: wait });
+      return {
+        name: election,
+        fencingToken: 0n,
+        ttlSeconds: leadership.ttlSeconds,
+        signal: leadership.signal,
+        release: () => leadership.resign(),
+        [Symbol.asyncDispose]: () => leadership.resign(),
+      };
+    });
   }
 
   /** The leader in `to` (every leader holds `to` last), else in `from` until `done`. */
-  async leader(election: string): Promise<string | undefined> {
+  async leader(election: string, options?: CallOptions): Promise<string | undefined> {
     validateId(election, 'election');
-    const sides = await this.sides();
-    const inTo = await this.backends.to.locks.leader(election);
-    if (inTo !== undefined || !sides.includes('from')) return inTo;
-    return this.backends.from.locks.leader(election);
+    const signal = validateCallOptions(options);
+    this.assertOpen();
+    return guardedCall(signal, async () => {
+      const sides = await this.sides();
+      const call = signal ? { signal } : undefined;
+      const inTo = await this.backends.to.locks.leader(election, call);
+      if (inTo !== undefined || !sides.includes('from')) return inTo;
+      return this.backends.from.locks.leader(election, call);
+    });
   }
 
   /** Releases every held lock and abandons every wait. Idempotent. */
@@ -220,9 +241,56 @@ export class MigratingLocks implements LockService {
     await Promise.allSettled([...this.held].map((lease) => lease.release()));
   }
 
-  private async sides(): Promise<readonly Side[]> {
+  /**
+   * Takes a lock (or leadership) in every registry of the phase, in order, as core's lock service
+   * waits: `timeoutMs` ends the wait with a {@link LockTimeoutError}, the caller's `signal` with an
+   * {@link AbortedError}, `close()` with a {@link ClosedError}; the registries' waits are withdrawn
+   * and what was taken is given up.
+   */
+  private async wait(
+    name: string,
+    timeoutMs: number | undefined,
+    callerSignal: AbortSignal | undefined,
+    takeIn: (side: Side, first: boolean, signal: AbortSignal) => Promise<LockLease>,
+  ): Promise<MigratingLease> {
+    this.assertOpen();
+    throwIfAborted(callerSignal);
+    const controller = new AbortController();
+    const linked = callerSignal ? linkSignals(controller.signal, callerSignal) : undefined;
+    const signal = linked?.signal ?? controller.signal;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
+    this.pending.add(controller);
+    const taken: LockLease[] = [];
+    try {
+      const sides = await abortable(this.sides(), signal);
+      for (const [i, side] of sides.entries()) taken.push(await takeIn(side, i === 0, signal));
+      if (signal.aborted) throw signal.reason;
+      return this.track(name, taken);
+    } catch (error) {
+      await this.undo(taken);
+      const reason: unknown = controller.signal.reason;
+      if (reason instanceof LockTimeoutError || reason instanceof ClosedError) throw reason;
+      if (callerSignal?.aborted)
+        throw error instanceof AbortedError ? error : new AbortedError(callerSignal.reason);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      linked?.dispose();
+      this.pending.delete(controller);
+    }
+  }
+
+  private assertOpen(): void {
     if (this.closed) throw new ClosedError('lock service');
+  }
+
+  /** The registries locks are taken on in the phase (once it is known). */
+  private async sides(): Promise<readonly Side[]> {
     await this.options.ready();
+    this.assertOpen();
     return PHASE_RULES[this.options.phase()].locks;
   }
 

@@ -57,8 +57,9 @@ describe('migrate bridge on real Consul and etcd', () => {
     const events: Record<string, BridgeEvent[]> = { a: [], b: [] };
     const bridge = (name: 'a' | 'b') =>
       startBridge({
-        // Poll mode: the agent's restart below is seen at the next poll.
-        from: track(consulOn(s, 'poll')),
+        // Blocking queries see a deregistration at once. After the agent's restart below, instances
+        // missing from its empty list stay 10 s by default (core's re-sync grace): 1 s is enough here.
+        from: track(consulOn(s, 'blocking', { resyncGraceMs: 1000 })),
         to: track(etcdOn(s)),
         all: true,
         id: `bridge-${name}`,

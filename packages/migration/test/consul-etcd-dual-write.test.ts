@@ -1,5 +1,12 @@
-import { describePhaseOnRealServers } from './real-servers.js';
+import { describePhaseOnRealServers, serversForFile } from './real-servers.js';
 
-// Compliance suites in dual-write on real Consul and etcd; Consul (the registry read) goes down in the
-// outage tests, and the lock fault tests run here (plain Consul clients still lock in this phase).
-describePhaseOnRealServers('dual-write', { crash: true, outage: 'from', lockFaults: 'from' });
+// The three compliance suites in dual-write on real Consul and etcd. Reads come from Consul, so its
+// outage runs here (discovery, kv, and a held lock whose Consul session is lost: the etcd half is
+// given up too). A dead holder's lock passing on is each engine's own (the Consul and etcd suites),
+// composed by the migrating lease the same way in every phase (memory -> memory; etcd in `done`):
+// with Consul's 10 s session minimum it would cost 40 s here and prove nothing more.
+describePhaseOnRealServers(
+  'dual-write',
+  { crash: true, outage: 'from', lockOutage: 'from' },
+  serversForFile(),
+);

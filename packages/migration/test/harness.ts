@@ -12,6 +12,8 @@ export class MemoryPair {
   readonly from: MemoryStore;
   readonly to: MemoryStore;
   readonly clock: ManualClock | undefined;
+  /** Two stores in outage, made on first use: any call that reached them would fail. */
+  private down: { from: MemoryStore; to: MemoryStore } | undefined;
 
   constructor(options: { manualClock?: boolean } = {}) {
     this.clock = options.manualClock ? new ManualClock() : undefined;
@@ -34,6 +36,20 @@ export class MemoryPair {
       to: createMemoryBackend({ store: this.to }),
       phase,
       ...extra,
+    });
+  }
+
+  /** A migrating client of two registries that cannot be reached (the suites' bad-input and abort tests). */
+  unreachable(phase: MigrationPhase): MigratingBackend {
+    if (!this.down) {
+      this.down = { from: new MemoryStore(), to: new MemoryStore() };
+      this.down.from.outage();
+      this.down.to.outage();
+    }
+    return createMigratingBackend({
+      from: createMemoryBackend({ store: this.down.from }),
+      to: createMemoryBackend({ store: this.down.to }),
+      phase,
     });
   }
 
@@ -64,8 +80,7 @@ export class MemoryPair {
   }
 
   dispose(): void {
-    this.from.dispose();
-    this.to.dispose();
+    for (const store of [this.from, this.to, this.down?.from, this.down?.to]) store?.dispose();
   }
 }
 

@@ -12,6 +12,7 @@ function harness(phase: MigrationPhase, outage: readonly Side[], manualClock = t
   const pair = new MemoryPair({ manualClock });
   return {
     newClient: async () => pair.client(phase),
+    unreachableClient: async () => pair.unreachable(phase),
     crash: async (client: object) => pair.crash(client as MigratingBackend),
     outage: async () => pair.outage(outage),
     restore: async () => pair.restore(outage),

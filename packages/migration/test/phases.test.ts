@@ -1,4 +1,13 @@
-import { ConfigError, type DiscoveryEvent, type ServiceInstance, ValidationError } from '@rollcall/core';
+import diagnostics from 'node:diagnostics_channel';
+import {
+  ConfigError,
+  ConflictError,
+  type DiscoveryEvent,
+  type PhaseMessage,
+  ROLLCALL_CHANNELS,
+  type ServiceInstance,
+  ValidationError,
+} from '@rollcall/core';
 import { eventually, Recorder, recordingLogger, uniqueService } from '@rollcall/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -7,6 +16,7 @@ import {
   type MigratingBackend,
   MigrationBlockedError,
   type MigrationPhase,
+  PHASE_RULES,
 } from '../src/index.js';
 import { MemoryPair } from './harness.js';
 
@@ -38,6 +48,20 @@ function setup(options: { manualClock?: boolean } = {}) {
 afterEach(async () => {
   await Promise.allSettled(clients.splice(0).map((c) => c.close()));
   for (const p of pairs.splice(0)) p.dispose();
+});
+
+describe('the phase table', () => {
+  it('phases that share a rule share it exactly (the real-server files run each slow fault once)', () => {
+    // consul-etcd-*.test.ts run the slow faults in one phase of those sharing a rule (Consul outages
+    // in dual-write, lock faults in dual-write and done); if one of these changes, revisit them.
+    expect(PHASE_RULES.shadow.kvRead).toBe(PHASE_RULES['dual-write'].kvRead);
+    expect(PHASE_RULES.shadow.kvWrite).toEqual(PHASE_RULES['dual-write'].kvWrite);
+    expect(PHASE_RULES.shadow.discovery).toBe(PHASE_RULES['dual-write'].discovery);
+    for (const phase of ['shadow', 'dual-read', 'cutover'] as const)
+      expect(PHASE_RULES[phase].locks, phase).toEqual(PHASE_RULES['dual-write'].locks);
+    expect(PHASE_RULES['dual-write'].locks).toEqual(['from', 'to']);
+    expect(PHASE_RULES.done.locks).toEqual(['to']);
+  });
 });
 
 describe('options and bad input', () => {
@@ -94,6 +118,25 @@ describe('options and bad input', () => {
 });
 
 describe('phase changes', () => {
+  it('each client publishes its phase changes on the diagnostics channel', async () => {
+    const seen: PhaseMessage[] = [];
+    const onMessage = (m: unknown) => void seen.push(m as PhaseMessage);
+    diagnostics.subscribe(ROLLCALL_CHANNELS.migrationPhase, onMessage);
+    try {
+      const { client } = setup();
+      const [a, b] = [client('dual-write'), client('dual-write')];
+      await Promise.all([a.ready(), b.ready()]);
+      await a.setPhase('shadow');
+      await eventually(() => seen.length === 2);
+      expect(seen).toEqual([
+        { phase: 'shadow', previous: 'dual-write' },
+        { phase: 'shadow', previous: 'dual-write' },
+      ]);
+    } finally {
+      diagnostics.unsubscribe(ROLLCALL_CHANNELS.migrationPhase, onMessage);
+    }
+  });
+
   it('setPhase reaches every client of the fleet with phase events, and the fleet list follows', async () => {
     const { client } = setup();
     const [a, b, c] = [client('dual-write'), client('dual-write'), client('dual-write')];
@@ -254,6 +297,29 @@ describe('phase changes', () => {
     await eventually(() => events.join() === 'lost:true,restored', { message: `events ${events}` });
     expect(registration.state).toBe('active');
     for (const e of watch.events) expect(ids(e)).toEqual(['i1']);
+  });
+});
+
+describe('two processes using one id', () => {
+  it('at another address: the second is refused with a ConflictError and leaves nothing behind; the first is untouched', async () => {
+    const { client, plain } = setup();
+    const service = uniqueService('twin');
+    const first = client('dual-write');
+    const held = await first.discovery.register(instance(service, 'i1', 8001));
+    const lost: unknown[] = [];
+    held.on('lost', (e) => lost.push(e));
+    const second = client('dual-write');
+    const refused = await second.discovery.register(instance(service, 'i1', 8002)).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ConflictError);
+    expect((refused as ConflictError).code).toBe('ERR_CONFLICT');
+    // The id is free again for the second process: nothing of its attempt stayed in either registry.
+    expect(second.discovery.activeRegistrations).toEqual([]);
+    for (const side of ['from', 'to'] as const)
+      expect((await plain(side).discovery.getInstances(service)).instances).toEqual([
+        instance(service, 'i1', 8001),
+      ]);
+    expect(held.state).toBe('active');
+    expect(lost).toEqual([]);
   });
 });
 

@@ -7,6 +7,7 @@ import {
   describeKeyValueContract,
   describeLockContract,
   type EtcdServer,
+  freePort,
   startConsul,
   startEtcd,
   startTcpProxy,
@@ -51,11 +52,15 @@ export function serversForFile(): () => Promise<RealServers> {
 
 /**
  * A Consul client as the fleet would make it: blocking queries (a change is seen at once, then at
- * most one request per 5 s), or `poll` (one plain read per 5 s: an agent restart is seen at the
- * next poll, where a blocking query on the old index waits out its 30 s).
+ * most one request per 5 s), or `poll` (one plain read per 5 s). `resyncGraceMs`: how long
+ * instances missing after the agent lost its state stay listed (default 10 s, core's).
  */
-export function consulOn(s: RealServers, watchMode: 'blocking' | 'poll' = 'blocking'): ConsulBackend {
-  return createConsulBackend({ host: s.agent.host, port: s.agent.port, watchMode });
+export function consulOn(
+  s: RealServers,
+  watchMode: 'blocking' | 'poll' = 'blocking',
+  extra: { resyncGraceMs?: number } = {},
+): ConsulBackend {
+  return createConsulBackend({ host: s.agent.host, port: s.agent.port, watchMode, ...extra });
 }
 
 /** An etcd client, through the proxy. */
@@ -86,27 +91,60 @@ export async function bringBack(s: RealServers, side: Side): Promise<void> {
   else await s.proxy.accept();
 }
 
-/** Which fault tests a phase file runs (Consul's 10 s session minimum makes lock faults slow). */
+/**
+ * The keys the migrating kv refuses on Consul -> etcd with default options: Consul's lock keys
+ * (`lockPrefix` `rollcall/`) and etcd's registry, lock and election subtrees (namespace `/rollcall/`).
+ */
+export const RESERVED_KEYS = [
+  'rollcall/services/',
+  'rollcall/locks/',
+  'rollcall/elections/',
+  'rollcall/fencing-epoch',
+] as const;
+
+/**
+ * The fault tests a phase runs on real servers. Every phase runs the three suites; the memory ->
+ * memory suites run every fault in every phase, and here the slow ones (Consul's 5 s watch
+ * interval, its 10 s session minimum) run where they prove something the other phases do not
+ * (see the phase files).
+ */
 export interface PhaseFaults {
-  /** A client dying without closing (both registries). */
+  /** Discovery: a client dying without closing (both registries). */
   crash?: boolean;
-  /** The registry taken down by the outage tests, if they run. */
+  /** Discovery and kv: the registry taken down by the outage tests, if they run. */
   outage?: Side;
-  /** The lock fault tests (holder and leader death, lost lease), if they run, with the registry taken down. */
-  lockFaults?: Side;
+  /** Locks: a holder (and a leader) dying without closing. */
+  lockCrash?: boolean;
+  /** Locks: the registry taken down under a held lock, if that test runs. */
+  lockOutage?: Side;
+}
+
+/** A migrating client of a Consul agent and an etcd that cannot be reached (closed loopback ports). */
+export async function unreachableMigrating(phase: MigrationPhase): Promise<MigratingBackend> {
+  const [consulPort, etcdPort] = await Promise.all([freePort(), freePort()]);
+  return createMigratingBackend({
+    from: createConsulBackend({ host: '127.0.0.1', port: consulPort, callTimeoutMs: 500 }),
+    to: createEtcdBackend({ endpoints: [`http://127.0.0.1:${etcdPort}`], callTimeoutMs: 500 }),
+    phase,
+  });
 }
 
 /**
  * The discovery, key/value and lock compliance suites for migrating clients in `phase`, Consul ->
- * etcd, on one Consul agent and one etcd shared by the file.
+ * etcd, on the servers `servers` gives (one Consul agent and one etcd per file, shared by the
+ * phases the file runs).
  */
-export function describePhaseOnRealServers(phase: MigrationPhase, faults: PhaseFaults): void {
-  const servers = serversForFile();
+export function describePhaseOnRealServers(
+  phase: MigrationPhase,
+  faults: PhaseFaults,
+  servers: () => Promise<RealServers>,
+): void {
   const readsConsul = phase === 'dual-write' || phase === 'shadow' || phase === 'dual-read';
   const harness = (down: Side | undefined) => async () => {
     const s = await servers();
     return {
       newClient: async (): Promise<Backend> => migratingOn(s, phase),
+      unreachableClient: async (): Promise<Backend> => unreachableMigrating(phase),
       crash: async (client: object) => {
         const m = client as MigratingBackend;
         crashConsul(m.from as ConsulBackend);
@@ -143,17 +181,18 @@ export function describePhaseOnRealServers(phase: MigrationPhase, faults: PhaseF
       recoveryMs: 25_000,
       outage: faults.outage !== undefined,
       eventPerWrite: !readsConsul,
+      reservedKeys: RESERVED_KEYS,
     });
     const consulLocks = phase !== 'done';
-    describeLockContract(`migrating (${phase})`, harness(faults.lockFaults), {
+    describeLockContract(`migrating (${phase})`, harness(faults.lockOutage), {
       // Consul's session TTL is 10 s at least; `done` takes locks in etcd only.
       ttlSeconds: consulLocks ? 10 : 2,
       handoffMs: 1500,
       // A dead holder's Consul session is invalidated up to 2 x TTL after its last renewal.
       expiryGraceMs: consulLocks ? 11_000 : 1500,
       iterations: 40,
-      crash: faults.lockFaults !== undefined,
-      outage: faults.lockFaults !== undefined,
+      crash: faults.lockCrash === true,
+      outage: faults.lockOutage !== undefined,
     });
   });
 }

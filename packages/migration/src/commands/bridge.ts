@@ -3,6 +3,7 @@ import {
   type Backend,
   Backoff,
   ClosedError,
+  ConflictError,
   instanceEquals,
   type Logger,
   linkSignals,
@@ -75,6 +76,8 @@ export interface Bridge extends AsyncDisposable {
 interface Copy {
   instance: ServiceInstance;
   registration: Registration;
+  /** Stops listening to the registration's events. */
+  unsubscribe: () => void;
 }
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
@@ -91,6 +94,13 @@ class ServiceMirror {
   private toList = new Map<string, ServiceInstance>();
   private readonly copies = new Map<string, Copy>();
   private readonly firstMissing = new Map<string, number>();
+  /**
+   * Ids `to` was seen holding without the bridge tag (a Rollcall client registered there): never
+   * copied while their source lasts, even when that registration is briefly missing (an etcd
+   * outage for that client), or a copy would be taken for the client's own re-registration at the
+   * same address and hold it out (the liveness engine's conflict rule).
+   */
+  private readonly heldElsewhere = new Set<string>();
   private readonly watches: ServiceWatch[] = [];
   private running: Promise<void> | undefined;
   private again = false;
@@ -182,25 +192,19 @@ class ServiceMirror {
       const copy = this.copyOf(source);
       const mine = this.copies.get(id);
       const there = this.toList.get(id);
+      if (there && !there.metadata?.[BRIDGE_META]) this.heldElsewhere.add(id);
       if (mine) {
         if (there && there.metadata?.[BRIDGE_META] !== this.bridge.id) {
           // Someone else registered this id in `to` over the copy: it is theirs now.
-          this.logger.warn(
-            {
-              service: this.service,
-              id,
-            },
-            'a bridged instance is now registered in the new registry by someone else; leaving it',
-          );
-          this.copies.delete(id);
+          work.push(this.abandon(id, 'registered in the new registry by someone else'));
           continue;
         }
         if (!instanceEquals(mine.instance, copy)) work.push(this.replace(id, copy));
         continue;
       }
-      if (there && !there.metadata?.[BRIDGE_META]) {
+      if (this.heldElsewhere.has(id)) {
         this.firstMissing.delete(id);
-        continue; // A Rollcall client (or the service itself) is registered there: not ours to mirror.
+        continue; // A Rollcall client (or the service itself) registers there: not ours to mirror.
       }
       // Missing (or another bridge's copy, left by a previous leader): copy it once it has settled.
       const since = this.firstMissing.get(id) ?? now;
@@ -210,6 +214,8 @@ class ServiceMirror {
       else wait = Math.min(wait, due);
     }
     for (const id of this.firstMissing.keys()) if (!from.has(id)) this.firstMissing.delete(id);
+    if (!this.fromStale)
+      for (const id of this.heldElsewhere) if (!from.has(id)) this.heldElsewhere.delete(id);
     // Removals only from an authoritative list: never from a stale one.
     if (!this.fromStale)
       for (const id of this.copies.keys()) {
@@ -240,7 +246,15 @@ class ServiceMirror {
       const registration = await this.bridge.to.discovery.register(copy, {
         ttlSeconds: this.bridge.ttlSeconds,
       });
-      this.copies.set(id, { instance: registration.instance, registration });
+      // Another live client took the id (at the source's address, its own re-registration wins):
+      // the copy is given up, never fought over.
+      const unsubscribe = registration.on('lost', (error) => {
+        if (error instanceof ConflictError && this.copies.get(id)?.registration === registration) {
+          this.heldElsewhere.add(id);
+          void this.abandon(id, 'held in the new registry by another live client');
+        }
+      });
+      this.copies.set(id, { instance: registration.instance, registration, unsubscribe });
       this.firstMissing.delete(id);
       this.emit({ type: 'copied', service: this.service, id });
     } catch (error) {
@@ -253,13 +267,34 @@ class ServiceMirror {
     await this.add(id, copy);
   }
 
-  /** Deregisters a copy, if `to` still shows it as this bridge's (never someone else's registration). */
+  /**
+   * Stops managing a copy someone else now holds, and drops its registration: the registry deletes
+   * the key only while it is still the copy's, so the other holder keeps it, and the copy can never
+   * come back once the id is free again.
+   */
+  private async abandon(id: string, why: string): Promise<void> {
+    const mine = this.copies.get(id);
+    if (!mine) return;
+    this.copies.delete(id);
+    mine.unsubscribe();
+    this.logger.warn(
+      {
+        service: this.service,
+        id,
+        why,
+      },
+      'a bridged instance is held by someone else now; leaving it to them',
+    );
+    this.emit({ type: 'skipped', service: this.service, id, reason: why });
+    await mine.registration.deregister().catch(() => {});
+  }
+
+  /** Deregisters a copy (the registry deletes the key only while it is still the copy's, never someone else's registration). */
   private async remove(id: string, announce = true): Promise<void> {
     const mine = this.copies.get(id);
     if (!mine) return;
     this.copies.delete(id);
-    const there = this.toList.get(id);
-    if (there && there.metadata?.[BRIDGE_META] !== this.bridge.id) return;
+    mine.unsubscribe();
     await mine.registration.deregister().catch((error) =>
       this.logger.warn(
         {
