@@ -2,8 +2,11 @@
 // test runs it against the in-memory backend chosen by configuration.
 import 'reflect-metadata';
 import { createPicker, type ServiceDiscovery, TYPES } from '@rollcall/core';
+import type { MemoryBackend } from '@rollcall/memory';
+import { eventually, recordingLogger } from '@rollcall/testkit';
 import { Container, inject, injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { createContainer, type LiveConfigFactory, rollcallModule } from '../src/index.js';
 
 @injectable()
@@ -80,5 +83,37 @@ describe('dependency injection', () => {
       'orders.internal:443',
     ]);
     await own.close();
+  });
+});
+
+describe('the container logger (TYPES.Logger)', () => {
+  it('the memory backend and live configs the container builds report to the bound logger, with their bindings', async () => {
+    const logger = recordingLogger();
+    const container = createContainer({ backend: 'memory' });
+    container.bind(TYPES.Logger).toConstantValue(logger);
+    const backend = container.get<MemoryBackend>(TYPES.Backend);
+    const registration = await backend.discovery.register(
+      { id: 'm1', service: 'orders', host: '10.0.0.1', port: 8080 },
+      { ttlSeconds: 2 },
+    );
+    // An outage past the ttl: the registration is lost, then written back; both are logged.
+    backend.store.outage();
+    await eventually(() => registration.state === 'recovering', { timeoutMs: 10_000 });
+    backend.store.restore();
+    await eventually(() => registration.state === 'active', { timeoutMs: 10_000 });
+    await eventually(() => logger.lines.some((l) => l.startsWith('info registration restored')));
+    expect(logger.lines.find((l) => l.startsWith('warn registration lost'))).toMatch(
+      /"backend":"memory","service":"orders","id":"m1"/,
+    );
+    const make = container.get<LiveConfigFactory>(TYPES.LiveConfigFactory);
+    await backend.kv.put('cfg/level', '"loud"');
+    const config = await make({
+      prefix: 'cfg/',
+      schema: z.object({ level: z.enum(['low', 'high']).default('low') }),
+    });
+    await eventually(() => logger.lines.some((l) => l.startsWith('error live config error')));
+    expect(logger.lines.find((l) => l.startsWith('error live config error'))).toContain('"config":"cfg/"');
+    await config.close();
+    await container.unbindAllAsync();
   });
 });
