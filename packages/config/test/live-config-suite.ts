@@ -236,7 +236,7 @@ export function describeLiveConfig(
             debug() {},
             info() {},
             warn() {},
-            error: (m, f) => errors.push(`${m} ${JSON.stringify(f)}`),
+            error: (f, m) => errors.push(`${m} ${JSON.stringify(f)}`),
           },
         });
         expect(config.origin).toBe('defaults');

@@ -117,7 +117,8 @@ export const MIN_POLL_INTERVAL_MS = 5000;
 /** Consul raises `DeregisterCriticalServiceAfter` values below this to it. */
 export const CONSUL_MIN_DEREGISTER_MS = 60_000;
 
-const KNOWN = new Set([
+/** Every option resolveConsulOptions accepts (anything else is a ConfigError naming it). */
+export const CONSUL_OPTION_NAMES: readonly string[] = Object.freeze([
   'host',
   'port',
   'secure',
@@ -133,6 +134,7 @@ const KNOWN = new Set([
   'lockDelay',
   ...SHARED_OPTION_NAMES,
 ]);
+const KNOWN = new Set(CONSUL_OPTION_NAMES);
 
 const UNIT_NS: Record<string, number> = {
   ns: 1,

@@ -3,6 +3,9 @@
  * so callers can branch on `err.code` or `instanceof` without parsing messages.
  * Messages never contain secrets: backends pass credentials through {@link redactSecrets}.
  */
+/** Where an error keeps the names of its classes (shared by every copy of this package). */
+const ERROR_CLASSES = Symbol.for('rollcall.errorClasses');
+
 export class RollcallError extends Error {
   /** Stable machine-readable code, e.g. `ERR_VALIDATION`. */
   readonly code: string;
@@ -10,8 +13,28 @@ export class RollcallError extends Error {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
+    const classes: string[] = [];
+    for (let c: unknown = new.target; typeof c === 'function' && c !== Error; c = Object.getPrototypeOf(c))
+      classes.push((c as { name: string }).name);
+    Object.defineProperty(this, ERROR_CLASSES, { value: classes });
   }
 }
+
+/**
+ * `instanceof` holds across copies of `@rollcall/core`: an application whose dependencies resolve
+ * two versions of it (or a test runner that loads a package twice) still recognises a
+ * `ConfigError` made by the other copy. An error carries the names of its classes under a global
+ * symbol; each class (this method is inherited) checks for its own name. Defined outside the class
+ * body as a plain function: some TypeScript transforms bind `this` in static methods to the
+ * declaring class, and here `this` must be the class on the right of `instanceof`.
+ */
+Object.defineProperty(RollcallError, Symbol.hasInstance, {
+  value: function hasInstance(this: { name: string }, value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    const classes = (value as { [ERROR_CLASSES]?: unknown } | null | undefined)?.[ERROR_CLASSES];
+    return Array.isArray(classes) && classes.includes(this.name);
+  },
+});
 
 /** Bad input, refused before any network call. `field` names the offending field (`instance.port`). */
 export class ValidationError extends RollcallError {

@@ -30,7 +30,11 @@ export function healthStatus(health: DiscoveryHealth): 'pass' | 'fail' {
   return health.reachable && health.registrations.every((r) => r.state === 'active') ? 'pass' : 'fail';
 }
 
-const shuttingDown = new WeakSet<object>();
+// One set for every copy of this package in the process (Symbol.for): the handler and the
+// shutdown may come from different copies.
+const shuttingDown: WeakSet<object> = ((globalThis as Record<symbol, unknown>)[
+  Symbol.for('rollcall.shuttingDown')
+] ??= new WeakSet<object>()) as WeakSet<object>;
 
 /** Marks `discovery` as shutting down: its readiness probe fails from now on. {@link installGracefulShutdown} does it first. */
 export function markShuttingDown(discovery: ServiceDiscovery): void {

@@ -331,3 +331,25 @@ describe('checkSharedOptions', () => {
     expect(issues.at(-1)).toBe('backoff.maxMs');
   });
 });
+
+describe('errors from another copy of @rollcall/core', () => {
+  it('are instanceof the classes of this copy (by class, through the hierarchy), and nothing else is', async () => {
+    const here = await import('../src/errors.js');
+    // A second instance of the module, as when an application resolves two versions of core.
+    // The query makes a second module instance (a specifier TypeScript cannot resolve, hence the variable).
+    const copy = '../src/errors.js?copy';
+    const other = (await import(copy)) as typeof here;
+    expect(other.ConfigError).not.toBe(here.ConfigError);
+    const config = new other.ConfigError([{ path: 'etcd.endpoints', message: 'bad' }]);
+    expect(config).toBeInstanceOf(here.ConfigError);
+    expect(config).toBeInstanceOf(here.RollcallError);
+    expect(config).toBeInstanceOf(Error);
+    expect(config).not.toBeInstanceOf(here.ValidationError);
+    const aborted = new other.AbortedError('stop');
+    expect(aborted.name).toBe('AbortError');
+    expect(aborted).toBeInstanceOf(here.AbortedError);
+    expect(new Error('plain')).not.toBeInstanceOf(here.RollcallError);
+    expect({ code: 'ERR_CONFIG' }).not.toBeInstanceOf(here.ConfigError);
+    expect(null).not.toBeInstanceOf(here.RollcallError);
+  });
+});

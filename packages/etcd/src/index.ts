@@ -7,6 +7,7 @@
 export { createEtcdBackend, type EtcdBackend, type EtcdBackendStats, simulateCrash } from './backend.js';
 export {
   ETCD_DEFAULTS,
+  ETCD_OPTION_NAMES,
   type EtcdAuthOptions,
   type EtcdOptions,
   type EtcdTlsOptions,

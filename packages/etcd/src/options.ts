@@ -90,7 +90,8 @@ export const ETCD_DEFAULTS = Object.freeze({
   keepaliveMs: 5000,
 });
 
-const KNOWN = new Set([
+/** Every option resolveEtcdOptions accepts (anything else is a ConfigError naming it). */
+export const ETCD_OPTION_NAMES: readonly string[] = Object.freeze([
   'endpoints',
   'namespace',
   'kvPrefix',
@@ -101,6 +102,7 @@ const KNOWN = new Set([
   'keepaliveMs',
   ...SHARED_OPTION_NAMES,
 ]);
+const KNOWN = new Set(ETCD_OPTION_NAMES);
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { type Backend, ConfigError, type ConfigIssue, type Logger } from '@rollcall/core';
 import { createMemoryBackend } from '@rollcall/memory';
 import { createMigratingBackend, type MigratingBackend } from '@rollcall/migration';
@@ -15,6 +16,7 @@ export type BackendFactory = (config: RollcallConfig, options?: BackendFactoryOp
 /** Checks a backend's configuration section; returns its problems with paths inside the section. */
 export type SectionValidator = (section: unknown) => readonly ConfigIssue[];
 
+/** A backend that can be made: its factory, and the check of its configuration section. */
 type Loaded = { factory: BackendFactory; validate?: SectionValidator } | { missing: string };
 
 /** Runs a backend's own option resolver and turns its ConfigError into issues (one source of truth for options). */
@@ -30,21 +32,6 @@ function issuesFrom(resolve: (section: never) => unknown): SectionValidator {
   };
 }
 
-/**
- * Loads an optional backend package. A package that is not installed is not an error here:
- * only naming it in the configuration is (a ConfigError that says what to install).
- */
-async function optional(pkg: string, load: () => Promise<Loaded>): Promise<Loaded> {
-  try {
-    return await load();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND')
-      return { missing: `package ${pkg} is not installed (npm install ${pkg})` };
-    throw error;
-  }
-}
-
 /** `section` with the factory's logger added, when one is given. */
 function withLogger<T extends object>(section: T, options: BackendFactoryOptions | undefined): T {
   return options?.logger ? { ...section, logger: options.logger } : section;
@@ -53,28 +40,62 @@ function withLogger<T extends object>(section: T, options: BackendFactoryOptions
 type EtcdModule = typeof import('@rollcall/etcd');
 type ConsulModule = typeof import('@rollcall/consul');
 
-// The module specifiers are held in variables so that the compiler does not require the optional packages.
-const etcdPackage = '@rollcall/etcd';
-const consulPackage = '@rollcall/consul';
+// The optional backends are loaded the first time they are used, not when `rollcall` is imported
+// (etcd3 and its gRPC stack cost most of a second): synchronously, through `require` of the ES
+// module (Node >= 20.19), so that the container and the CLI stay synchronous and no top-level
+// await keeps CommonJS applications from `require('rollcall')`.
+const load = createRequire(import.meta.url);
 
-const available: Partial<Record<BackendName, Loaded>> = {
-  memory: { factory: (_config, options) => createMemoryBackend(withLogger({}, options)) },
-  etcd: await optional(etcdPackage, async () => {
-    const { createEtcdBackend, resolveEtcdOptions } = (await import(etcdPackage)) as EtcdModule;
-    return {
-      factory: (config, options) => createEtcdBackend(withLogger(config.etcd ?? {}, options)),
-      validate: issuesFrom(resolveEtcdOptions),
-    };
+/** Whether an optional package is installed, without loading it. */
+function installed(pkg: string): boolean {
+  try {
+    load.resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An optional backend package, loaded on first use; not installed is only an error once it is named. */
+function optional(pkg: string, make: (module: never) => Exclude<Loaded, { missing: string }>): () => Loaded {
+  let loaded: Loaded | undefined;
+  return () => {
+    if (loaded) return loaded;
+    if (!installed(pkg)) return { missing: `package ${pkg} is not installed (npm install ${pkg})` };
+    loaded = make(load(pkg) as never);
+    return loaded;
+  };
+}
+
+const builtIn: Record<BackendName, () => Loaded> = {
+  memory: () => ({ factory: (_config, options) => createMemoryBackend(withLogger({}, options)) }),
+  etcd: optional('@rollcall/etcd', ({ createEtcdBackend, resolveEtcdOptions }: EtcdModule) => ({
+    factory: (config, options) => createEtcdBackend(withLogger(config.etcd ?? {}, options)),
+    validate: issuesFrom(resolveEtcdOptions),
+  })),
+  consul: optional('@rollcall/consul', ({ createConsulBackend, resolveConsulOptions }: ConsulModule) => ({
+    factory: (config, options) => createConsulBackend(withLogger(config.consul ?? {}, options)),
+    validate: issuesFrom(resolveConsulOptions),
+  })),
+  migrating: () => ({
+    factory: (config, options) => createMigratingFromConfig(config, withLogger({}, options)),
   }),
-  consul: await optional(consulPackage, async () => {
-    const { createConsulBackend, resolveConsulOptions } = (await import(consulPackage)) as ConsulModule;
-    return {
-      factory: (config, options) => createConsulBackend(withLogger(config.consul ?? {}, options)),
-      validate: issuesFrom(resolveConsulOptions),
-    };
-  }),
-  migrating: { factory: (config, options) => createMigratingFromConfig(config, withLogger({}, options)) },
 };
+
+/** Factories plugged in by {@link registerBackend}: they win over the built-in ones. */
+const registered: Partial<Record<BackendName, Loaded>> = {};
+
+function backend(name: BackendName): Loaded {
+  return registered[name] ?? builtIn[name]?.() ?? { missing: 'not available in this version' };
+}
+
+/** Whether `name` can be made here, without loading its package. */
+function canMake(name: BackendName): boolean {
+  if (registered[name]) return true;
+  if (name === 'etcd') return installed('@rollcall/etcd');
+  if (name === 'consul') return installed('@rollcall/consul');
+  return true;
+}
 
 /** `cacheIdleMs` of the two registries under a migrating backend, unless their section sets one. */
 const INNER_CACHE_IDLE_MS = 1000;
@@ -94,9 +115,9 @@ function migrationFactories(config: RollcallConfig): { from: BackendFactory; to:
       { path: 'migrating', message: "required with backend 'migrating': { from, to, phase, threshold? }" },
     ]);
   const factory = (side: 'from' | 'to') => {
-    const loaded = available[m[side]];
-    if (loaded && 'factory' in loaded) return loaded.factory;
-    const why = loaded && 'missing' in loaded ? loaded.missing : 'not available in this version';
+    const loaded = backend(m[side]);
+    if ('factory' in loaded) return loaded.factory;
+    const why = loaded.missing;
     throw new ConfigError([
       { path: `migrating.${side}`, message: `backend '${m[side]}' cannot be used: ${why}` },
     ]);
@@ -139,7 +160,7 @@ export function createMigratingFromConfig(
 
 /** Registers (or replaces) the factory for a backend name; e.g. to plug in a backend of your own in tests. */
 export function registerBackend(name: BackendName, factory: BackendFactory): void {
-  available[name] = { factory };
+  registered[name] = { factory };
 }
 
 /**
@@ -149,8 +170,9 @@ export function registerBackend(name: BackendName, factory: BackendFactory): voi
 export function validateBackendSections(config: Record<string, unknown>): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const name of ['etcd', 'consul'] as const) {
-    const loaded = available[name];
-    if (config[name] === undefined || !loaded || !('validate' in loaded) || !loaded.validate) continue;
+    if (config[name] === undefined || !canMake(name)) continue;
+    const loaded = backend(name);
+    if (!('validate' in loaded) || !loaded.validate) continue;
     for (const issue of loaded.validate(config[name])) {
       const inner = issue.path.startsWith('[') || issue.path === '' ? issue.path : `.${issue.path}`;
       issues.push({ path: `${name}${inner}`, message: issue.message });
@@ -161,18 +183,16 @@ export function validateBackendSections(config: Record<string, unknown>): Config
 
 /** The backend names that can be created in this installation. */
 export function availableBackends(): BackendName[] {
-  return (Object.entries(available) as [BackendName, Loaded][])
-    .filter(([, l]) => 'factory' in l)
-    .map(([n]) => n);
+  return (Object.keys(builtIn) as BackendName[]).filter(canMake);
 }
 
 /** The factory for `config.backend`, or a {@link ConfigError} naming it and listing the valid ones. */
 export function backendFactory(config: RollcallConfig): BackendFactory {
-  const loaded = available[config.backend];
   // A migration can only start if both of its registries can be made.
   if (config.backend === 'migrating') migrationFactories(config);
-  if (loaded && 'factory' in loaded) return loaded.factory;
-  const why = loaded && 'missing' in loaded ? loaded.missing : 'not available in this version';
+  const loaded = backend(config.backend);
+  if ('factory' in loaded) return loaded.factory;
+  const why = loaded.missing;
   throw new ConfigError([
     {
       path: 'backend',

@@ -1,81 +1,23 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ConsulOptions } from '@rollcall/consul';
-import {
-  ConfigError,
-  type ConfigIssue,
-  describeValue,
-  FORBIDDEN_KEYS,
-  normalizeKey,
-  ValidationError,
-} from '@rollcall/core';
-import type { EtcdOptions } from '@rollcall/etcd';
+import { ConfigError, type ConfigIssue, describeValue, FORBIDDEN_KEYS } from '@rollcall/core';
 import { MIGRATION_PHASES } from '@rollcall/migration';
-import { z } from 'zod';
+import type { ZodError } from 'zod';
 import { availableBackends, validateBackendSections } from './backends.js';
+import { BACKEND_NAMES, configSchemas, type RollcallConfig } from './config-schema.js';
 import { jsonErrorOffset, positionOf } from './json-position.js';
 
-/** Backends `rollcallModule` knows by name. */
-export const BACKEND_NAMES = ['memory', 'etcd', 'consul', 'migrating'] as const;
-/** A backend name. */
-export type BackendName = (typeof BACKEND_NAMES)[number];
+export {
+  BACKEND_NAMES,
+  type BackendName,
+  type ConsulSection,
+  configFileJsonSchema,
+  type EtcdSection,
+  type RollcallConfig,
+} from './config-schema.js';
 
 /** The phases of a Consul-to-etcd migration (from `@rollcall/migration`). */
 export { MIGRATION_PHASES };
-
-/** Registries a migration may go from or to. */
-const REGISTRY_NAMES = ['memory', 'etcd', 'consul'] as const;
-
-/** The `migrating` section: which configured backends the move goes between, and where it stands. */
-const migratingSchema = z
-  .object({
-    from: z.enum(REGISTRY_NAMES),
-    to: z.enum(REGISTRY_NAMES),
-    phase: z.enum(MIGRATION_PHASES),
-    threshold: z.number().positive().finite().optional(),
-    phaseKey: z.string().optional(),
-  })
-  .strict()
-  .superRefine((m, ctx) => {
-    if (m.from === m.to)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['to'],
-        message: `must be another registry than from ('${m.from}')`,
-      });
-    if (m.phaseKey !== undefined) {
-      try {
-        normalizeKey(m.phaseKey, 'phaseKey');
-      } catch (error) {
-        if (!(error instanceof ValidationError)) throw error;
-        ctx.addIssue({ code: 'custom', path: ['phaseKey'], message: error.reason });
-      }
-    }
-  });
-
-const configSchema = z
-  .object({
-    backend: z.enum(BACKEND_NAMES),
-    // Checked by the backends' own option validation (validateBackendSections): one source of truth.
-    etcd: z.record(z.string(), z.unknown()).optional(),
-    consul: z.record(z.string(), z.unknown()).optional(),
-    migrating: migratingSchema.optional(),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
-    if (c.backend === 'migrating' && c.migrating === undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['migrating'],
-        message: "required with backend 'migrating': { from, to, phase, threshold? }",
-      });
-  });
-
-/** Which backend a process uses, and its options (`etcd` / `consul`: the options of `createEtcdBackend` / `createConsulBackend`). */
-export type RollcallConfig = Omit<z.infer<typeof configSchema>, 'etcd' | 'consul'> & {
-  etcd?: EtcdOptions;
-  consul?: ConsulOptions;
-};
 
 /** Options of {@link loadConfig}. */
 export interface LoadConfigOptions {
@@ -90,7 +32,7 @@ export interface LoadConfigOptions {
 /** Environments in which, with nothing configured, the in-memory backend is used. */
 const MEMORY_BY_DEFAULT = new Set(['development', 'test']);
 
-function issuesOf(error: z.ZodError, prefix = ''): ConfigIssue[] {
+function issuesOf(error: ZodError, prefix = ''): ConfigIssue[] {
   return error.issues.map((issue) => ({
     path: [prefix, ...issue.path.map(String)].filter(Boolean).join('.'),
     message: issue.message,
@@ -110,7 +52,7 @@ function unknownBackend(issue: ConfigIssue, value: unknown): ConfigIssue {
 
 /** Parses `value` as a config object, throwing {@link ConfigError} with every bad field. */
 export function parseConfig(value: unknown): RollcallConfig {
-  const result = configSchema.safeParse(value);
+  const result = configSchemas().config.safeParse(value);
   const issues = result.success ? [] : issuesOf(result.error).map((i) => unknownBackend(i, value));
   if (typeof value === 'object' && value !== null)
     issues.push(...validateBackendSections(value as Record<string, unknown>));

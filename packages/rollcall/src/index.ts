@@ -3,6 +3,7 @@ export { TYPES } from '@rollcall/core';
 export {
   availableBackends,
   type BackendFactory,
+  type BackendFactoryOptions,
   backendFactory,
   createMigratingFromConfig,
   type MigratingFromConfigOptions,
@@ -13,7 +14,10 @@ export {
 export {
   BACKEND_NAMES,
   type BackendName,
+  type ConsulSection,
+  configFileJsonSchema,
   ENV_VARIABLES,
+  type EtcdSection,
   type LoadConfigOptions,
   loadConfig,
   MIGRATION_PHASES,

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { createRequire } from 'node:module';
 import { createLiveConfig, type LiveConfig, type LiveConfigOptions } from '@rollcall/config';
 import {
   type Backend,
@@ -8,8 +9,14 @@ import {
   type ServiceDiscovery,
   TYPES,
 } from '@rollcall/core';
-import { Container, ContainerModule } from 'inversify';
+import type { Container, ContainerModule } from 'inversify';
 import type { z } from 'zod';
+
+// inversify is the application's (a peer dependency), loaded when a container is first made:
+// importing `rollcall` alone does not load it.
+const load = createRequire(import.meta.url);
+const inversify = () => load('inversify') as typeof import('inversify');
+
 import { backendFactory } from './backends.js';
 import { loadConfig, parseConfig, type RollcallConfig } from './config.js';
 
@@ -29,7 +36,7 @@ export type LiveConfigFactory = <S extends z.ZodType>(
 export function rollcallModule(config: RollcallConfig): ContainerModule {
   const valid = parseConfig(config);
   const create = backendFactory(valid);
-  return new ContainerModule(({ bind }) => {
+  return new (inversify().ContainerModule)(({ bind }) => {
     bind<RollcallConfig>(TYPES.RollcallConfig).toConstantValue(valid);
     bind<Backend>(TYPES.Backend)
       .toDynamicValue((ctx) => {
@@ -59,7 +66,7 @@ export function rollcallModule(config: RollcallConfig): ContainerModule {
 
 /** A new inversify `Container` with {@link rollcallModule} loaded for `config` (default: {@link loadConfig}()). */
 export function createContainer(config?: RollcallConfig): Container {
-  const container = new Container();
+  const container = new (inversify().Container)();
   container.load(rollcallModule(config ?? loadConfig()));
   return container;
 }

@@ -1,11 +1,16 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CONSUL_OPTION_NAMES } from '@rollcall/consul';
 import { ConfigError } from '@rollcall/core';
+import { ETCD_OPTION_NAMES } from '@rollcall/etcd';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   availableBackends,
+  configFileJsonSchema,
   createContainer,
   ENV_VARIABLES,
   loadConfig,
@@ -282,6 +287,59 @@ describe('loadConfig against hostile files and environments', () => {
         },
       ),
       { numRuns: 150 },
+    );
+  });
+});
+
+describe('the JSON Schema of rollcall.config.json', () => {
+  const schemaFile = new URL('../schema/rollcall.config.schema.json', import.meta.url);
+  const committed = JSON.parse(readFileSync(schemaFile, 'utf8')) as Record<string, unknown>;
+
+  it('is the one generated from the zod schema (regenerate: npm run schema -w rollcall)', () => {
+    expect(committed).toEqual(configFileJsonSchema());
+  });
+
+  it('describes every option the etcd and Consul backends take from a file (not the functions: now, logger)', () => {
+    const fileOptions = (names: readonly string[]) =>
+      names.filter((n) => n !== 'now' && n !== 'logger').sort();
+    const section = (name: 'etcd' | 'consul') =>
+      Object.keys(
+        (
+          (committed.additionalProperties as Record<string, unknown>).properties as Record<
+            string,
+            { properties: object }
+          >
+        )[name]!.properties,
+      ).sort();
+    expect(section('etcd')).toEqual(fileOptions(ETCD_OPTION_NAMES));
+    expect(section('consul')).toEqual(fileOptions(CONSUL_OPTION_NAMES));
+  });
+
+  it("accepts every example's configuration, which loads in each of its environments; refuses a bad one with the path", () => {
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    const validate = ajv.compile(committed);
+    const examples = new URL('../../../examples/', import.meta.url);
+    const files = readdirSync(examples)
+      .map((name) => new URL(`${name}/rollcall.config.json`, examples))
+      .filter((file) => existsSync(file));
+    expect(files.length).toBeGreaterThanOrEqual(3);
+    for (const file of files) {
+      const content = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      expect(validate(content), `${file.pathname}: ${ajv.errorsText(validate.errors)}`).toBe(true);
+      for (const environment of Object.keys(content).filter((k) => k !== '$schema' && k !== 'default'))
+        expect(loadConfig({ file: fileURLToPath(file), environment, env: {} }).backend).toBeDefined();
+    }
+    const bad = {
+      production: { backend: 'etcd', etcd: { endpoints: 'http://x', callTimeoutMs: -1, bogus: 1 } },
+    };
+    expect(validate(bad)).toBe(false);
+    const paths = (validate.errors ?? []).map((e) => e.instancePath);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        '/production/etcd/endpoints',
+        '/production/etcd/callTimeoutMs',
+        '/production/etcd',
+      ]),
     );
   });
 });
