@@ -32,9 +32,10 @@ export function healthStatus(health: DiscoveryHealth): 'pass' | 'fail' {
 
 // One set for every copy of this package in the process (Symbol.for): the handler and the
 // shutdown may come from different copies.
-const shuttingDown: WeakSet<object> = ((globalThis as Record<symbol, unknown>)[
-  Symbol.for('rollcall.shuttingDown')
-] ??= new WeakSet<object>()) as WeakSet<object>;
+const SHUTTING_DOWN = Symbol.for('rollcall.shuttingDown');
+const shared = globalThis as { [SHUTTING_DOWN]?: WeakSet<object> };
+shared[SHUTTING_DOWN] ??= new WeakSet<object>();
+const shuttingDown = shared[SHUTTING_DOWN];
 
 /** Marks `discovery` as shutting down: its readiness probe fails from now on. {@link installGracefulShutdown} does it first. */
 export function markShuttingDown(discovery: ServiceDiscovery): void {
