@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { ConfigError, type KvEvent, type Logger, publish, RollcallError } from '@rollcall/core';
+import { ConfigError, type KvEvent, type Logger, RollcallError } from '@rollcall/core';
+import { publish } from '@rollcall/core/driver';
 import type { z } from 'zod';
 import { writeFileAtomic } from './cache-file.js';
 import {

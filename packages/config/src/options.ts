@@ -2,7 +2,6 @@ import {
   ConfigError,
   type ConfigIssue,
   childLogger,
-  describeValue,
   isLogger,
   type KeyValueSource,
   type Logger,
@@ -11,6 +10,7 @@ import {
   silentLogger,
   ValidationError,
 } from '@rollcall/core';
+import { describeValue } from '@rollcall/core/driver';
 import type { z } from 'zod';
 
 /** Options of {@link createLiveConfig}. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type AssembledBackend, createBackend, LivenessEngine } from '@rollcall/core';
+import { type AssembledBackend, createBackend, LivenessEngine } from '@rollcall/core/driver';
 import { ConsulApi } from './api.js';
 import { ConsulDiscoveryDriver } from './discovery.js';
 import { ConsulKvDriver } from './kv.js';

@@ -1,17 +1,19 @@
 import {
   AbortedError,
   BackendUnavailableError,
-  Backoff,
   type BackoffOptions,
+  type Logger,
+  type ServiceInstance,
+} from '@rollcall/core';
+import {
+  Backoff,
   type DiscoveryDriver,
   type LivenessEngine,
-  type Logger,
   linkSignals,
   type MirrorFeed,
-  type ServiceInstance,
   type SessionWrite,
   UpstreamCounter,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 import type { ConsulApi } from './api.js';
 import { checkConsulLimits, decodeHealth, serviceIdOf } from './codec.js';
 import type { ConsulWatchMode } from './options.js';

@@ -1,13 +1,5 @@
-import {
-  AbortedError,
-  Backoff,
-  type BackoffOptions,
-  type KvDriver,
-  type Logger,
-  linkSignals,
-  type MirrorFeed,
-  UpstreamCounter,
-} from '@rollcall/core';
+import { AbortedError, type BackoffOptions, type Logger } from '@rollcall/core';
+import { Backoff, type KvDriver, linkSignals, type MirrorFeed, UpstreamCounter } from '@rollcall/core/driver';
 import type { ConsulApi, KvItem } from './api.js';
 import { sleepUntil } from './time.js';
 

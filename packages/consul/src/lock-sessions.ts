@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { type ClaimRef, type Ownership, type PutOutcome, type SessionDriver } from '@rollcall/core';
+import { type ClaimRef, type Ownership, type PutOutcome, type SessionDriver } from '@rollcall/core/driver';
 import type { ConsulApi, TxnOp } from './api.js';
 
 /**

@@ -3,21 +3,23 @@ import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import {
   AbortedError,
-  abortable,
   BackendUnavailableError,
-  Backoff,
   type BackoffOptions,
   ClosedError,
+  type LockInfo,
+  type Logger,
+  PermissionDeniedError,
+} from '@rollcall/core';
+import {
+  abortable,
+  Backoff,
   type HeldLock,
   type LivenessEngine,
   type LockDriver,
-  type LockInfo,
-  type Logger,
   linkSignals,
-  PermissionDeniedError,
   type SessionHandle,
   sleep,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 import { type ConsulApi, ConsulHttpError, type KvItem, type TxnKv, type TxnOp } from './api.js';
 
 /**

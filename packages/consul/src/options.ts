@@ -2,15 +2,17 @@ import {
   type BackoffOptions,
   ConfigError,
   type ConfigIssue,
-  checkSharedOptions,
   type DiscoveryOptions,
-  describeValue,
   isValidHost,
-  type LivenessOptions,
   type Logger,
-  SHARED_OPTION_NAMES,
   type SharedBackendOptions,
 } from '@rollcall/core';
+import {
+  checkSharedOptions,
+  describeValue,
+  type LivenessOptions,
+  SHARED_OPTION_NAMES,
+} from '@rollcall/core/driver';
 
 /** How discovery follows a service. */
 export type ConsulWatchMode = 'poll' | 'blocking';

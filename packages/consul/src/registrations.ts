@@ -1,13 +1,12 @@
+import { BackendUnavailableError, type ServiceInstance } from '@rollcall/core';
 import {
-  BackendUnavailableError,
   type ClaimRef,
   type Ownership,
   type PutOutcome,
-  type ServiceInstance,
   type SessionDriver,
   type SessionWrite,
   sleep,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 import { type ConsulApi, isUnknownCheck, isUnknownService } from './api.js';
 import { decodeHealthEntry, META_ID, META_OWNER, registrationBody } from './codec.js';
 

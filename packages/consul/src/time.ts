@@ -1,4 +1,4 @@
-import { sleep } from '@rollcall/core';
+import { sleep } from '@rollcall/core/driver';
 
 /**
  * Sleeps until the monotonic clock (`performance.now()`) reaches `due`: a wall-clock step (an NTP

@@ -1,25 +1,49 @@
-export * from './backend.js';
-export * from './backoff.js';
-export * from './balancers.js';
-export * from './diagnostics.js';
-export * from './discovery.js';
+/**
+ * `@rollcall/core`: the contracts every backend shares (`ServiceDiscovery`, `KeyValueSource`,
+ * `LockService`, `Backend`), validation rules and errors, DI tokens, balancers and pickers, health
+ * probes and graceful shutdown, logging, and the diagnostics channels. Backend authors also use
+ * `@rollcall/core/driver`.
+ *
+ * @packageDocumentation
+ */
+
+export type { BackoffOptions } from './backoff.js';
+export {
+  type Balancer,
+  type BalancerOptions,
+  type BalancerStrategy,
+  createBalancer,
+  createPicker,
+  DEFAULT_MAX_RING_POINTS,
+  DEFAULT_READY_TIMEOUT_MS,
+  hash32,
+  MAX_REPLICAS,
+  MAX_RING_POINTS,
+  type Picker,
+  type ReadyOptions,
+  ringPoints,
+} from './balancers.js';
+export {
+  type ConfigMessage,
+  type LockMessage,
+  type MembershipMessage,
+  type PhaseMessage,
+  type RegistrationMessage,
+  ROLLCALL_CHANNELS,
+  type SessionMessage,
+  type WatchMessage,
+} from './diagnostics.js';
+export type { DiscoveryHealth, DiscoveryOptions, HealthOptions, RegistrationReport } from './discovery.js';
 export * from './errors.js';
 export * from './health.js';
-export * from './instances.js';
-export * from './kv.js';
-export * from './liveness/claims.js';
-export * from './liveness/clock.js';
-export type * from './liveness/driver.js';
-export * from './liveness/engine.js';
-export * from './liveness/process-ref.js';
-export * from './liveness/session.js';
-export * from './locks.js';
+export {
+  type AcquireOptions,
+  DEFAULT_LOCK_TTL_SECONDS,
+  type LockInfo,
+  NotSupportedError,
+} from './locks.js';
 export * from './logger.js';
-export * from './mirror.js';
-export * from './options.js';
-export * from './registration.js';
-export * from './signals.js';
+export type { SharedBackendOptions } from './options.js';
 export * from './tokens.js';
 export type * from './types.js';
-export * from './upstreams.js';
 export * from './validation.js';

@@ -1,8 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { Backoff, checkSharedOptions } from '../src/driver.js';
 import {
-  Backoff,
-  checkSharedOptions,
   createBalancer,
   DEFAULT_MAX_RING_POINTS,
   isUnspecifiedAddress,

@@ -1,7 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  BackendUnavailableError,
   type ClaimRef,
   type HeldKey,
   LivenessEngine,
@@ -9,11 +8,11 @@ import {
   type PutOutcome,
   type RegisteredKey,
   type SessionDriver,
-  SessionGoneError,
   type SessionWrite,
   type TimerHandle,
   type Timers,
-} from '../src/index.js';
+} from '../src/driver.js';
+import { BackendUnavailableError, SessionGoneError } from '../src/index.js';
 
 // A model-based test of the liveness engine: fast-check drives random interleavings of
 // registrations, releases, locks, partitions, expiries, deletions and takeovers by others against a

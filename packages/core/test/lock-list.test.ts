@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createLockService, type LockDriver, NotSupportedError } from '../src/index.js';
+import { createLockService, type LockDriver } from '../src/driver.js';
+import { NotSupportedError } from '../src/index.js';
 
 const never = () => Promise.reject(new Error('not called in this test'));
 

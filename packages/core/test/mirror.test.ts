@@ -1,6 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { BackendUnavailableError, ClosedError, Mirror, type MirrorView } from '../src/index.js';
+import { Mirror, type MirrorView } from '../src/driver.js';
+import { BackendUnavailableError, ClosedError } from '../src/index.js';
 
 type Ev = { type: string; keys: string[]; detail?: string };
 const view: MirrorView<string, Ev> = {
@@ -151,8 +152,8 @@ describe('EventQueue.closeOn', () => {
 
 describe('snapshots and confirmations', () => {
   it('a poll that confirms an unchanged list moves syncedAt and keeps the same instances array', async () => {
-    const { createServiceDiscovery } = await import('../src/index.js');
-    let feed!: import('../src/index.js').MirrorFeed<import('../src/index.js').ServiceInstance>;
+    const { createServiceDiscovery } = await import('../src/driver.js');
+    let feed!: import('../src/driver.js').MirrorFeed<import('../src/index.js').ServiceInstance>;
     let time = 1000;
     const discovery = createServiceDiscovery(
       {

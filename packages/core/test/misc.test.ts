@@ -1,21 +1,18 @@
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { Backoff, diffInstances, retryForever, sleep } from '../src/driver.js';
 import {
   type Backend,
-  Backoff,
   createHealthHandler,
   type DiscoveryHealth,
-  diffInstances,
   type HealthHandlerOptions,
   installGracefulShutdown,
   isShuttingDown,
   markShuttingDown,
   redactError,
-  retryForever,
   type ServiceDiscovery,
   SHUTDOWN_EXIT_CODES,
-  sleep,
   ValidationError,
   validateInstance,
 } from '../src/index.js';
@@ -245,7 +242,7 @@ describe('health', () => {
 describe('patchSorted', () => {
   it('(property) equals re-sorting the list after any mix of upserts and removals', async () => {
     const fc = (await import('fast-check')).default;
-    const { byId, patchSorted } = await import('../src/index.js');
+    const { byId, patchSorted } = await import('../src/driver.js');
     const inst = (id: string, port = 1) => ({ id, service: 's', host: 'h', port });
     fc.assert(
       fc.property(
@@ -275,7 +272,7 @@ describe('patchSorted', () => {
 
 describe('linkSignals', () => {
   it('follows any source until disposed, then lets go of the sources', async () => {
-    const { linkSignals } = await import('../src/index.js');
+    const { linkSignals } = await import('../src/driver.js');
     const a = new AbortController();
     const b = new AbortController();
     const first = linkSignals(a.signal, b.signal);
@@ -292,7 +289,8 @@ describe('linkSignals', () => {
 
 describe('checkSharedOptions', () => {
   it('resolves the options every backend shares and reports each bad one by path', async () => {
-    const { checkSharedOptions, silentLogger } = await import('../src/index.js');
+    const { checkSharedOptions } = await import('../src/driver.js');
+    const { silentLogger } = await import('../src/index.js');
     const issues: string[] = [];
     const bad = (path: string) => void issues.push(path);
     const now = () => 1;

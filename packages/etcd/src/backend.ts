@@ -1,4 +1,5 @@
-import { type AssembledBackend, type Backend, createBackend, LivenessEngine } from '@rollcall/core';
+import { type Backend } from '@rollcall/core';
+import { type AssembledBackend, createBackend, LivenessEngine } from '@rollcall/core/driver';
 import { EtcdConnection } from './connection.js';
 import { EtcdDiscoveryDriver } from './discovery.js';
 import { EtcdKvDriver } from './kv.js';

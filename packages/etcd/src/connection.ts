@@ -1,15 +1,12 @@
 import {
   AbortedError,
-  abortable,
   BackendUnavailableError,
-  Backoff,
   ClosedError,
   PermissionDeniedError,
   RollcallError,
   redactSecrets,
-  retryForever,
-  sleep,
 } from '@rollcall/core';
+import { abortable, Backoff, retryForever, sleep } from '@rollcall/core/driver';
 import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, noop } from 'cockatiel';
 import {
   ClientClosedError,

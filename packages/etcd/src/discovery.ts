@@ -1,14 +1,12 @@
+import { type Logger, type ServiceInstance, validateInstance } from '@rollcall/core';
 import {
   abortable,
   type DiscoveryDriver,
   type LivenessEngine,
-  type Logger,
   type MirrorFeed,
-  type ServiceInstance,
   type SessionWrite,
   UpstreamCounter,
-  validateInstance,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 import type { EtcdConnection } from './connection.js';
 import { Interner } from './intern.js';
 import { type PrefixCodec, PrefixWatch } from './prefix-watch.js';

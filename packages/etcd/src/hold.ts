@@ -1,4 +1,5 @@
-import { AbortedError, BackendUnavailableError, ClosedError, type HeldLock, sleep } from '@rollcall/core';
+import { AbortedError, BackendUnavailableError, ClosedError } from '@rollcall/core';
+import { type HeldLock, sleep } from '@rollcall/core/driver';
 import type { Watcher } from 'etcd3';
 import type { EtcdConnection } from './connection.js';
 import type { Ticket } from './locks.js';

@@ -1,4 +1,4 @@
-import { type KvDriver, type MirrorFeed, UpstreamCounter } from '@rollcall/core';
+import { type KvDriver, type MirrorFeed, UpstreamCounter } from '@rollcall/core/driver';
 import type { EtcdConnection } from './connection.js';
 import { ownSubtrees } from './options.js';
 import { PrefixWatch } from './prefix-watch.js';

@@ -1,17 +1,14 @@
+import { AbortedError, BackendUnavailableError, ClosedError, type LockInfo } from '@rollcall/core';
 import {
-  AbortedError,
   abortable,
-  BackendUnavailableError,
-  ClosedError,
   type HeldKey,
   type HeldLock,
   type LivenessEngine,
   type LockDriver,
-  type LockInfo,
   type SessionHandle,
   sleep,
   throwIfAborted,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 import type { IKeyValue, ITxnResponse } from 'etcd3';
 import type { EtcdConnection } from './connection.js';
 import { detach, Hold } from './hold.js';

@@ -3,14 +3,16 @@ import {
   type BackoffOptions,
   ConfigError,
   type ConfigIssue,
-  checkSharedOptions,
   type DiscoveryOptions,
-  describeValue,
-  type LivenessOptions,
   type Logger,
-  SHARED_OPTION_NAMES,
   type SharedBackendOptions,
 } from '@rollcall/core';
+import {
+  checkSharedOptions,
+  describeValue,
+  type LivenessOptions,
+  SHARED_OPTION_NAMES,
+} from '@rollcall/core/driver';
 
 /** Username and password for etcd's built-in authentication. The password never appears in errors or logs. */
 export interface EtcdAuthOptions {

@@ -1,4 +1,5 @@
-import { ClosedError, type MirrorFeed, sleep } from '@rollcall/core';
+import { ClosedError } from '@rollcall/core';
+import { type MirrorFeed, sleep } from '@rollcall/core/driver';
 import type { IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import type { EtcdConnection } from './connection.js';
 

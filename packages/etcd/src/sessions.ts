@@ -1,12 +1,11 @@
+import { BackendUnavailableError, SessionGoneError } from '@rollcall/core';
 import {
-  BackendUnavailableError,
   type ClaimRef,
   type Ownership,
   type PutOutcome,
   type SessionDriver,
-  SessionGoneError,
   type SessionWrite,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 import {
   EtcdLeaseInvalidError,
   type ICompare,

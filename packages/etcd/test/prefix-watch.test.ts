@@ -1,4 +1,4 @@
-import type { MirrorFeed } from '@rollcall/core';
+import type { MirrorFeed } from '@rollcall/core/driver';
 import type { IWatchResponse } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { EtcdConnection } from '../src/connection.js';

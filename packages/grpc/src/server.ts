@@ -7,11 +7,11 @@ import {
   type ServiceDiscovery,
   type ServiceInstance,
   silentLogger,
-  sleep,
   ValidationError,
   validateInstance,
   validateTtl,
 } from '@rollcall/core';
+import { sleep } from '@rollcall/core/driver';
 
 /** Options of {@link serveGrpc}. */
 export interface ServeGrpcOptions {

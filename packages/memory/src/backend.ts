@@ -1,8 +1,14 @@
 import {
-  type AssembledBackend,
   ClosedError,
   ConfigError,
   type ConfigIssue,
+  normalizeKey,
+  type ServiceInstance,
+  type SharedBackendOptions,
+  validateValue,
+} from '@rollcall/core';
+import {
+  type AssembledBackend,
   checkSharedOptions,
   createBackend,
   type DiscoveryDriver,
@@ -10,14 +16,10 @@ import {
   type LivenessOptions,
   type ManagedKeyValueSource,
   type MirrorFeed,
-  normalizeKey,
-  type ServiceInstance,
   type SessionWrite,
   SHARED_OPTION_NAMES,
-  type SharedBackendOptions,
   type SharedOptions,
-  validateValue,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 import { MemoryLockDriver } from './lock-driver.js';
 import { MemorySessionDriver } from './sessions.js';
 import { instanceKey, MemoryStore, type StoreClient } from './store.js';

@@ -1,14 +1,11 @@
+import { AbortedError, type LockInfo, type ServiceInstance, SessionGoneError } from '@rollcall/core';
 import {
-  AbortedError,
   type HeldLock,
   type LivenessEngine,
   type LockDriver,
-  type LockInfo,
   linkSignals,
-  type ServiceInstance,
-  SessionGoneError,
   throwIfAborted,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 import { waitForLock } from './locks.js';
 import type { MemoryStore, StoreClient } from './store.js';
 

@@ -1,11 +1,5 @@
-import type {
-  ClaimRef,
-  Ownership,
-  PutOutcome,
-  ServiceInstance,
-  SessionDriver,
-  SessionWrite,
-} from '@rollcall/core';
+import type { ServiceInstance } from '@rollcall/core';
+import type { ClaimRef, Ownership, PutOutcome, SessionDriver, SessionWrite } from '@rollcall/core/driver';
 import type { MemoryStore, StoreClient } from './store.js';
 
 /** The memory store's sessions as liveness primitives (one client's view). */

@@ -1,12 +1,5 @@
-import {
-  BackendUnavailableError,
-  type ClaimRef,
-  type Ownership,
-  type PutOutcome,
-  type ServiceInstance,
-  SessionGoneError,
-  type SessionWrite,
-} from '@rollcall/core';
+import { BackendUnavailableError, type ServiceInstance, SessionGoneError } from '@rollcall/core';
+import { type ClaimRef, type Ownership, type PutOutcome, type SessionWrite } from '@rollcall/core/driver';
 import { LockTable } from './locks.js';
 
 /** A source of time in ms. Inject one (e.g. {@link ManualClock}) to expire TTLs without sleeping. */

@@ -2,12 +2,12 @@ import diagnostics from 'node:diagnostics_channel';
 import {
   type LockMessage,
   type MembershipMessage,
-  publish,
   type RegistrationMessage,
   ROLLCALL_CHANNELS,
   type ServiceInstance,
   type WatchMessage,
 } from '@rollcall/core';
+import { publish } from '@rollcall/core/driver';
 import { eventually, Recorder } from '@rollcall/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMemoryBackend, ManualClock, MemoryStore } from '../src/index.js';

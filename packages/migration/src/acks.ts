@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import {
-  Backoff,
   type BackoffOptions,
   isValidHost,
   type Logger,
@@ -9,8 +8,8 @@ import {
   type ServiceDiscovery,
   type ServiceInstance,
   type Snapshot,
-  sleep,
 } from '@rollcall/core';
+import { Backoff, sleep } from '@rollcall/core/driver';
 import { isPhase, type MigrationPhase } from './phases.js';
 
 /**

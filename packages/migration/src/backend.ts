@@ -1,12 +1,11 @@
 import {
   type Backend,
   ClosedError,
-  publish,
-  sleep,
   ValidationError,
   validateOptionsObject,
   validateServiceName,
 } from '@rollcall/core';
+import { publish, sleep } from '@rollcall/core/driver';
 import { ACK_SERVICE, Acknowledger, type FleetMember, fleetOf, newClientId } from './acks.js';
 import { compareRegistries, type ServiceComparison } from './compare.js';
 import { MigratingDiscovery } from './discovery.js';

@@ -1,12 +1,9 @@
 import {
-  abortable,
   type Backend,
   type BackoffOptions,
   type CallOptions,
   ClosedError,
   type DiscoveryEvent,
-  type EventQueue,
-  guardedCall,
   type Logger,
   type RegisterOptions,
   type Registration,
@@ -14,7 +11,6 @@ import {
   type ServiceInstance,
   type ServiceWatch,
   type Snapshot,
-  throwIfAborted,
   ValidationError,
   validateCallOptions,
   validateInstance,
@@ -22,6 +18,7 @@ import {
   validateServiceName,
   validateWatchOptions,
 } from '@rollcall/core';
+import { abortable, type EventQueue, guardedCall, throwIfAborted } from '@rollcall/core/driver';
 import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
 import { MigratingRegistration } from './registration.js';

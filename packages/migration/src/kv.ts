@@ -2,8 +2,6 @@ import {
   type Backend,
   type CallOptions,
   ClosedError,
-  type EventQueue,
-  guardedCall,
   type KeyValueSource,
   type KvEvent,
   type Logger,
@@ -13,6 +11,7 @@ import {
   validateValue,
   validateWatchOptions,
 } from '@rollcall/core';
+import { type EventQueue, guardedCall } from '@rollcall/core/driver';
 import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { OwnKeys } from './own-keys.js';
 import { type MigrationPhase, PHASE_RULES, READ_SOURCES, type Side } from './phases.js';

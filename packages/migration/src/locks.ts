@@ -1,18 +1,13 @@
 import {
   AbortedError,
   type AcquireOptions,
-  abortable,
   type Backend,
   type CallOptions,
   ClosedError,
-  guardedCall,
   type Leadership,
-  type Linked,
   type LockLease,
   type LockService,
   LockTimeoutError,
-  linkSignals,
-  throwIfAborted,
   ValidationError,
   validateCallOptions,
   validateElectionValue,
@@ -22,6 +17,7 @@ import {
   validateTimeoutMs,
   validateTtl,
 } from '@rollcall/core';
+import { abortable, guardedCall, type Linked, linkSignals, throwIfAborted } from '@rollcall/core/driver';
 import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
 
 /** What the migrating lock service needs from its backend. */

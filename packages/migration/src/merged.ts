@@ -1,10 +1,5 @@
-import {
-  BackendUnavailableError,
-  ClosedError,
-  EventQueue,
-  type MirrorState,
-  type MirrorView,
-} from '@rollcall/core';
+import { BackendUnavailableError, ClosedError } from '@rollcall/core';
+import { EventQueue, type MirrorState, type MirrorView } from '@rollcall/core/driver';
 import { READ_SOURCES, type ReadMode, type Side } from './phases.js';
 
 /** What a followed registry (one side) feeds into a {@link MergedCollection}, in that registry's order. */

@@ -3,12 +3,11 @@ import {
   type BackoffOptions,
   ConfigError,
   type ConfigIssue,
-  checkSharedOptions,
-  describeValue,
   type Logger,
   normalizeKey,
   ValidationError,
 } from '@rollcall/core';
+import { checkSharedOptions, describeValue } from '@rollcall/core/driver';
 import { isPhase, MIGRATION_PHASES, type MigrationPhase } from './phases.js';
 
 /** Default key on `to`'s key/value store that the whole fleet follows. */

@@ -1,4 +1,5 @@
-import { type Backend, describeValue, ValidationError } from '@rollcall/core';
+import { type Backend, ValidationError } from '@rollcall/core';
+import { describeValue } from '@rollcall/core/driver';
 import type { Side } from './phases.js';
 
 /** What core's shared key/value source (`ManagedKeyValueSource`, every Rollcall backend's `kv`) tells about its backend's own keys. */

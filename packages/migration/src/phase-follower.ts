@@ -1,4 +1,5 @@
-import { describeValue, type KeyValueSource, type Logger } from '@rollcall/core';
+import { type KeyValueSource, type Logger } from '@rollcall/core';
+import { describeValue } from '@rollcall/core/driver';
 import { isPhase, MIGRATION_PHASES, type MigrationPhase } from './phases.js';
 
 /**

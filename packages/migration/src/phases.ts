@@ -1,4 +1,5 @@
-import { describeValue, ValidationError } from '@rollcall/core';
+import { ValidationError } from '@rollcall/core';
+import { describeValue } from '@rollcall/core/driver';
 
 /** The phases of a move from `from` to `to`, in order. See the table in the package README. */
 export const MIGRATION_PHASES = ['dual-write', 'shadow', 'dual-read', 'cutover', 'done'] as const;

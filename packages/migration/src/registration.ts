@@ -1,13 +1,12 @@
 import {
   type Backend,
-  Backoff,
   type BackoffOptions,
   type Logger,
   type Registration,
   type RegistrationState,
-  retryForever,
   type ServiceInstance,
 } from '@rollcall/core';
+import { Backoff, retryForever } from '@rollcall/core/driver';
 import type { Side } from './phases.js';
 
 type Listener = (error?: Error) => void;

@@ -1,14 +1,11 @@
+import { type DiscoveryEvent, type KvEvent, type ServiceInstance, type Snapshot } from '@rollcall/core';
 import {
-  type DiscoveryEvent,
   instanceEquals,
-  type KvEvent,
   type MirrorState,
   type MirrorView,
   makeSnapshot,
   patchSorted,
-  type ServiceInstance,
-  type Snapshot,
-} from '@rollcall/core';
+} from '@rollcall/core/driver';
 
 /**
  * Turns a merged service's state into discovery events. Snapshots are cached by state version,

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { holdProcess } from '@rollcall/core';
+import { holdProcess } from '@rollcall/core/driver';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { COMMAND_GROUPS } from './cli/commands.js';
 import { CliContext, type CliIo } from './cli/context.js';

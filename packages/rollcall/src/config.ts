@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError, type ConfigIssue, describeValue, FORBIDDEN_KEYS } from '@rollcall/core';
+import { ConfigError, type ConfigIssue, FORBIDDEN_KEYS } from '@rollcall/core';
+import { describeValue } from '@rollcall/core/driver';
 import { MIGRATION_PHASES } from '@rollcall/migration';
 import type { ZodError } from 'zod';
 import { availableBackends, validateBackendSections } from './backends.js';

@@ -1,20 +1,17 @@
 import {
   AbortedError,
   type Backend,
-  Backoff,
   ClosedError,
   ConflictError,
-  instanceEquals,
   type Logger,
-  linkSignals,
   type Registration,
   type ServiceInstance,
   type ServiceWatch,
   silentLogger,
-  sleep,
   ValidationError,
   validateServiceName,
 } from '@rollcall/core';
+import { Backoff, instanceEquals, linkSignals, sleep } from '@rollcall/core/driver';
 import { ACK_SERVICE, newClientId } from '../acks.js';
 
 /** Metadata naming the registry a bridged copy comes from. */

@@ -1,4 +1,5 @@
-import { type Backend, type KvEvent, type Logger, sleep } from '@rollcall/core';
+import { type Backend, type KvEvent, type Logger } from '@rollcall/core';
+import { sleep } from '@rollcall/core/driver';
 import { canListLocks, discoveryHealth, listLocks, migrationOf } from '../capabilities.js';
 import { ServiceFeeds, type ServiceView } from './feeds.js';
 
