@@ -30,7 +30,10 @@ describe('examples', () => {
     expect(out).toContain('orders-3 did not answer');
     expect(out).toContain('change -orders-3 -> now orders-1');
     expect(out).toContain('getInstances during the outage -> orders-1 (stale: true)');
-    expect(out).toMatch(/GET \/health during the outage -> 503/);
+    expect(out).toContain('GET /livez during the outage -> 200');
+    expect(out).toMatch(/GET \/readyz once its ttl passed -> 503 \(orders\/orders-1 is recovering/);
+    expect(out).toContain('GET /livez still -> 200');
+    expect(out).toContain('GET /readyz after the outage -> 200');
     expect(out).toMatch(/done: 18 calls, all answered/);
     expect(code, out).toBe(0);
   });

@@ -45,9 +45,13 @@ async function calls(client: CheckoutClient, count: number): Promise<string[]> {
   return servedBy;
 }
 
-async function waitUntil(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -98,22 +102,40 @@ async function main(): Promise<void> {
   const fourth = await calls(client, 2);
 
   log('--- 4. the registry itself goes down: the client keeps the last known list');
-  const healthOf = async (label: string) => {
-    const res = await fetch(`http://127.0.0.1:${services[0]!.port}/health`);
-    const body = (await res.json()) as { status: string; reachable: boolean };
-    log(`[orders-1] GET /health ${label} -> ${res.status} status=${body.status} reachable=${body.reachable}`);
+  // orders-1's probes: liveness never depends on the registry (an outage must not restart every
+  // pod); readiness fails once its registration is lost (its ttl passed unconfirmed), and passes
+  // again once it is written back. No probe sends anything to the registry.
+  const probe = async (path: string, label: string) => {
+    const res = await fetch(`http://127.0.0.1:${services[0]!.port}${path}`);
+    const body = (await res.json()) as { status: string; reasons?: string[] };
+    log(
+      `[orders-1] GET ${path} ${label} -> ${res.status}${body.reasons?.length ? ` (${body.reasons.join('; ')})` : ''}`,
+    );
+    return res.status;
   };
-  await healthOf('before the outage');
+  await probe('/readyz', 'before the outage');
   store.outage();
   const during = await checkoutBackend.discovery.getInstances('orders');
   log(
     `[checkout] getInstances during the outage -> ${during.instances.map((i) => i.id).join(', ')} (stale: ${during.stale})`,
   );
   const fifth = await calls(client, 2);
-  await healthOf('during the outage');
+  await probe('/livez', 'during the outage');
+  await waitUntil(
+    async () => (await fetch(`http://127.0.0.1:${services[0]!.port}/readyz`)).status === 503,
+    (TTL_SECONDS + 2) * 1000,
+    "orders-1's registration to be lost",
+  );
+  await probe('/readyz', 'once its ttl passed');
+  await probe('/livez', 'still');
   store.restore();
   await waitUntil(() => !checkoutStale, 2000, 'the watch to resync');
-  await healthOf('after the outage');
+  await waitUntil(
+    async () => (await fetch(`http://127.0.0.1:${services[0]!.port}/readyz`)).status === 200,
+    5000,
+    "orders-1's registration to be written back",
+  );
+  await probe('/readyz', 'after the outage');
 
   log('--- shutting down');
   finish();
