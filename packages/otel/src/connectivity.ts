@@ -35,11 +35,11 @@ export class Connectivity {
     else if (sessions.alive + sessions.unconfirmed === 0) sessions.lost = false;
   }
 
-  /** Calls `observe` with 1 or 0 per backend that holds a session or lost one; none for a closed client. */
-  forEach(observe: (backend: string, connected: 0 | 1) => void): void {
+  /** 1 (connected) or 0 per backend that holds a session or lost one; nothing for a closed client. */
+  *values(): IterableIterator<[backend: string, connected: 0 | 1]> {
     for (const [backend, s] of this.backends) {
       if (s.alive + s.unconfirmed === 0 && !s.lost) continue;
-      observe(backend, s.unconfirmed === 0 && (s.alive > 0 || !s.lost) ? 1 : 0);
+      yield [backend, s.unconfirmed === 0 && (s.alive > 0 || !s.lost) ? 1 : 0];
     }
   }
 }

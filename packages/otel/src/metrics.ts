@@ -1,4 +1,4 @@
-import type { Attributes, BatchObservableCallback, Meter } from '@opentelemetry/api';
+import type { Attributes, BatchObservableCallback, Meter, Observable } from '@opentelemetry/api';
 import type {
   ConfigMessage,
   LockMessage,
@@ -88,14 +88,17 @@ export function recordChannels(meter: Meter): { handlers: ChannelHandlers; stop(
   const instanceCounts = new Series();
   const locks = new Series();
   const phases = new Series();
+  const series: [Observable, Series][] = [
+    [registrationState, registrations],
+    [instances, instanceCounts],
+    [lockHeld, locks],
+    [migrationPhase, phases],
+  ];
   const observe: BatchObservableCallback = (result) => {
-    connectivity.forEach((backend, value) =>
-      result.observe(connected, value, { [ATTRIBUTES.backend]: backend }),
-    );
-    registrations.forEach((value, attributes) => result.observe(registrationState, value, attributes));
-    instanceCounts.forEach((value, attributes) => result.observe(instances, value, attributes));
-    locks.forEach((value, attributes) => result.observe(lockHeld, value, attributes));
-    phases.forEach((value, attributes) => result.observe(migrationPhase, value, attributes));
+    for (const [backend, value] of connectivity.values())
+      result.observe(connected, value, { [ATTRIBUTES.backend]: backend });
+    for (const [gauge, points] of series)
+      for (const { value, attributes } of points.values()) result.observe(gauge, value, attributes);
   };
   const gauges = [connected, registrationState, instances, lockHeld, migrationPhase];
   meter.addBatchObservableCallback(observe, gauges);

@@ -18,8 +18,9 @@ export class Series {
     this.point(attributes).value = value;
   }
 
-  forEach(observe: (value: number, attributes: Attributes) => void): void {
-    for (const { attributes, value } of this.points.values()) observe(value, attributes);
+  /** Every series: its attributes and current value. */
+  values(): IterableIterator<{ readonly attributes: Attributes; readonly value: number }> {
+    return this.points.values();
   }
 
   private point(attributes: Attributes) {
