@@ -82,6 +82,10 @@ describe('diagnostics channels (memory backend)', () => {
     const handlers = {
       start: (m: unknown) => void starts.push(m as LockMessage),
       asyncEnd: (m: unknown) => void ends.push(m as LockMessage),
+      // @types/node wants every tracing event handled.
+      end: () => {},
+      asyncStart: () => {},
+      error: () => {},
     };
     tracing.subscribe(handlers);
     subscriptions.push(() => tracing.unsubscribe(handlers));
