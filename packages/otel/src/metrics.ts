@@ -1,4 +1,4 @@
-import type { Attributes, BatchObservableCallback, Meter, Observable } from '@opentelemetry/api';
+import type { BatchObservableCallback, Meter, Observable } from '@opentelemetry/api';
 import type {
   ConfigMessage,
   LockMessage,
@@ -28,143 +28,135 @@ const STALE_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 180
 
 /**
  * Creates the instruments on `meter` and returns the handlers that record each channel's
- * messages into them; `stop()` detaches the gauges' collection callback.
+ * messages; `stop()` detaches the collection callback. Gauges and counters are kept in
+ * {@link Series} and handed over when the SDK collects; the two histograms record rare events
+ * (a stale period ending) directly.
  */
 export function recordChannels(meter: Meter): { handlers: ChannelHandlers; stop(): void } {
+  const { backend, service, watchSubject, lockKind, lockName, configPrefix, errorType } = ATTRIBUTES;
+  const observed: [Observable, Series][] = [];
+  /** An observable instrument reporting `series`. */
+  const observe = (instrument: Observable, names: string[]): Series => {
+    const series = new Series(names);
+    observed.push([instrument, series]);
+    return series;
+  };
+  const gauge = (name: string, description: string, unit: string | undefined, names: string[]) =>
+    observe(meter.createObservableGauge(name, { description, ...(unit ? { unit } : {}) }), names);
+  const counter = (name: string, description: string, unit: string, names: string[]) =>
+    observe(meter.createObservableCounter(name, { description, unit }), names);
+
   const connected = meter.createObservableGauge(METRICS.backendConnected, {
     description: 'Whether the backend confirms this process liveness sessions (1) or not (0)',
   });
-  const registrationState = meter.createObservableGauge(METRICS.registrationState, {
-    description: 'Registrations of this process per state',
-    unit: '{registration}',
-  });
-  const instances = meter.createObservableGauge(METRICS.serviceInstances, {
-    description: 'Instances of the service the last list a watch of this process read holds',
-    unit: '{instance}',
-  });
-  const lockHeld = meter.createObservableGauge(METRICS.lockHeld, {
-    description: 'Locks and leaderships this process holds',
-    unit: '{lock}',
-  });
-  const migrationPhase = meter.createObservableGauge(METRICS.migrationPhase, {
-    description: 'The migration phase this process follows (1), and the phases it left (0)',
-  });
-  const registrationLosses = meter.createCounter(METRICS.registrationLosses, {
-    description: 'Registrations the backend dropped (each is re-registered by itself)',
-    unit: '{loss}',
-  });
-  const membershipChanges = meter.createCounter(METRICS.membershipChanges, {
-    description: 'Instances added, removed or updated in the services this process watches',
-    unit: '{instance}',
-  });
-  const watchSyncs = meter.createCounter(METRICS.watchSyncs, {
-    description: 'Full lists read by service watches (the first read and every re-sync)',
-    unit: '{sync}',
-  });
-  const watchReconnects = meter.createCounter(METRICS.watchReconnects, {
-    description: 'Stale watches that came back',
-    unit: '{reconnect}',
-  });
+  const registrations = gauge(
+    METRICS.registrationState,
+    'Registrations of this process per state',
+    '{registration}',
+    [backend, service, ATTRIBUTES.registrationState],
+  );
+  const instances = gauge(
+    METRICS.serviceInstances,
+    'Instances of the service in the last list a watch of this process read',
+    '{instance}',
+    [backend, service],
+  );
+  const locksHeld = gauge(METRICS.lockHeld, 'Locks and leaderships this process holds', '{lock}', [
+    backend,
+    lockKind,
+    lockName,
+  ]);
+  const phases = gauge(
+    METRICS.migrationPhase,
+    'The migration phase this process follows (1), and the phases it left (0)',
+    undefined,
+    [ATTRIBUTES.migrationPhase],
+  );
+  const losses = counter(
+    METRICS.registrationLosses,
+    'Registrations the backend dropped (each is re-registered by itself)',
+    '{loss}',
+    [backend, service],
+  );
+  const changes = counter(
+    METRICS.membershipChanges,
+    'Instances added, removed or updated in the services this process watches',
+    '{instance}',
+    [backend, service, ATTRIBUTES.membershipChange],
+  );
+  const syncs = counter(
+    METRICS.watchSyncs,
+    'Full lists read by service watches (the first read and every re-sync)',
+    '{sync}',
+    [backend, service],
+  );
+  const reconnects = counter(METRICS.watchReconnects, 'Stale watches that came back', '{reconnect}', [
+    backend,
+    watchSubject,
+  ]);
+  const locksLost = counter(METRICS.lockLost, 'Held locks and leaderships lost', '{lock}', [
+    backend,
+    lockKind,
+    lockName,
+  ]);
+  const applied = counter(METRICS.configApplied, 'Configuration updates applied', '{update}', [configPrefix]);
+  const refused = counter(
+    METRICS.configRefused,
+    'Configuration updates refused (the last good configuration stays)',
+    '{update}',
+    [configPrefix, errorType],
+  );
   const staleDuration = meter.createHistogram(METRICS.watchStaleDuration, {
     description: 'How long a watch stayed stale (the backend unreachable), recorded when it comes back',
     unit: 's',
     advice: { explicitBucketBoundaries: STALE_BUCKETS },
   });
-  const lockLost = meter.createCounter(METRICS.lockLost, {
-    description: 'Held locks and leaderships lost',
-    unit: '{lock}',
-  });
-  const configApplied = meter.createCounter(METRICS.configApplied, {
-    description: 'Configuration updates applied',
-    unit: '{update}',
-  });
-  const configRefused = meter.createCounter(METRICS.configRefused, {
-    description: 'Configuration updates refused (the last good configuration stays)',
-    unit: '{update}',
-  });
 
   const connectivity = new Connectivity();
-  const registrations = new Series();
-  const instanceCounts = new Series();
-  const locks = new Series();
-  const phases = new Series();
-  const series: [Observable, Series][] = [
-    [registrationState, registrations],
-    [instances, instanceCounts],
-    [lockHeld, locks],
-    [migrationPhase, phases],
-  ];
-  const observe: BatchObservableCallback = (result) => {
-    for (const [backend, value] of connectivity.values())
-      result.observe(connected, value, { [ATTRIBUTES.backend]: backend });
-    for (const [gauge, points] of series)
-      for (const { value, attributes } of points.values()) result.observe(gauge, value, attributes);
+  const collect: BatchObservableCallback = (result) => {
+    for (const [name, value] of connectivity.values()) result.observe(connected, value, { [backend]: name });
+    for (const [instrument, series] of observed)
+      for (const { value, attributes } of series.values()) result.observe(instrument, value, attributes);
   };
-  const gauges = [connected, registrationState, instances, lockHeld, migrationPhase];
-  meter.addBatchObservableCallback(observe, gauges);
-
-  const service = (backend: string, name: string): Attributes => ({
-    [ATTRIBUTES.backend]: backend,
-    [ATTRIBUTES.service]: name,
-  });
-  const watch = (m: WatchMessage): Attributes => ({
-    [ATTRIBUTES.backend]: m.backend,
-    [ATTRIBUTES.watchSubject]: m.subject,
-  });
-  const lock = (m: LockMessage): Attributes => ({
-    [ATTRIBUTES.backend]: m.backend,
-    [ATTRIBUTES.lockKind]: m.kind,
-    [ATTRIBUTES.lockName]: m.name,
-  });
+  const instruments = [connected, ...observed.map(([instrument]) => instrument)];
+  meter.addBatchObservableCallback(collect, instruments);
 
   const handlers: ChannelHandlers = {
     registration(m) {
-      const state = (s: string): Attributes => ({
-        ...service(m.backend, m.service),
-        [ATTRIBUTES.registrationState]: s,
-      });
-      if (m.previous && m.previous !== 'closed') registrations.add(state(m.previous), -1);
-      if (m.state !== 'closed') registrations.add(state(m.state), 1);
-      if (m.previous === 'active' && m.state === 'recovering')
-        registrationLosses.add(1, service(m.backend, m.service));
+      if (m.previous && m.previous !== 'closed') registrations.add(-1, m.backend, m.service, m.previous);
+      if (m.state !== 'closed') registrations.add(1, m.backend, m.service, m.state);
+      if (m.previous === 'active' && m.state === 'recovering') losses.add(1, m.backend, m.service);
     },
     session(m) {
       connectivity.apply(m);
     },
     watch(m) {
       if (m.stale) return;
-      watchReconnects.add(1, watch(m));
-      if (m.staleMs !== undefined) staleDuration.record(m.staleMs / 1000, watch(m));
+      reconnects.add(1, m.backend, m.subject);
+      if (m.staleMs !== undefined)
+        staleDuration.record(m.staleMs / 1000, { [backend]: m.backend, [watchSubject]: m.subject });
     },
     membership(m) {
-      const attributes = service(m.backend, m.service);
-      instanceCounts.set(attributes, m.instances);
-      if (m.kind === 'sync') {
-        watchSyncs.add(1, attributes);
-        return;
-      }
-      const change = (kind: string, n: number) => {
-        if (n > 0) membershipChanges.add(n, { ...attributes, [ATTRIBUTES.membershipChange]: kind });
-      };
-      change('added', m.added);
-      change('removed', m.removed);
-      change('updated', m.updated);
+      instances.set(m.instances, m.backend, m.service);
+      if (m.kind === 'sync') syncs.add(1, m.backend, m.service);
+      if (m.added > 0) changes.add(m.added, m.backend, m.service, 'added');
+      if (m.removed > 0) changes.add(m.removed, m.backend, m.service, 'removed');
+      if (m.updated > 0) changes.add(m.updated, m.backend, m.service, 'updated');
     },
     lock(m) {
-      if (m.event === 'held') locks.add(lock(m), 1);
-      else if (m.event === 'released' || m.event === 'lost') locks.add(lock(m), -1);
-      if (m.event === 'lost') lockLost.add(1, lock(m));
+      if (m.event === 'held') locksHeld.add(1, m.backend, m.kind, m.name);
+      else if (m.event === 'released' || m.event === 'lost') locksHeld.add(-1, m.backend, m.kind, m.name);
+      if (m.event === 'lost') locksLost.add(1, m.backend, m.kind, m.name);
     },
     config(m) {
-      const attributes = { [ATTRIBUTES.configPrefix]: m.prefix };
-      if (m.outcome === 'applied') configApplied.add(1, attributes);
-      else
-        configRefused.add(1, m.error ? { ...attributes, [ATTRIBUTES.errorType]: m.error.name } : attributes);
+      if (m.outcome === 'applied') applied.add(1, m.prefix);
+      // `_OTHER`: the semantic conventions' error.type when the error is not known.
+      else refused.add(1, m.prefix, m.error?.name ?? '_OTHER');
     },
     migrationPhase(m) {
-      phases.set({ [ATTRIBUTES.migrationPhase]: m.previous }, 0);
-      phases.set({ [ATTRIBUTES.migrationPhase]: m.phase }, 1);
+      phases.set(0, m.previous);
+      phases.set(1, m.phase);
     },
   };
-  return { handlers, stop: () => meter.removeBatchObservableCallback(observe, gauges) };
+  return { handlers, stop: () => meter.removeBatchObservableCallback(collect, instruments) };
 }
