@@ -4,6 +4,7 @@
 // subscribers, and with @rollcall/otel installed on the OpenTelemetry SDK. Modes are interleaved
 // in blocks (a random order per block) so that each sees the same machine noise.
 // Run after `npm run build`: node packages/otel/bench/index.mjs [--samples=N] [--etcd-samples=N] [--blocks=N]
+//   [--backends=memory,etcd]
 //   [--baseline=DIR]: DIR is another checkout, built (e.g. a git worktree of the commit before the
 //   channels); its memory and etcd packages run the same rounds as a fourth mode, "baseline".
 // Prints a table and writes bench-results/otel.json. Not a test: no assertions.
@@ -23,6 +24,7 @@ const MEMORY_SAMPLES = Number(args.get('samples') ?? 4000);
 const ETCD_SAMPLES = Number(args.get('etcd-samples') ?? 1200);
 const BLOCKS = Number(args.get('blocks') ?? 20);
 const BASELINE = args.get('baseline');
+const BACKENDS = new Set((args.get('backends') ?? 'memory,etcd').split(','));
 const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
 
 // ---------------------------------------------------------------- subscriber modes
@@ -156,6 +158,9 @@ async function interleaved(setups, samples, measure) {
 // ---------------------------------------------------------------- run
 const rows = [];
 const impls = await implementations();
+/** Results in table order: no subscriber, the baseline, plain subscribers, @rollcall/otel. */
+const ordered = (results) =>
+  ['none', 'baseline', 'channels', 'otel'].filter((m) => results.has(m)).map((m) => [m, results.get(m)]);
 /** Median in µs, unrounded (summarize() rounds to 1 µs, too coarse for the memory backend). */
 const medianUs = (samples) => {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -163,7 +168,7 @@ const medianUs = (samples) => {
 };
 const addLatency = (backend, results) => {
   const none = medianUs(results.get('none'));
-  for (const [mode, samples] of results) {
+  for (const [mode, samples] of ordered(results)) {
     const s = summarize(samples);
     const p50Us = medianUs(samples);
     rows.push({
@@ -180,7 +185,7 @@ const addLatency = (backend, results) => {
 const addRate = (backend, results) => {
   const best = (values) => Math.max(...values);
   const none = best(results.get('none'));
-  for (const [mode, values] of results)
+  for (const [mode, values] of ordered(results))
     rows.push({
       measure: `cached getInstances, ${backend}`,
       mode,
@@ -211,28 +216,31 @@ async function backendRun(backend, makePair, samples) {
   }
 }
 
-await backendRun(
-  'memory',
-  (impl) => {
-    const store = new impl.MemoryStore();
-    return [impl.createMemoryBackend({ store }), impl.createMemoryBackend({ store })];
-  },
-  MEMORY_SAMPLES,
-);
-const etcd = await startEtcd({ name: 'bench-otel', tmpDir: '/dev/shm' }).catch(() =>
-  startEtcd({ name: 'bench-otel' }),
-);
-try {
+if (BACKENDS.has('memory'))
   await backendRun(
-    'etcd',
-    (impl) => [
-      impl.createEtcdBackend({ endpoints: etcd.endpoints }),
-      impl.createEtcdBackend({ endpoints: etcd.endpoints }),
-    ],
-    ETCD_SAMPLES,
+    'memory',
+    (impl) => {
+      const store = new impl.MemoryStore();
+      return [impl.createMemoryBackend({ store }), impl.createMemoryBackend({ store })];
+    },
+    MEMORY_SAMPLES,
   );
-} finally {
-  await etcd.stop();
+if (BACKENDS.has('etcd')) {
+  const etcd = await startEtcd({ name: 'bench-otel', tmpDir: '/dev/shm' }).catch(() =>
+    startEtcd({ name: 'bench-otel' }),
+  );
+  try {
+    await backendRun(
+      'etcd',
+      (impl) => [
+        impl.createEtcdBackend({ endpoints: etcd.endpoints }),
+        impl.createEtcdBackend({ endpoints: etcd.endpoints }),
+      ],
+      ETCD_SAMPLES,
+    );
+  } finally {
+    await etcd.stop();
+  }
 }
 const { resourceMetrics } = await reader.collect();
 const recorded = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.descriptor.name));
@@ -244,8 +252,8 @@ reportBench(
     measure: r.measure,
     mode: r.mode,
     value:
-      r.p50Ms !== undefined
-        ? `p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms`
+      r.p50Us !== undefined
+        ? `p50 ${r.p50Us} µs, p99 ${r.p99Us} µs`
         : `${r.opsPerSec.toLocaleString('en')} ops/s`,
     'ratio to none': r.ratioP50 ?? r.ratio,
     target: r.target,
