@@ -35,7 +35,6 @@ export function instrumentRollcall(options: InstrumentOptions = {}): RollcallIns
   const { meterProvider, tracerProvider } = resolveInstrumentOptions(options);
   const flag = globalThis as WithFlag;
   if (flag[INSTALLED]) throw new AlreadyInstrumentedError();
-  flag[INSTALLED] = true;
 
   const meter = meterProvider.getMeter(INSTRUMENTATION_SCOPE);
   const channels = recordChannels(meter);
@@ -48,6 +47,7 @@ export function instrumentRollcall(options: InstrumentOptions = {}): RollcallIns
   });
   const tracing = diagnostics.tracingChannel(ROLLCALL_CHANNELS.lockAcquire);
   tracing.subscribe(lockWaits.handlers);
+  flag[INSTALLED] = true;
 
   let installed = true;
   return {

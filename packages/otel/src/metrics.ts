@@ -29,8 +29,8 @@ const STALE_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 180
 /**
  * Creates the instruments on `meter` and returns the handlers that record each channel's
  * messages; `stop()` detaches the collection callback. Gauges and counters are kept in
- * {@link Series} and handed over when the SDK collects; the two histograms record rare events
- * (a stale period ending) directly.
+ * {@link Series} and handed over when the SDK collects; the stale-period histogram records
+ * directly (a rare event: a watch coming back).
  */
 export function recordChannels(meter: Meter): { handlers: ChannelHandlers; stop(): void } {
   const { backend, service, watchSubject, lockKind, lockName, configPrefix, errorType } = ATTRIBUTES;
