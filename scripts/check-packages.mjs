@@ -86,7 +86,11 @@ const tarballOf = new Map();
 
 if (!args.includes('--no-build'))
   check('build (tsc -b)', () => {
-    run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json'], root);
+    run(
+      process.execPath,
+      [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json'],
+      root,
+    );
   });
 
 for (const pkg of packages) {
