@@ -24,6 +24,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PACKAGES = ['core', 'memory', 'testkit'];
 const timings: Record<string, number> = {};
 let project: string;
+/** The environment of every command run in the project (see {@link thirdPartyEnv}). */
+let projectEnv: NodeJS.ProcessEnv;
 
 function timed<T>(label: string, f: () => T): T {
   const start = performance.now();
@@ -173,11 +175,12 @@ beforeAll(() => {
   ]);
   for (const [file, text] of example) writeFileSync(join(project, file), text);
   writeFileSync(join(project, 'where.test.ts'), WHERE_TEST);
+  projectEnv = thirdPartyEnv();
   timed('npm install', () =>
     mustRun(
       'npm',
       ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--no-package-lock'],
-      { cwd: project },
+      { cwd: project, env: projectEnv },
     ),
   );
 }, 300_000);
@@ -189,7 +192,7 @@ afterAll(() => {
 
 describe('@rollcall/testkit from a project outside the repository', () => {
   it('ships the rollcall-testkit command: --help, and install-servers finding everything present', () => {
-    const env = thirdPartyEnv();
+    const env = projectEnv;
     const help = mustRun('npx', ['--no', '--', 'rollcall-testkit', '--help'], { cwd: project, env });
     expect(help.out).toContain('rollcall-testkit install-servers [--with-browser] [--with-zsh]');
     const install = timed('install-servers', () =>
@@ -216,7 +219,7 @@ describe('@rollcall/testkit from a project outside the repository', () => {
       run(
         process.execPath,
         [join(project, 'node_modules/vitest/vitest.mjs'), 'run', '--reporter=json', `--outputFile=${report}`],
-        { cwd: project, env: thirdPartyEnv() },
+        { cwd: project, env: projectEnv },
       ),
     );
     expect(existsSync(report), vitest.out).toBe(true);

@@ -6,7 +6,9 @@ import { CONSUL_VERSIONS_TEXT } from './servers/consul-version.js';
 
 /** Where {@link runCli} writes, one line at a time. */
 export interface TestkitCliIo {
+  /** Help and the report lines of `install-servers`. */
   stdout(line: string): void;
+  /** Usage errors and the reason an installation step failed. */
   stderr(line: string): void;
 }
 

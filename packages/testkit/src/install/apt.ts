@@ -25,6 +25,11 @@ export class InstallError extends Error {
 /** True when this process runs as root (it may `apt-get install`). */
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
+/** What to do on a machine this installer cannot serve. */
+const ELSEWHERE =
+  'install-servers needs a Debian-family machine (apt-get, dpkg-deb); elsewhere install etcd 3.4+ and ' +
+  'Consul 1.8-1.13 yourself and put them on PATH or set ROLLCALL_ETCD_BIN, ROLLCALL_ETCDCTL_BIN and ROLLCALL_CONSUL_BIN';
+
 /** Runs a command and returns its stdout; throws an {@link InstallError} with the command and the end of its output. */
 export function run(
   cmd: string,
@@ -32,6 +37,8 @@ export function run(
   options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): string {
   const result = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...options });
+  if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
+    throw new InstallError(`${cmd} not found: ${ELSEWHERE}`);
   if (result.error) throw new InstallError(`${cmd} ${args.join(' ')}: ${result.error.message}`);
   if (result.status !== 0) {
     const out = `${result.stdout ?? ''}${result.stderr ?? ''}`.trim().split('\n').slice(-30).join('\n');
@@ -144,7 +151,8 @@ export function machineMirror(): Mirror {
   }
   throw new InstallError(
     `could not find a Debian mirror URI in the machine's apt config (${files.join(', ') || 'no sources files'}); ` +
-      'expected a `URIs:` line in /etc/apt/sources.list.d/debian.sources or a `deb` line in /etc/apt/sources.list',
+      'expected a `URIs:` line in /etc/apt/sources.list.d/debian.sources or a `deb` line in /etc/apt/sources.list. ' +
+      ELSEWHERE,
   );
 }
 

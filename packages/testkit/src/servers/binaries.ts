@@ -11,6 +11,7 @@ export type ServerBinaryName = 'etcd' | 'etcdctl' | 'consul';
 
 /** Where a server binary was found, and through which rule. */
 export interface LocatedBinary {
+  /** Path of the executable, as found (a symlink is not resolved). */
   readonly path: string;
   /** `'env'`: its `ROLLCALL_*_BIN` variable; `'PATH'`; `'cache'`: the install cache ({@link serversDir}). */
   readonly source: 'env' | 'PATH' | 'cache';
@@ -37,12 +38,17 @@ export function serversDir(): string {
   return join(cache, 'rollcall', 'servers');
 }
 
-/** The directory the install cache unpacks `name`'s Debian packages into: `<serversDir>/consul` or `<serversDir>/etcd`. */
+/**
+ * The directory the install cache unpacks `name`'s Debian packages into: `<serversDir>/consul` or
+ * `<serversDir>/etcd`.
+ *
+ * @internal
+ */
 export function cacheUnpackDir(name: ServerBinaryName): string {
   return join(serversDir(), name === 'consul' ? 'consul' : 'etcd');
 }
 
-/** Where the install cache keeps `name`: `<serversDir>/consul/usr/bin/consul`, `<serversDir>/etcd/usr/bin/etcd[ctl]`. */
+/** Where the install cache keeps `name`: `<serversDir>/consul/usr/bin/consul`, `<serversDir>/etcd/usr/bin/etcd[ctl]`. @internal */
 export function cachedBinaryPath(name: ServerBinaryName): string {
   return join(cacheUnpackDir(name), 'usr', 'bin', name);
 }
@@ -57,7 +63,7 @@ function isExecutableFile(path: string): boolean {
   }
 }
 
-/** Every executable file called `name` in the directories of `PATH`, in order. */
+/** Every executable file called `name` in the directories of `PATH`, in order. @internal */
 export function everyOnPath(name: string): string[] {
   return (process.env.PATH ?? '')
     .split(delimiter)
