@@ -39,8 +39,13 @@ function versionOf(bin: string, args: string[]): string {
   );
 }
 
+/** Where the harnesses would find `name`; a `ROLLCALL_*_BIN` that names no usable binary is an {@link InstallError}. */
 function found(name: ServerBinaryName): LocatedBinary | undefined {
-  return locateBinary(name).found;
+  try {
+    return locateBinary(name).found;
+  } catch (error) {
+    throw new InstallError((error as Error).message);
+  }
 }
 
 /**
@@ -97,8 +102,9 @@ function ensureConsul(log: (line: string) => void): void {
   }
   const consul = found('consul');
   if (!consul) {
-    const { notes } = locateBinary('consul');
-    throw new InstallError(`Consul was unpacked but is still not usable: ${notes.join('; ')}`);
+    throw new InstallError(
+      `Consul was unpacked but is still not usable: ${locateBinary('consul').notes.join('; ')}`,
+    );
   }
   log(`consul  ${action}: ${consulVersionOf(consul.path)?.line} (${consul.path}) [${since(start)}]`);
 }
@@ -122,8 +128,8 @@ function ensureTools(
 }
 
 /**
- * Makes etcd, etcdctl and Consul available to the harnesses (see {@link etcdBinary} and
- * {@link consulBinary} for where they are looked up), and Chromium / zsh when asked. Idempotent:
+ * Makes etcd, etcdctl and Consul available to the harnesses (see `locateBinary` for where they
+ * are looked up), and Chromium / zsh when asked. Idempotent:
  * when everything is present it only checks versions. Throws an {@link InstallError} saying what to
  * run when a step fails.
  */

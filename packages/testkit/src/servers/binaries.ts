@@ -48,8 +48,8 @@ export function cacheUnpackDir(name: ServerBinaryName): string {
   return join(serversDir(), name === 'consul' ? 'consul' : 'etcd');
 }
 
-/** Where the install cache keeps `name`: `<serversDir>/consul/usr/bin/consul`, `<serversDir>/etcd/usr/bin/etcd[ctl]`. @internal */
-export function cachedBinaryPath(name: ServerBinaryName): string {
+/** Where the install cache keeps `name`: `<serversDir>/consul/usr/bin/consul`, `<serversDir>/etcd/usr/bin/etcd[ctl]`. */
+function cachedBinaryPath(name: ServerBinaryName): string {
   return join(cacheUnpackDir(name), 'usr', 'bin', name);
 }
 
