@@ -2,6 +2,8 @@ export * from './aborts.js';
 export * from './bench.js';
 export * from './discovery-contract.js';
 export * from './hostile.js';
+export { InstallError } from './install/apt.js';
+export { type InstallServersOptions, installServers } from './install/servers.js';
 export * from './kv-contract.js';
 export * from './lock-contract.js';
 export * from './logger.js';
