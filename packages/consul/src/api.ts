@@ -3,6 +3,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { AbortedError, BackendUnavailableError, PermissionDeniedError, redactSecrets } from '@rollcall/core';
 import Consul from 'consul';
+import { Gate } from './gate.js';
 import type { ResolvedConsulOptions } from './options.js';
 
 /**
@@ -143,6 +144,9 @@ export class ConsulApi {
   readonly #client: RawClient;
   /** A second connection pool for blocking queries: a query held for a whole wait never delays a heartbeat. */
   readonly #blocking: RawClient;
+  /** Requests in flight on each pool, at most its size; the others wait in arrival order. */
+  readonly #gate: Gate;
+  readonly #blockingGate: Gate;
   readonly #secrets: string[];
   readonly #options: ResolvedConsulOptions;
   readonly address: string;
@@ -167,6 +171,8 @@ export class ConsulApi {
       } as ConstructorParameters<typeof Consul>[0]) as unknown as RawClient;
     this.#client = client(options.maxConnections);
     this.#blocking = client(options.maxBlockingConnections);
+    this.#gate = new Gate(options.maxConnections);
+    this.#blockingGate = new Gate(options.maxBlockingConnections);
   }
 
   private get client(): RawClient {
@@ -258,13 +264,18 @@ export class ConsulApi {
       query.wait = `${Math.ceil((options.waitMs as number) / 1000)}s`;
     }
     if (options.filter) query.filter = options.filter;
-    const [response, data] = await this.call(`read service '${service}'`, options.signal, timeout, (o) =>
-      this.pool(blocking).health.service({
-        service,
-        ...(options.passing === false ? {} : { passing: true }),
-        ...query,
-        ...o,
-      }),
+    const [response, data] = await this.call(
+      `read service '${service}'`,
+      options.signal,
+      timeout,
+      (o) =>
+        this.pool(blocking).health.service({
+          service,
+          ...(options.passing === false ? {} : { passing: true }),
+          ...query,
+          ...o,
+        }),
+      blocking,
     );
     return { data: Array.isArray(data) ? data : [], index: indexOf(response) };
   }
@@ -308,8 +319,12 @@ export class ConsulApi {
       query.index = String(options.index);
       query.wait = `${Math.ceil((options.waitMs as number) / 1000)}s`;
     }
-    const [response, data] = await this.call(`read prefix '${prefix}'`, options.signal, timeout, (o) =>
-      this.pool(blocking).kv.get({ key: prefix, recurse: true, ...query, ...o }),
+    const [response, data] = await this.call(
+      `read prefix '${prefix}'`,
+      options.signal,
+      timeout,
+      (o) => this.pool(blocking).kv.get({ key: prefix, recurse: true, ...query, ...o }),
+      blocking,
     );
     const items = Array.isArray(data)
       ? (data as KvItem[])
@@ -414,8 +429,12 @@ export class ConsulApi {
       query.index = String(options.index);
       query.wait = `${Math.ceil((options.waitMs as number) / 1000)}s`;
     }
-    const [, data] = await this.call(`read key '${key}'`, options.signal, timeout, (o) =>
-      this.pool(blocking).kv.get({ key, ...query, ...o }),
+    const [, data] = await this.call(
+      `read key '${key}'`,
+      options.signal,
+      timeout,
+      (o) => this.pool(blocking).kv.get({ key, ...query, ...o }),
+      blocking,
     );
     return data && typeof data === 'object' ? (data as KvItem) : undefined;
   }
@@ -468,8 +487,12 @@ export class ConsulApi {
     signal: AbortSignal | undefined,
     timeout: number,
     run: (options: { timeout: number; ctx: RequestContext }) => Promise<unknown>,
+    blocking = false,
   ): Promise<[RawResponse | undefined, unknown]> {
     if (signal?.aborted) throw new AbortedError(signal.reason);
+    // Wait for a connection of the pool first: the deadline counts from the moment the request
+    // is sent, so a burst queued behind a bounded pool waits its turn instead of timing out.
+    const release = await (blocking ? this.#blockingGate : this.#gate).enter(signal);
     const ctx = new RequestContext();
     const onAbort = () => ctx.emit('cancel');
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -483,6 +506,7 @@ export class ConsulApi {
       throw this.mapError(error, what, timeout);
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      release();
     }
   }
 

@@ -13,6 +13,7 @@ import {
   type MirrorFeed,
   type SessionWrite,
   UpstreamCounter,
+  unboundedController,
 } from '@rollcall/core/driver';
 import type { ConsulApi } from './api.js';
 import { checkConsulLimits, decodeHealth, serviceIdOf } from './codec.js';
@@ -41,7 +42,7 @@ export class ConsulDiscoveryDriver implements DiscoveryDriver {
   readonly backend = 'consul';
   private readonly pollers = new UpstreamCounter();
   /** Aborted when the client closes or dies: stops every poller. */
-  private readonly lifetime = new AbortController();
+  private readonly lifetime = unboundedController();
 
   constructor(
     private readonly api: ConsulApi,

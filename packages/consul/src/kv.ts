@@ -1,5 +1,12 @@
 import { AbortedError, type BackoffOptions, type Logger } from '@rollcall/core';
-import { Backoff, type KvDriver, linkSignals, type MirrorFeed, UpstreamCounter } from '@rollcall/core/driver';
+import {
+  Backoff,
+  type KvDriver,
+  linkSignals,
+  type MirrorFeed,
+  UpstreamCounter,
+  unboundedController,
+} from '@rollcall/core/driver';
 import type { ConsulApi, KvItem } from './api.js';
 import { sleepUntil } from './time.js';
 
@@ -51,7 +58,7 @@ function toEntries(items: readonly KvItem[]): Map<string, string> {
 export class ConsulKvDriver implements KvDriver {
   readonly backend = 'consul';
   readonly reservedKeys: readonly string[];
-  private readonly lifetime = new AbortController();
+  private readonly lifetime = unboundedController();
   private readonly watches = new UpstreamCounter();
 
   constructor(

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import {
   AbortedError,
@@ -19,6 +18,7 @@ import {
   linkSignals,
   type SessionHandle,
   sleep,
+  unboundedController,
 } from '@rollcall/core/driver';
 import { type ConsulApi, ConsulHttpError, type KvItem, type TxnKv, type TxnOp } from './api.js';
 
@@ -158,7 +158,7 @@ export class ConsulLockDriver implements LockDriver {
   /** Background work (waits, withdrawals, renewals): `close()` waits for it. */
   private readonly tasks = new Set<Promise<unknown>>();
   /** Aborted by `close()` and `crash()`: stops every wait, loop and retry. */
-  private readonly lifetime = new AbortController();
+  private readonly lifetime = unboundedController();
   private state: 'open' | 'closing' | 'closed' | 'crashed' = 'open';
   private sequence = 0;
   private closing: Promise<void> | undefined;
@@ -171,8 +171,6 @@ export class ConsulLockDriver implements LockDriver {
     private readonly options: LockDriverOptions,
   ) {
     this.holderValue = JSON.stringify({ host: hostname(), pid: process.pid, client: randomUUID() });
-    // Every wait, release and withdrawal listens to it (and to its session's signal) while it runs.
-    setMaxListeners(0, this.lifetime.signal);
     this.epochKey = `${options.prefix}fencing-epoch`;
   }
 

@@ -51,5 +51,5 @@ export { createLockService, type HeldLock, type LockDriver, ManagedLockService }
 export * from './mirror.js';
 export { checkSharedOptions, describeValue, SHARED_OPTION_NAMES, type SharedOptions } from './options.js';
 export { ManagedRegistration } from './registration.js';
-export { type Linked, linkSignals } from './signals.js';
+export { type Linked, linkSignals, unboundedController } from './signals.js';
 export { UpstreamCounter } from './upstreams.js';

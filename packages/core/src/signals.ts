@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 /** A signal that aborts when any of its sources does, until {@link Linked.dispose} unlinks it. */
 export interface Linked {
   readonly signal: AbortSignal;
@@ -27,4 +28,15 @@ export function linkSignals(...sources: AbortSignal[]): Linked {
   };
   for (const s of sources) s.addEventListener('abort', onAbort, { once: true });
   return { signal: controller.signal, dispose };
+}
+
+/**
+ * An AbortController for a long-lived signal that any number of concurrent waits listen to (a
+ * client's lifetime, a session): Node's listener-leak warning (11 listeners) does not apply.
+ * Every listener added to it must still be removed when its wait ends.
+ */
+export function unboundedController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
 }

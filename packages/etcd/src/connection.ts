@@ -6,7 +6,7 @@ import {
   RollcallError,
   redactSecrets,
 } from '@rollcall/core';
-import { abortable, Backoff, retryForever, sleep } from '@rollcall/core/driver';
+import { abortable, Backoff, retryForever, sleep, unboundedController } from '@rollcall/core/driver';
 import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, noop } from 'cockatiel';
 import {
   ClientClosedError,
@@ -73,7 +73,7 @@ function isAuthError(error: unknown): boolean {
 export class EtcdConnection {
   readonly client: Etcd3;
   /** Aborted by close(): stops every retry loop and gate. */
-  private readonly closer = new AbortController();
+  private readonly closer = unboundedController();
   private state: 'open' | 'closed' | 'crashed' = 'open';
   private gate: Promise<void> | undefined;
   private readonly reachable = new Set<() => void>();

@@ -191,6 +191,33 @@ export function describeLockContract(
       );
     });
 
+    it('many waits on one client (15 on one lock, 15 other locks held at once) print no listener-leak warning', async () => {
+      const warnings: string[] = [];
+      const onWarning = (warning: Error) => void warnings.push(`${warning.name}: ${warning.message}`);
+      process.on('warning', onWarning);
+      try {
+        const a = await client();
+        const lock = lockName();
+        const first = await a.locks.acquire(lock, { ttlSeconds: ttl });
+        const queued: string[] = [];
+        const waits = Array.from({ length: 15 }, (_, i) =>
+          a.locks.withLock(lock, async () => void queued.push(String(i)), { ttlSeconds: ttl }),
+        );
+        const others = await Promise.all(
+          Array.from({ length: 15 }, () => a.locks.acquire(lockName(), { ttlSeconds: ttl })),
+        );
+        await first.release();
+        await Promise.all(waits);
+        await Promise.all(others.map((l) => l.release()));
+        expect(queued).toHaveLength(15);
+        // Warnings are emitted on the next tick.
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(warnings.filter((w) => /MaxListeners/.test(w))).toEqual([]);
+      } finally {
+        process.off('warning', onWarning);
+      }
+    });
+
     it('at most one holder: concurrent withLock increments are exact, fencing tokens strictly increase', async () => {
       const workers = await Promise.all(Array.from({ length: 5 }, () => client()));
       const lock = lockName();

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import { Backoff, type BackoffOptions } from '../backoff.js';
 import {
   AbortedError,
@@ -9,6 +8,7 @@ import {
   SessionGoneError,
 } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { unboundedController } from '../signals.js';
 import { HeldKey, type KeyListener, RegisteredKey } from './claims.js';
 import { realTimers, type TimerHandle, type Timers } from './clock.js';
 import { type EngineContext, type LivenessStats, message, pause } from './context.js';
@@ -106,7 +106,7 @@ export class LivenessEngine<S, V = string> {
   private state: 'open' | 'closing' | 'closed' | 'abandoned' = 'open';
   private closing: Promise<void> | undefined;
   /** Aborted by close() and abandon(): ends every wait and retry. */
-  private readonly lifetime = new AbortController();
+  private readonly lifetime = unboundedController();
   private heldKeys = 0;
   private releaseProcess: (() => void) | undefined;
 
@@ -115,8 +115,6 @@ export class LivenessEngine<S, V = string> {
     options: LivenessOptions = {},
   ) {
     // Every renewal and wait listens to the lifetime while it runs: a client with many sessions
-    // (one per Consul registration) would otherwise warn about a listener leak.
-    setMaxListeners(0, this.lifetime.signal);
     this.timers = options.timers ?? realTimers;
     this.logger = options.logger ?? silentLogger;
     this.reconcileIntervalMs = options.reconcileIntervalMs ?? DEFAULTS.reconcileIntervalMs;

@@ -1,3 +1,4 @@
+import { unboundedController } from '../signals.js';
 import type { TimerHandle } from './clock.js';
 import type { PutOutcome } from './driver.js';
 
@@ -49,7 +50,8 @@ export class LiveSession<S> implements SessionHandle<S> {
   readonly registrations = new Set<{ key: string }>();
   /** Keys that must go when it is lost (locks, queue entries). */
   readonly held = new Set<{ key: string }>();
-  readonly controller = new AbortController();
+  /** Aborted when the session ends; every held key and wait on it listens (no listener cap). */
+  readonly controller = unboundedController();
   renewTimer: TimerHandle | undefined;
   expiryTimer: TimerHandle | undefined;
   idleTimer: TimerHandle | undefined;
