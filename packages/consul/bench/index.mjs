@@ -7,6 +7,8 @@
 //     and 100 subscribers of one service: Rollcall poll mode, Rollcall blocking mode, and the same
 //     number of subscribers each running `consul.watch` (health.service, passing) directly. Once with
 //     the service idle, once with it changing every second.
+//  4. Scale (bench/scale.mjs): 10,000 registrations at once from one process, Rollcall against the
+//     raw client, each on a fresh agent.
 //  3. Locks (bench/locks.mjs): during the rate window, 3 crashed holders (crash -> next holder);
 //     after it, on the then idle agent, uncontended acquire/release, hand-off between two waiting
 //     clients and 10-client contention.
@@ -24,6 +26,7 @@ import { consulBinary, startConsul, startCountingHttpProxy } from '@rollcall/tes
 import Consul from 'consul';
 import { createConsulBackend } from '../dist/index.js';
 import { benchLockExpiry, benchLocks } from './locks.mjs';
+import { benchScale } from './scale.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const POLL_MS = 5000;
@@ -166,6 +169,8 @@ const expiry = await lockExpiry;
 // ---- 3. locks, on the now idle agent ----
 const locks = await benchLocks({ host: agent.host, port: agent.port });
 await agent.stop();
+// ---- 4. scale: 10,000 registrations from one process, on fresh agents ----
+const scale = await benchScale(10_000);
 
 // ---- report ----
 
@@ -215,6 +220,14 @@ for (const churn of [false, true]) {
 }
 lines.push(
   '',
+  '| 10,000 registrations at once from one process (ttl 300 s) | registered | failed | time | per second | close |',
+  '| --- | --- | --- | --- | --- | --- |',
+  ...scale.map(
+    (r) =>
+      `| ${r.client} | ${r.registered} | ${r.failed}${r.firstError ? ` (${r.firstError})` : ''} | ${r.registerMs} ms | ${r.perSecond} | ${r.closeMs === null ? '' : `${r.closeMs} ms, ${r.leftAfterClose} left`} |`,
+  ),
+  `| TTL passes per second the agent answers holding ${scale[0].listedByAgent} services (raw client, 16 at a time) | ${scale[0].agentPassesPerSecond} | | | | |`,
+  '',
   locks.table,
   `| holder crashed -> the waiter holds it (TTL ${expiry.ttlSeconds} s, ${expiry.samples} crashes at random points of the renewal cycle) | min ${expiry.minMs} ms | max ${expiry.maxMs} ms | |`,
 );
@@ -226,6 +239,7 @@ const result = {
   propagation: { poll, blocking },
   requestsPerMinute: rates,
   locks: { ...locks.results, crashedHolder: expiry },
+  scale,
   durationMs: Date.now() - started,
   table,
 };

@@ -2,8 +2,8 @@ import { EventEmitter } from 'node:events';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { AbortedError, BackendUnavailableError, PermissionDeniedError, redactSecrets } from '@rollcall/core';
+import { Gate } from '@rollcall/core/driver';
 import Consul from 'consul';
-import { Gate } from './gate.js';
 import type { ResolvedConsulOptions } from './options.js';
 
 /**

@@ -56,8 +56,14 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
       clientId: randomUUID(),
       deregisterCriticalAfter: resolved.deregisterCriticalAfter,
     }),
-    // A registration is a register call and a confirming read (up to 3 s): both within this.
-    { ...engineOptions, establishTimeoutMs: 2 * resolved.callTimeoutMs + 3000 },
+    {
+      ...engineOptions,
+      // A registration is a register call and a confirming read (up to 3 s): both within this.
+      establishTimeoutMs: 2 * resolved.callTimeoutMs + 3000,
+      // Each is a few requests in a row: as many at once as the pool has connections, so a burst of
+      // 10,000 finishes one after another instead of interleaving in the pool's queue.
+      maxConcurrentWrites: resolved.maxConnections,
+    },
   );
   const driver = new ConsulDiscoveryDriver(api, registrations, {
     pollIntervalMs: resolved.pollIntervalMs,

@@ -12,6 +12,8 @@ import { decodeHealthEntry, META_ID, META_OWNER, registrationBody } from './code
 
 /** How long a registration waits for the agent to show it passing in `/v1/health/service` before it fails. */
 const VISIBLE_DEADLINE_MS = 3000;
+/** Answers a registration reads before it may give up on seeing itself listed. */
+const VISIBLE_MIN_READS = 6;
 
 /** A registration's "session": its agent service and the TTL check that keeps it passing. */
 export interface CheckSession {
@@ -126,14 +128,20 @@ export class ConsulRegistrationSessions implements SessionDriver<CheckSession, C
    * Waits until `GET /v1/health/service/<name>?passing` shows the instance. Re-registering over a
    * service whose check is critical keeps the check critical (Consul keeps an existing check's
    * status), so an instance that does not show up gets its check passed.
+   *
+   * The deadline counts from the first answer, and at least {@link VISIBLE_MIN_READS} answers are
+   * seen before giving up: time spent queued behind the client's own connection pool (thousands of
+   * heartbeats of a large registration burst) is not the agent failing to show it, and failing here
+   * would register it again and add to the queue.
    */
   private async confirmVisible(session: CheckSession, instance: ServiceInstance): Promise<void> {
-    const deadline = performance.now() + VISIBLE_DEADLINE_MS;
     const filter = `Service.ID == "${session.serviceId}"`;
+    let deadline = Number.POSITIVE_INFINITY;
     for (let round = 0; ; round++) {
       const answer = await this.api.healthService(instance.service, { filter, local: true });
       if (answer.data.some((e) => decodeHealthEntry(e, instance.service)?.id === instance.id)) return;
-      if (performance.now() >= deadline) {
+      if (round === 0) deadline = performance.now() + VISIBLE_DEADLINE_MS;
+      else if (round + 1 >= VISIBLE_MIN_READS && performance.now() >= deadline) {
         throw new BackendUnavailableError(
           'consul',
           `register ${instance.service}/${instance.id}: the agent accepted it but /v1/health/service does not show it passing after ${VISIBLE_DEADLINE_MS} ms`,

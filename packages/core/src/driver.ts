@@ -30,6 +30,7 @@ export {
 } from './backoff.js';
 export { lockAcquireChannel, publish, traceLockAcquire } from './diagnostics.js';
 export { createServiceDiscovery, type DiscoveryDriver, ManagedDiscovery } from './discovery.js';
+export { Gate } from './gate.js';
 export {
   byId,
   diffInstances,

@@ -7,6 +7,7 @@ import {
   PermissionDeniedError,
   SessionGoneError,
 } from '../errors.js';
+import { Gate } from '../gate.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { unboundedController } from '../signals.js';
 import { HeldKey, type KeyListener, RegisteredKey } from './claims.js';
@@ -32,10 +33,22 @@ export interface LivenessOptions {
   reconcileIntervalMs?: number;
   /** A session that holds no key is revoked after this long. Default 30000. */
   idleSessionMs?: number;
-  /** How long a first registration may wait for its session and write before `register` rejects. Default 10000. */
+  /**
+   * How long a first registration may wait without the server completing any write of this
+   * engine before `register` rejects. A burst that the server works through (10,000 registrations
+   * queued behind a bounded connection pool) is progress, not a failure. Default 10000.
+   */
   establishTimeoutMs?: number;
   /** After a failed renewal, retries are at most this far apart (and at most a quarter of the ttl). Default 1000. */
   renewRetryMaxMs?: number;
+  /**
+   * Driver `put` calls in flight at once; the others wait their turn in order. A backend whose
+   * write is several requests in a row over a bounded connection pool (Consul: an ownership read,
+   * the registration, a read that shows it) passes its pool size, so a burst of registrations
+   * finishes one after another instead of every one waiting for all. A write's session is counted
+   * renewed from when its turn came, not from when it queued. Default unbounded.
+   */
+  maxConcurrentWrites?: number;
 }
 
 const DEFAULTS = {
@@ -43,6 +56,7 @@ const DEFAULTS = {
   idleSessionMs: 30_000,
   establishTimeoutMs: 10_000,
   renewRetryMaxMs: 1000,
+  maxConcurrentWrites: Number.POSITIVE_INFINITY,
 };
 
 /**
@@ -91,11 +105,15 @@ export class LivenessEngine<S, V = string> {
   private readonly registered = new Set<RegisteredKey<S, V>>();
   /** Registrations to write again (lost, or found missing). */
   private readonly recovering = new Set<RegisteredKey<S, V>>();
-  /** First writes in flight, oldest first, with their deadline (monotonic ms) and how to fail them. */
+  /** First writes in flight, oldest first, with when they began (monotonic ms) and how to fail them. */
   private readonly firstWrites = new Map<
     RegisteredKey<S, V>,
-    { until: number; fail: (error: Error) => void }
+    { since: number; fail: (error: Error) => void }
   >();
+  /** When the server last completed a write of this engine (monotonic ms): first writes wait from then. */
+  private lastWriteAt = Number.NEGATIVE_INFINITY;
+  /** Releases in progress: `close()` waits for them (a key written after its release began is still deleted). */
+  private readonly releases = new Set<Promise<void>>();
   private firstWriteTimer: TimerHandle | undefined;
   /** Keys a watch showed touched: checked soon. */
   private readonly suspects = new Set<RegisteredKey<S, V>>();
@@ -114,7 +132,6 @@ export class LivenessEngine<S, V = string> {
     private readonly driver: SessionDriver<S, V>,
     options: LivenessOptions = {},
   ) {
-    // Every renewal and wait listens to the lifetime while it runs: a client with many sessions
     this.timers = options.timers ?? realTimers;
     this.logger = options.logger ?? silentLogger;
     this.reconcileIntervalMs = options.reconcileIntervalMs ?? DEFAULTS.reconcileIntervalMs;
@@ -136,7 +153,11 @@ export class LivenessEngine<S, V = string> {
       },
       (session, error, remote) => this.lost(session, error, remote),
     );
-    this.writes = new WritePath(this.context, this.keeper);
+    this.writes = new WritePath(
+      this.context,
+      this.keeper,
+      new Gate(options.maxConcurrentWrites ?? DEFAULTS.maxConcurrentWrites),
+    );
   }
 
   /** The backend this engine keeps keys on. */
@@ -181,7 +202,7 @@ export class LivenessEngine<S, V = string> {
     this.recovering.delete(claim);
     this.suspects.delete(claim);
     const tracked = this.registered.delete(claim);
-    claim.releasing = (async () => {
+    const releasing = (async () => {
       try {
         await claim.inflight;
         const session = claim.session;
@@ -200,7 +221,13 @@ export class LivenessEngine<S, V = string> {
         if (tracked) this.unretain();
       }
     })();
-    return claim.releasing;
+    claim.releasing = releasing;
+    this.releases.add(releasing);
+    void releasing.then(
+      () => this.releases.delete(releasing),
+      () => this.releases.delete(releasing),
+    );
+    return releasing;
   }
 
   /** Checks `claim` against the server soon (a watch showed its key deleted or changed). */
@@ -216,9 +243,10 @@ export class LivenessEngine<S, V = string> {
   }
 
   /**
-   * The first write of `claim`, bounded by `establishTimeoutMs`. Every first write in flight shares
-   * one deadline timer (they all have the same timeout, so the oldest is always the next due): a
-   * registration costs no timer or AbortSignal of its own.
+   * The first write of `claim`, bounded by `establishTimeoutMs` without progress (no write of this
+   * engine completed). Every first write in flight shares one deadline timer (they all have the
+   * same timeout, so the oldest is always the next due): a registration costs no timer or
+   * AbortSignal of its own.
    */
   private establish(claim: RegisteredKey<S, V>): Promise<void> {
     const attempt = this.firstWrite(claim);
@@ -234,7 +262,7 @@ export class LivenessEngine<S, V = string> {
         if (claim.state !== 'closed') void this.release(claim).catch(() => {});
         reject(error);
       };
-      this.firstWrites.set(claim, { until: this.timers.now() + this.establishTimeoutMs, fail: settle });
+      this.firstWrites.set(claim, { since: this.timers.now(), fail: settle });
       this.armFirstWrites();
       attempt.then(
         () => settle(),
@@ -248,20 +276,22 @@ export class LivenessEngine<S, V = string> {
     if (this.firstWriteTimer !== undefined) return;
     const oldest = this.firstWrites.values().next().value;
     if (!oldest) return;
+    const due = (pending: { since: number }) =>
+      Math.max(pending.since, this.lastWriteAt) + this.establishTimeoutMs;
     this.firstWriteTimer = this.timers.setTimeout(() => {
       this.firstWriteTimer = undefined;
       const now = this.timers.now();
       for (const [claim, pending] of [...this.firstWrites]) {
-        if (pending.until > now) break;
+        if (due(pending) > now) break;
         pending.fail(
           new BackendUnavailableError(
             this.driver.backend,
-            `register '${claim.key}': not written within ${this.establishTimeoutMs} ms`,
+            `register '${claim.key}': not written, and no write answered by the server, within ${this.establishTimeoutMs} ms`,
           ),
         );
       }
       this.armFirstWrites();
-    }, oldest.until - this.timers.now());
+    }, due(oldest) - this.timers.now());
   }
 
   private async firstWrite(claim: RegisteredKey<S, V>): Promise<void> {
@@ -276,6 +306,7 @@ export class LivenessEngine<S, V = string> {
         if (error instanceof SessionGoneError) continue;
         throw error;
       }
+      this.lastWriteAt = this.timers.now();
       if (isReleased(claim)) throw new AbortedError('released');
       if (outcome === 'conflict') {
         this.stats.conflicts += 1;
@@ -741,6 +772,8 @@ export class LivenessEngine<S, V = string> {
       this.timers.clearTimeout(this.suspectTimer);
       this.wakeRecovery?.();
       await Promise.allSettled([...this.registered].map((c) => this.release(c)));
+      // Also the releases begun before (a first write that timed out is undone once it lands).
+      await Promise.allSettled([...this.releases]);
       const held = this.keeper.all().flatMap((s) => [...s.held] as HeldKey<S>[]);
       await Promise.allSettled(held.map((h) => h.release()));
       await this.recovery;

@@ -70,8 +70,14 @@ export class SessionKeeper<S, V> {
     this.oursCache = undefined;
     this.context.stats.sessionsGranted += 1;
     publish.session(() => ({ backend: driver.backend, ttlSeconds, state: 'alive', previous: undefined }));
-    this.scheduleRenew(session, startedAt + this.interval(session));
-    this.scheduleExpiry(session);
+    // A `key` scope session exists on the server from its key's first write (a Consul TTL check is
+    // created with its service), which confirms it and starts its renewals: renewing it before
+    // would find nothing and lose it, and a burst of registrations queued behind the connection
+    // pool would lose every one still waiting, over and over.
+    if (driver.scope === 'client') {
+      this.scheduleRenew(session, startedAt + this.interval(session));
+      this.scheduleExpiry(session);
+    }
     return session;
   }
 

@@ -30,6 +30,8 @@ export interface PendingPut {
   readonly value: unknown;
   /** Called when the write is sent: from then on the key may be on the session. */
   sent(): void;
+  /** True once the key was released while this write waited its turn: it is then not sent. */
+  released(): boolean;
   resolve(outcome: PutOutcome): void;
   reject(error: unknown): void;
 }

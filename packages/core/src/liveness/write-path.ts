@@ -1,4 +1,5 @@
 import { AbortedError, SessionGoneError } from '../errors.js';
+import type { Gate } from '../gate.js';
 import type { RegisteredKey } from './claims.js';
 import { type EngineContext, isFatal, retryInBackground } from './context.js';
 import type { PutOutcome } from './driver.js';
@@ -17,6 +18,8 @@ export class WritePath<S, V> {
   constructor(
     private readonly context: EngineContext<S, V>,
     private readonly keeper: SessionKeeper<S, V>,
+    /** Bounds the driver `put` calls in flight (`LivenessOptions.maxConcurrentWrites`). */
+    private readonly turns: Gate,
   ) {}
 
   /** Writes `claim` on `session`; rejects with {@link SessionGoneError} when the session is lost before or under it. */
@@ -32,6 +35,7 @@ export class WritePath<S, V> {
             resolve,
             reject,
             sent: () => claim.sentOn.add(session),
+            released: () => isReleased(claim),
           });
           if (session.pendingPuts.length === 1) queueMicrotask(() => void this.flushPuts(session));
         }),
@@ -65,13 +69,21 @@ export class WritePath<S, V> {
 
   private async flushPuts(session: LiveSession<S>): Promise<void> {
     const { driver, timers } = this.context;
-    const batch = session.pendingPuts;
+    // Writes queued while this one waits its turn join its batch (they do not schedule a flush).
+    const leave = await this.turns.enter();
+    const queued = session.pendingPuts;
     session.pendingPuts = [];
-    if (batch.length === 0) return;
+    // Released while waiting (a close() during a burst): not sent, nothing to undo.
+    const batch = queued.filter((p) => {
+      if (!p.released()) return true;
+      p.reject(new AbortedError('released'));
+      return false;
+    });
+    if (batch.length === 0) return leave();
     if (!session.usable) {
       const gone = new SessionGoneError(driver.backend, 'the session was lost before the write');
       for (const p of batch) p.reject(gone);
-      return;
+      return leave();
     }
     for (const p of batch) p.sent();
     const startedAt = timers.now();
@@ -89,6 +101,8 @@ export class WritePath<S, V> {
     } catch (error) {
       if (error instanceof SessionGoneError) this.keeper.lose(session, error, true);
       for (const p of batch) p.reject(error);
+    } finally {
+      leave();
     }
   }
 

@@ -1,4 +1,4 @@
-import { AbortedError } from '@rollcall/core';
+import { AbortedError } from './errors.js';
 
 /**
  * At most `size` holders at once; the others wait in arrival order. `enter` resolves with the

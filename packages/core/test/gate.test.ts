@@ -1,8 +1,8 @@
-import { AbortedError } from '@rollcall/core';
 import { describe, expect, it } from 'vitest';
+import { AbortedError } from '../src/errors.js';
 import { Gate } from '../src/gate.js';
 
-describe('the connection gate of the Consul pools', () => {
+describe('Gate (bounded turns: the Consul connection pools, the engine concurrent writes)', () => {
   it('lets at most size in, the others in arrival order; an aborted wait leaves the queue', async () => {
     const gate = new Gate(2);
     const order: string[] = [];
