@@ -16,89 +16,76 @@ import { createConsulBackend } from '../dist/index.js';
 const TTL_SECONDS = 300;
 const PASSES = 2000;
 
-/** Registers `count` instances at once through Rollcall; returns what happened. */
+/** Runs `registerOne(i)` for `count` instances at once; what succeeded, and how fast. */
+async function burst(client, count, registerOne) {
+  const started = performance.now();
+  const outcomes = await Promise.allSettled(Array.from({ length: count }, (_, i) => registerOne(i)));
+  const registerMs = performance.now() - started;
+  const failed = outcomes.filter((o) => o.status === 'rejected');
+  return {
+    client,
+    instances: count,
+    registered: count - failed.length,
+    failed: failed.length,
+    firstError: failed[0]?.reason?.message?.slice(0, 80) ?? '',
+    registerMs: Math.round(registerMs),
+    perSecond: Math.round((count - failed.length) / (registerMs / 1000)),
+  };
+}
+
+const instance = (i) => ({ id: `s${i}`, service: `scale-${i % 100}`, port: 10_000 + (i % 50_000) });
+
+/** The agent's heartbeat capacity at its current size: PASSES TTL passes, 16 at a time. */
+async function passesPerSecond(raw) {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < PASSES) await raw.agent.check.pass(`service:scale-${next % 100}:s${next++}`);
+    }),
+  );
+  return Math.round(PASSES / ((performance.now() - started) / 1000));
+}
+
+/** Registers `count` instances at once through Rollcall, then through the raw client; returns what happened. */
 export async function benchScale(count = 10_000) {
   const rows = [];
   {
     const agent = await startConsul({ startTimeoutMs: 30_000 });
     const backend = createConsulBackend({ host: agent.host, port: agent.port });
-    const started = performance.now();
-    const outcomes = await Promise.allSettled(
-      Array.from({ length: count }, (_, i) =>
-        backend.discovery.register(
-          { id: `s${i}`, service: `scale-${i % 100}`, host: '127.0.0.1', port: 10_000 + (i % 50_000) },
-          { ttlSeconds: TTL_SECONDS },
-        ),
-      ),
+    const row = await burst('Rollcall (bounded pools)', count, (i) =>
+      backend.discovery.register({ ...instance(i), host: '127.0.0.1' }, { ttlSeconds: TTL_SECONDS }),
     );
-    const registerMs = performance.now() - started;
-    const failed = outcomes.filter((o) => o.status === 'rejected');
     const raw = new Consul({ host: agent.host, port: agent.port });
-    const listed = Object.keys(await raw.agent.service.list()).length;
-    // The agent's heartbeat capacity at this size: PASSES TTL passes, 16 at a time.
-    let next = 0;
-    const passStarted = performance.now();
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (next < PASSES) await raw.agent.check.pass(`service:scale-${next % 100}:s${next++}`);
-      }),
-    );
-    const passesPerSecond = Math.round(PASSES / ((performance.now() - passStarted) / 1000));
+    const listedByAgent = Object.keys(await raw.agent.service.list()).length;
+    const agentPassesPerSecond = await passesPerSecond(raw);
     const closeStarted = performance.now();
     await backend.close();
-    const closeMs = performance.now() - closeStarted;
-    const left = Object.keys(await raw.agent.service.list()).length;
-    rows.push({
-      client: 'Rollcall (bounded pools)',
-      instances: count,
-      registered: count - failed.length,
-      failed: failed.length,
-      firstError: failed[0]?.reason?.message?.slice(0, 80) ?? '',
-      registerMs: Math.round(registerMs),
-      perSecond: Math.round((count - failed.length) / (registerMs / 1000)),
-      listedByAgent: listed,
-      agentPassesPerSecond: passesPerSecond,
-      closeMs: Math.round(closeMs),
-      leftAfterClose: left,
-    });
+    const closeMs = Math.round(performance.now() - closeStarted);
+    const leftAfterClose = Object.keys(await raw.agent.service.list()).length;
+    rows.push({ ...row, listedByAgent, agentPassesPerSecond, closeMs, leftAfterClose });
     await agent.stop();
   }
   {
     const agent = await startConsul({ startTimeoutMs: 30_000 });
     const raw = new Consul({ host: agent.host, port: agent.port });
-    const started = performance.now();
-    const outcomes = await Promise.allSettled(
-      Array.from({ length: count }, (_, i) =>
-        raw.agent.service.register({
-          id: `s${i}`,
-          name: `scale-${i % 100}`,
-          address: '127.0.0.1',
-          port: 10_000 + (i % 50_000),
-          check: { ttl: `${TTL_SECONDS}s`, deregistercriticalserviceafter: '10m' },
-        }),
-      ),
-    );
-    const registerMs = performance.now() - started;
-    const failed = outcomes.filter((o) => o.status === 'rejected');
-    let listed = -1;
+    const row = await burst('raw consul client (default agent)', count, (i) => {
+      const { id, service, port } = instance(i);
+      return raw.agent.service.register({
+        id,
+        name: service,
+        address: '127.0.0.1',
+        port,
+        check: { ttl: `${TTL_SECONDS}s`, deregistercriticalserviceafter: '10m' },
+      });
+    });
+    let listedByAgent = -1;
     try {
-      listed = Object.keys(
+      listedByAgent = Object.keys(
         await new Consul({ host: agent.host, port: agent.port }).agent.service.list(),
       ).length;
     } catch {}
-    rows.push({
-      client: 'raw consul client (default agent)',
-      instances: count,
-      registered: count - failed.length,
-      failed: failed.length,
-      firstError: failed[0]?.reason?.message?.slice(0, 80) ?? '',
-      registerMs: Math.round(registerMs),
-      perSecond: Math.round((count - failed.length) / (registerMs / 1000)),
-      listedByAgent: listed,
-      agentPassesPerSecond: null,
-      closeMs: null,
-      leftAfterClose: null,
-    });
+    rows.push({ ...row, listedByAgent, agentPassesPerSecond: null, closeMs: null, leftAfterClose: null });
     await agent.stop();
   }
   return rows;

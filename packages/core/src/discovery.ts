@@ -8,7 +8,7 @@ import type { SessionWrite } from './liveness/driver.js';
 import type { LivenessEngine } from './liveness/engine.js';
 import { holdProcess } from './liveness/process-ref.js';
 import { childLogger, type Logger, silentLogger } from './logger.js';
-import { type EventQueue, Mirror, type MirrorFeed, type MirrorState, type MirrorView } from './mirror.js';
+import { Mirror, type MirrorFeed, type MirrorState, type MirrorView, QueueWatch } from './mirror.js';
 import { ManagedRegistration } from './registration.js';
 import type {
   CallOptions,
@@ -201,19 +201,6 @@ interface CacheEntry {
   pins: number;
 }
 
-class Watch implements ServiceWatch {
-  constructor(private readonly queue: EventQueue<DiscoveryEvent>) {}
-  [Symbol.asyncIterator](): AsyncIterator<DiscoveryEvent> {
-    return this.queue;
-  }
-  close(): void {
-    this.queue.close();
-  }
-  [Symbol.dispose](): void {
-    this.queue.close();
-  }
-}
-
 function registrationKey(instance: Pick<ServiceInstance, 'service' | 'id'>): string {
   return `${instance.service}/${instance.id}`;
 }
@@ -328,7 +315,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
       release();
     });
     queue.closeOn(signal);
-    return new Watch(queue);
+    return new QueueWatch(queue);
   }
 
   async listServices(options?: CallOptions): Promise<string[]> {

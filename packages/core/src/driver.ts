@@ -48,7 +48,13 @@ export * from './liveness/engine.js';
 export * from './liveness/keeper.js';
 export * from './liveness/process-ref.js';
 export * from './liveness/session.js';
-export { createLockService, type HeldLock, type LockDriver, ManagedLockService } from './locks.js';
+export {
+  createLockService,
+  type HeldLock,
+  type LockDriver,
+  ManagedLockService,
+  withLockOf,
+} from './locks.js';
 export * from './mirror.js';
 export { checkSharedOptions, describeValue, SHARED_OPTION_NAMES, type SharedOptions } from './options.js';
 export { ManagedRegistration } from './registration.js';

@@ -217,18 +217,12 @@ export class ManagedLockService implements LockService {
     return held ? this.track('lock', name, held, ttl, 0) : undefined;
   }
 
-  async withLock<T>(
+  withLock<T>(
     name: string,
     fn: (lease: LockLease) => Promise<T>,
     options?: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal },
   ): Promise<T> {
-    if (typeof fn !== 'function') throw new ValidationError('fn', 'must be a function (lease) => Promise');
-    const lease = await this.acquire(name, options);
-    try {
-      return await fn(lease);
-    } finally {
-      await lease.release();
-    }
+    return withLockOf(this, name, fn, options);
   }
 
   async campaign(
@@ -380,4 +374,23 @@ export class ManagedLockService implements LockService {
 /** Builds the shared {@link LockService} over a backend's driver. */
 export function createLockService(driver: LockDriver, logger?: Logger): ManagedLockService {
   return new ManagedLockService(driver, logger);
+}
+
+/**
+ * `LockService.withLock` over any service's `acquire`: acquires, runs `fn`, and releases however
+ * `fn` ends. For lock services built on others (the migrating backend's).
+ */
+export async function withLockOf<T>(
+  locks: Pick<LockService, 'acquire'>,
+  name: string,
+  fn: (lease: LockLease) => Promise<T>,
+  options?: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal },
+): Promise<T> {
+  if (typeof fn !== 'function') throw new ValidationError('fn', 'must be a function (lease) => Promise');
+  const lease = await locks.acquire(name, options);
+  try {
+    return await fn(lease);
+  } finally {
+    await lease.release();
+  }
 }

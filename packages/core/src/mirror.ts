@@ -1,6 +1,21 @@
 import { publish } from './diagnostics.js';
 import { BackendUnavailableError, ClosedError } from './errors.js';
 import { realTimers, type TimerHandle, type Timers } from './liveness/clock.js';
+import type { DiscoveryEvent, ServiceWatch } from './types.js';
+
+/** A {@link ServiceWatch} reading one subscriber's {@link EventQueue}. */
+export class QueueWatch implements ServiceWatch {
+  constructor(private readonly queue: EventQueue<DiscoveryEvent>) {}
+  [Symbol.asyncIterator](): AsyncIterator<DiscoveryEvent> {
+    return this.queue;
+  }
+  close(): void {
+    this.queue.close();
+  }
+  [Symbol.dispose](): void {
+    this.queue.close();
+  }
+}
 
 /**
  * One subscriber's queue of events: an async iterator that never blocks the producer.

@@ -18,7 +18,7 @@ import {
   validateServiceName,
   validateWatchOptions,
 } from '@rollcall/core';
-import { abortable, type EventQueue, guardedCall, throwIfAborted } from '@rollcall/core/driver';
+import { abortable, guardedCall, QueueWatch, throwIfAborted } from '@rollcall/core/driver';
 import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
 import { MigratingRegistration } from './registration.js';
@@ -45,19 +45,6 @@ interface Entry {
   merged: MergedCollection<ServiceInstance, DiscoveryEvent>;
   view: SnapshotView;
   lastUsed: number;
-}
-
-class Watch implements ServiceWatch {
-  constructor(private readonly queue: EventQueue<DiscoveryEvent>) {}
-  [Symbol.asyncIterator](): AsyncIterator<DiscoveryEvent> {
-    return this.queue;
-  }
-  close(): void {
-    this.queue.close();
-  }
-  [Symbol.dispose](): void {
-    this.queue.close();
-  }
 }
 
 /** The discovery plan of a phase: where reads come from and what is followed beside them. */
@@ -199,7 +186,7 @@ export class MigratingDiscovery implements ServiceDiscovery {
       entry.lastUsed = this.options.now();
     });
     queue.closeOn(signal);
-    return new Watch(queue);
+    return new QueueWatch(queue);
   }
 
   async listServices(options?: CallOptions): Promise<string[]> {

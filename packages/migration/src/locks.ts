@@ -17,7 +17,14 @@ import {
   validateTimeoutMs,
   validateTtl,
 } from '@rollcall/core';
-import { abortable, guardedCall, type Linked, linkSignals, throwIfAborted } from '@rollcall/core/driver';
+import {
+  abortable,
+  guardedCall,
+  type Linked,
+  linkSignals,
+  throwIfAborted,
+  withLockOf,
+} from '@rollcall/core/driver';
 import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
 
 /** What the migrating lock service needs from its backend. */
@@ -180,18 +187,12 @@ export class MigratingLocks implements LockService {
     }
   }
 
-  async withLock<T>(
+  withLock<T>(
     name: string,
     fn: (lease: LockLease) => Promise<T>,
     options?: { ttlSeconds?: number; timeoutMs?: number; signal?: AbortSignal },
   ): Promise<T> {
-    if (typeof fn !== 'function') throw new ValidationError('fn', 'must be a function (lease) => Promise');
-    const lease = await this.acquire(name, options);
-    try {
-      return await fn(lease);
-    } finally {
-      await lease.release();
-    }
+    return withLockOf(this, name, fn, options);
   }
 
   async campaign(
