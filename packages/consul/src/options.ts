@@ -63,7 +63,8 @@ export interface ConsulOptions extends SharedBackendOptions {
   /**
    * Most connections to the agent for ordinary calls (registrations, heartbeats, reads, locks);
    * more requests wait for a free one. Consul allows 200 per client address by default, shared by
-   * every process on a host. Default 16.
+   * every process on a host. Also how many registrations are written at once (each is a few
+   * requests in a row). Default 16.
    */
   maxConnections?: number;
   /** Most connections for blocking queries (watches, kv watches, lock waits), a separate pool. Default 64. */
