@@ -45,6 +45,8 @@ interface Entry {
   merged: MergedCollection<ServiceInstance, DiscoveryEvent>;
   view: SnapshotView;
   lastUsed: number;
+  /** Reads waiting for the first answer: the view is not swept while any is. */
+  pins: number;
 }
 
 /** The discovery plan of a phase: where reads come from and what is followed beside them. */
@@ -173,7 +175,15 @@ export class MigratingDiscovery implements ServiceDiscovery {
     if (!this.options.known()) await abortable(this.options.ready(), signal);
     const entry = this.entry(service);
     entry.lastUsed = this.options.now();
-    if (!entry.merged.ready) await abortable(entry.merged.whenReady(), signal);
+    if (!entry.merged.ready) {
+      entry.pins += 1;
+      try {
+        await abortable(entry.merged.whenReady(), signal);
+      } finally {
+        entry.pins -= 1;
+        entry.lastUsed = this.options.now();
+      }
+    }
     return entry.view.snapshot(entry.merged.state);
   }
 
@@ -255,7 +265,7 @@ export class MigratingDiscovery implements ServiceDiscovery {
         now: this.options.now,
         observe: (from, to) => this.options.shadow.observe(service, this.options.phase(), from, to),
       });
-      entry = { merged, view, lastUsed: this.options.now() };
+      entry = { merged, view, lastUsed: this.options.now(), pins: 0 };
       this.cache.set(service, entry);
       if (this.options.known()) merged.setPlan(discoveryPlan(this.options.phase()));
       this.startSweeper();
@@ -274,7 +284,7 @@ export class MigratingDiscovery implements ServiceDiscovery {
   sweep(): void {
     const cutoff = this.options.now() - this.options.cacheIdleMs;
     for (const [service, entry] of this.cache) {
-      if (entry.merged.subscriberCount === 0 && entry.lastUsed <= cutoff) {
+      if (entry.merged.subscriberCount === 0 && entry.pins === 0 && entry.lastUsed <= cutoff) {
         entry.merged.close();
         this.cache.delete(service);
       }

@@ -8,6 +8,7 @@ import {
   type ServiceInstance,
   ValidationError,
 } from '@rollcall/core';
+import { createMemoryBackend } from '@rollcall/memory';
 import { eventually, Recorder, recordingLogger, uniqueService } from '@rollcall/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -524,6 +525,39 @@ describe('locks across phases', () => {
       const b = await (workers[1] as MigratingBackend).locks.acquire(lock);
       expect(b.fencingToken > a.fencingToken).toBe(true);
       await b.release();
+    }
+  });
+});
+
+describe('the view cache', () => {
+  it('with cacheIdleMs 0, first reads racing the idle sweep never fail with ClosedError (a read in progress pins its view)', async () => {
+    const { pair } = setup();
+    for (const phase of ['shadow', 'dual-read'] as const) {
+      const c = createMigratingBackend({
+        from: createMemoryBackend({ store: pair.from }),
+        to: createMemoryBackend({ store: pair.to }),
+        phase,
+        cacheIdleMs: 0,
+      });
+      clients.push(c);
+      const services = Array.from({ length: 200 }, (_, i) => `${uniqueService('race')}-${i}`);
+      const reads = services.map((s) => c.discovery.getInstances(s));
+      // Sweep between every turn of the microtask queue until every read settled.
+      let settled = false;
+      const all = Promise.allSettled(reads).finally(() => {
+        settled = true;
+      });
+      for (let i = 0; !settled && i < 100_000; i++) {
+        c.discovery.sweep();
+        await (i % 50 === 49 ? new Promise((r) => setImmediate(r)) : Promise.resolve());
+      }
+      const results = await all;
+      const failed = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+      expect(
+        failed.map((f) => String(f.reason)),
+        phase,
+      ).toEqual([]);
+      expect(results).toHaveLength(200);
     }
   });
 });
