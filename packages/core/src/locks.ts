@@ -136,6 +136,17 @@ function validateOnQueued(onQueued: unknown): () => void {
   return onQueued as () => void;
 }
 
+/** A wait for a lock or a leadership, as {@link ManagedLockService} runs it. */
+interface WaitRequest {
+  kind: 'lock' | 'election';
+  name: string;
+  ttl: number;
+  timeoutMs: number | undefined;
+  callerSignal: AbortSignal | undefined;
+  /** Asks the driver; `signal` aborts on timeout, the caller's signal or close. */
+  start: (signal: AbortSignal) => Promise<HeldLock>;
+}
+
 /**
  * The {@link LockService} every backend shares: validation before any network call,
  * `timeoutMs` and `signal` (withdrawing the request from the backend), idempotent release,
@@ -185,9 +196,14 @@ export class ManagedLockService implements LockService {
     const timeoutMs = validateTimeoutMs(o.timeoutMs);
     const callerSignal = validateSignal(o.signal);
     const onQueued = validateOnQueued(o.onQueued);
-    return this.wait('lock', name, ttl, timeoutMs, callerSignal, (signal) =>
-      this.driver.acquire(name, ttl, signal, onQueued),
-    );
+    return this.wait({
+      kind: 'lock',
+      name,
+      ttl,
+      timeoutMs,
+      callerSignal,
+      start: (signal) => this.driver.acquire(name, ttl, signal, onQueued),
+    });
   }
 
   async tryAcquire(
@@ -235,9 +251,14 @@ export class ManagedLockService implements LockService {
     const o = validateOptionsObject(options);
     const ttl = this.ttl(o.ttlSeconds);
     const callerSignal = validateSignal(o.signal);
-    return this.wait('election', election, ttl, undefined, callerSignal, (signal) =>
-      this.driver.campaign(election, value, ttl, signal),
-    );
+    return this.wait({
+      kind: 'election',
+      name: election,
+      ttl,
+      timeoutMs: undefined,
+      callerSignal,
+      start: (signal) => this.driver.campaign(election, value, ttl, signal),
+    });
   }
 
   async leader(election: string, options?: CallOptions): Promise<string | undefined> {
@@ -275,28 +296,23 @@ export class ManagedLockService implements LockService {
     await this.driver.close?.();
   }
 
-  private wait(
-    kind: 'lock' | 'election',
-    name: string,
-    ttl: number,
-    timeoutMs: number | undefined,
-    callerSignal: AbortSignal | undefined,
-    start: (signal: AbortSignal) => Promise<HeldLock>,
-  ): Promise<ManagedLease> {
+  /** Waits for a lock or a leadership (traced on `rollcall:lock:acquire` when subscribed). */
+  private wait(request: WaitRequest): Promise<ManagedLease> {
+    const { kind, name, ttl } = request;
     return traceLockAcquire(
       () => ({ backend: this.driver.backend, kind, name, ttlSeconds: ttl }),
-      () => this.waitFor(kind, name, ttl, timeoutMs, callerSignal, start),
+      () => this.waitUntraced(request),
     );
   }
 
-  private async waitFor(
-    kind: 'lock' | 'election',
-    name: string,
-    ttl: number,
-    timeoutMs: number | undefined,
-    callerSignal: AbortSignal | undefined,
-    start: (signal: AbortSignal) => Promise<HeldLock>,
-  ): Promise<ManagedLease> {
+  private async waitUntraced({
+    kind,
+    name,
+    ttl,
+    timeoutMs,
+    callerSignal,
+    start,
+  }: WaitRequest): Promise<ManagedLease> {
     this.assertOpen();
     const startedAt = performance.now();
     const controller = new AbortController();
