@@ -4,6 +4,7 @@ import { ClosedError, ValidationError } from './errors.js';
 import { instanceEquals, makeSnapshot, patchSorted } from './instances.js';
 import type { RegisteredKey } from './liveness/claims.js';
 import { realTimers } from './liveness/clock.js';
+import { message } from './liveness/context.js';
 import type { SessionWrite } from './liveness/driver.js';
 import type { LivenessEngine } from './liveness/engine.js';
 import { holdProcess } from './liveness/process-ref.js';
@@ -359,7 +360,7 @@ export class ManagedDiscovery implements ServiceDiscovery {
         latencyMs = Math.round((realTimers.now() - started) * 10) / 10;
       } catch (e) {
         reachable = false;
-        error = e instanceof Error ? e.message : String(e);
+        error = message(e);
       }
     }
     return {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sleep } from './backoff.js';
 import type { DiscoveryHealth, HealthOptions } from './discovery.js';
+import { message } from './liveness/context.js';
 import { holdProcess } from './liveness/process-ref.js';
 import { type Logger, silentLogger } from './logger.js';
 import type { Backend, Registration, ServiceDiscovery } from './types.js';
@@ -158,7 +159,7 @@ export function createHealthHandler(
       (error: unknown) =>
         send(res, 503, {
           status: 'fail',
-          reasons: [error instanceof Error ? error.message : String(error)],
+          reasons: [message(error)],
         } satisfies ProbeBody),
     );
   };
@@ -225,12 +226,7 @@ export function installGracefulShutdown(backend: Backend, options: GracefulShutd
           await run();
         } catch (error) {
           code = SHUTDOWN_EXIT_CODES.failed;
-          logger.error(
-            {
-              error: error instanceof Error ? error.message : String(error),
-            },
-            `shutdown: ${what} failed`,
-          );
+          logger.error({ error: message(error) }, `shutdown: ${what} failed`);
         }
       };
       markShuttingDown(backend.discovery);
@@ -241,21 +237,9 @@ export function installGracefulShutdown(backend: Backend, options: GracefulShutd
       await sleep(options.drainMs ?? 5000);
       if (options.beforeExit) await step('beforeExit', options.beforeExit);
       const closed = await Promise.race([
-        backend.close().then(
-          () => 'closed' as const,
-          (error: unknown) => {
-            logger.error(
-              {
-                error: error instanceof Error ? error.message : String(error),
-              },
-              'shutdown: closing the backend failed',
-            );
-            return 'failed' as const;
-          },
-        ),
+        step('closing the backend', () => backend.close()).then(() => 'done' as const),
         sleep(options.closeTimeoutMs ?? 10_000).then(() => 'timeout' as const),
       ]);
-      if (closed === 'failed') code = SHUTDOWN_EXIT_CODES.failed;
       if (closed === 'timeout') {
         code = SHUTDOWN_EXIT_CODES.timedOut;
         logger.error(
