@@ -30,6 +30,8 @@ class SlowKeyServer implements SessionDriver<string, string> {
   maxInFlight = 0;
   writesSent = 0;
   private busyUntil = 0;
+  /** While set, writes reach the server but are answered only when `answer()` runs. */
+  held: (() => void)[] | undefined;
   constructor(private readonly timers: FakeTimers) {}
   ownerOf(): string {
     return 'us';
@@ -56,12 +58,22 @@ class SlowKeyServer implements SessionDriver<string, string> {
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     this.busyUntil = Math.max(this.busyUntil, this.timers.now()) + WRITE_MS;
     return new Promise((resolve) => {
-      this.timers.setTimeout(() => {
+      const land = () => {
         this.inFlight -= 1;
         this.keys.set(key, this.timers.now() + TTL * 1000);
         resolve(writes.map(() => 'written'));
+      };
+      this.timers.setTimeout(() => {
+        if (this.held) this.held.push(land);
+        else land();
       }, this.busyUntil - this.timers.now());
     });
+  }
+  /** Answers every held write (they land now) and stops holding. */
+  answer(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const land of held) land();
   }
   async remove(_key: string, keys: readonly string[]): Promise<void> {
     for (const k of keys) this.keys.delete(k);
@@ -132,5 +144,35 @@ describe('liveness engine, key scope: a burst queued longer than the ttl', () =>
     expect(outcomes.filter((o) => o.error !== undefined).length).toBeGreaterThanOrEqual(
       100 - server.writesSent,
     );
+  });
+
+  it('close() waits for registrations that gave up while their write was in flight, and removes what lands', async () => {
+    const { timers, server, engine, outcomes } = burst(0, 4);
+    server.held = [];
+    const late = Array.from({ length: 3 }, (_, i) =>
+      engine.register(`late${i}`, 'v', TTL, { lost: () => {}, restored: () => {} }).established.then(
+        () => 'registered',
+        (error: unknown) => (error as Error).name,
+      ),
+    );
+    // No write is answered within establishTimeoutMs: every registration gives up (its write is
+    // still in flight, and is undone once it lands).
+    await timers.advance(2500);
+    expect(await Promise.all(late)).toEqual([
+      'BackendUnavailableError',
+      'BackendUnavailableError',
+      'BackendUnavailableError',
+    ]);
+    let closed = false;
+    const closing = engine.close().then(() => {
+      closed = true;
+    });
+    await timers.advance(1000);
+    expect(closed).toBe(false);
+    server.answer();
+    for (let i = 0; i < 20 && !closed; i++) await timers.advance(100);
+    await closing;
+    expect(server.keys.size).toBe(0);
+    expect(outcomes).toEqual([]);
   });
 });
