@@ -102,20 +102,13 @@ export interface PhaseMessage {
   previous: string;
 }
 
-const registration = diagnostics.channel(ROLLCALL_CHANNELS.registration);
-const session = diagnostics.channel(ROLLCALL_CHANNELS.session);
-const watch = diagnostics.channel(ROLLCALL_CHANNELS.watch);
-const membership = diagnostics.channel(ROLLCALL_CHANNELS.membership);
-const lock = diagnostics.channel(ROLLCALL_CHANNELS.lock);
-const config = diagnostics.channel(ROLLCALL_CHANNELS.config);
-const migrationPhase = diagnostics.channel(ROLLCALL_CHANNELS.migrationPhase);
-
 /** The tracing channel around lock and leadership waits. */
 export const lockAcquireChannel = diagnostics.tracingChannel<unknown, LockMessage>(
   ROLLCALL_CHANNELS.lockAcquire,
 );
 
-function publisher<M>(channel: diagnostics.Channel): (message: () => M) => void {
+function publisher<M>(name: string): (message: () => M) => void {
+  const channel = diagnostics.channel(name);
   return (message) => {
     if (channel.hasSubscribers) channel.publish(message());
   };
@@ -123,13 +116,13 @@ function publisher<M>(channel: diagnostics.Channel): (message: () => M) => void 
 
 /** Publishing functions: each builds its message only when someone subscribes. */
 export const publish = {
-  registration: publisher<RegistrationMessage>(registration),
-  session: publisher<SessionMessage>(session),
-  watch: publisher<WatchMessage>(watch),
-  membership: publisher<MembershipMessage>(membership),
-  lock: publisher<LockMessage>(lock),
-  config: publisher<ConfigMessage>(config),
-  migrationPhase: publisher<PhaseMessage>(migrationPhase),
+  registration: publisher<RegistrationMessage>(ROLLCALL_CHANNELS.registration),
+  session: publisher<SessionMessage>(ROLLCALL_CHANNELS.session),
+  watch: publisher<WatchMessage>(ROLLCALL_CHANNELS.watch),
+  membership: publisher<MembershipMessage>(ROLLCALL_CHANNELS.membership),
+  lock: publisher<LockMessage>(ROLLCALL_CHANNELS.lock),
+  config: publisher<ConfigMessage>(ROLLCALL_CHANNELS.config),
+  migrationPhase: publisher<PhaseMessage>(ROLLCALL_CHANNELS.migrationPhase),
 };
 
 /** Runs a lock wait inside the lock tracing channel (a plain call when nobody subscribes). */
