@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { DiscoveryEvent, ServiceInstance } from '@rollcall/core';
+import { createHealthHandler, type DiscoveryEvent, type ServiceInstance } from '@rollcall/core';
 import {
   type ConsulAgent,
   type CountingHttpProxy,
@@ -244,6 +246,35 @@ describe('consul faults (real processes)', () => {
     });
     afterAll(async () => {
       await proxy?.close();
+    });
+
+    it('probes send nothing to the agent: 100 /readyz and /health answers from tracked state', async () => {
+      const via = { host: agent.host, port: proxy.port };
+      const probed = client({}, via);
+      const service = uniqueService('probed');
+      await probed.discovery.register(instance(service, 'r1'), { ttlSeconds: 30 });
+      await probed.discovery.getInstances(service);
+      const handler = createHealthHandler(probed.discovery);
+      const server = createServer(handler);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
+      try {
+        proxy.reset();
+        const statuses = new Set<number>();
+        for (let i = 0; i < 50; i++)
+          for (const path of ['/readyz', '/health'])
+            statuses.add((await fetch(`http://127.0.0.1:${port}${path}`)).status);
+        expect([...statuses]).toEqual([200]);
+        // Heartbeats and the watch's own polls may run meanwhile; nothing else reached the agent.
+        const other = proxy.requests.filter(
+          (r) =>
+            !r.path.startsWith('/v1/agent/check/pass/') &&
+            !r.path.startsWith(`/v1/health/service/${service}?`),
+        );
+        expect(other.map((r) => `${r.method} ${r.path}`)).toEqual([]);
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
     });
 
     it('the agent sees one health request per poll interval (poll mode, and blocking mode under churn)', async () => {
