@@ -1,6 +1,6 @@
-import { type ConsulAgent, startConsul, uniqueService } from '@rollcall/testkit';
+import { type ConsulAgent, Recorder, startConsul, uniqueService } from '@rollcall/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendOn, passingIds } from './helpers.js';
+import { backendOn, POLL_MS, passingIds } from './helpers.js';
 
 // Issue 10, item 8: the Consul client's connections are bounded (Consul allows 200 per client
 // address): a burst of registrations queues instead of failing, and normal use prints no warning.
@@ -48,4 +48,25 @@ describe('consul connection pool', () => {
       await Promise.allSettled([a.close(), neighbour.close()]);
     }
   }, 120_000);
+
+  it('blocking queries have a pool of their own: watches held for a whole wait never delay an ordinary call', async () => {
+    // One ordinary connection, and more held watches than that: on a shared pool every call below
+    // would queue behind a blocking query held for its whole wait (the poll interval).
+    const a = backendOn(agent, { maxConnections: 1 });
+    const prefix = `held/${uniqueService('pool')}`;
+    const watches = Array.from({ length: 4 }, (_, i) => new Recorder(a.kv.watchPrefix(`${prefix}/${i}/`)));
+    try {
+      for (const w of watches) await w.next((e) => e.type === 'sync', { timeoutMs: 5000 });
+      // The first blocking query follows the initial read at once: let every watch get to its wait.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        await a.kv.put(`${prefix}/plain`, String(i));
+        expect(await a.kv.get(`${prefix}/plain`)).toBe(String(i));
+        expect(performance.now() - started).toBeLessThan(POLL_MS / 5);
+      }
+    } finally {
+      await a.close();
+    }
+  }, 30_000);
 });
