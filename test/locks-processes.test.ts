@@ -3,16 +3,10 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type Backend, TYPES } from '@rollcall/core';
-import {
-  type ConsulAgent,
-  type EtcdServer,
-  eventually,
-  startConsul,
-  startEtcd,
-  uniqueService,
-} from '@rollcall/testkit';
+import { eventually, startConsul, startEtcd, uniqueService } from '@rollcall/testkit';
 import { createContainer, loadConfig } from 'rollcall';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { consulServer, etcdServer, type RealServer } from './servers.js';
 
 const child = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'lock-child.mjs');
 
@@ -51,32 +45,20 @@ class Child {
   }
 }
 
-type Server = { env: Record<string, string>; ttl: number; graceMs: number; stop(): Promise<void> };
+type Server = RealServer & { ttl: number; graceMs: number };
 
 const backends: [string, () => Promise<Server>][] = [
   [
     'etcd',
     async () => {
-      const etcd: EtcdServer = await startEtcd({ name: 'locks-e2e' });
-      return {
-        env: { ROLLCALL_BACKEND: 'etcd', ETCD_ENDPOINTS: etcd.endpoints.join(',') },
-        ttl: 2,
-        graceMs: 2000,
-        stop: () => etcd.stop(),
-      };
+      return { ...etcdServer(await startEtcd({ name: 'locks-e2e' })), ttl: 2, graceMs: 2000 };
     },
   ],
   [
     'consul',
     async () => {
-      const agent: ConsulAgent = await startConsul();
       // Consul may keep an expired session up to 2 x its TTL (10 s minimum) before invalidating it.
-      return {
-        env: { ROLLCALL_BACKEND: 'consul', CONSUL_HTTP_ADDR: agent.address },
-        ttl: 10,
-        graceMs: 12_000,
-        stop: () => agent.stop(),
-      };
+      return { ...consulServer(await startConsul()), ttl: 10, graceMs: 12_000 };
     },
   ],
 ];

@@ -4,6 +4,7 @@ import { eventually, startConsul, startEtcd, uniqueService } from '@rollcall/tes
 import { pino } from 'pino';
 import { createContainer, loadConfig } from 'rollcall';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { consulServer, etcdServer, type RealServer } from './servers.js';
 
 // Issue 13: a pino instance given to the container keeps every field Rollcall logs (Rollcall used
 // to call `(message, fields)`, which pino reads as a message and drops the fields), every backend
@@ -33,13 +34,10 @@ function pinoInMemory() {
 
 const SECRET = `s3cret-${crypto.randomUUID()}`;
 
-type Server = {
+type Server = RealServer & {
   good: Record<string, string>;
   wrong: Record<string, string>;
   secrets: string[];
-  pause(): void;
-  resume(): void;
-  stop(): Promise<void>;
 };
 const servers: [string, () => Promise<Server>][] = [
   [
@@ -47,33 +45,25 @@ const servers: [string, () => Promise<Server>][] = [
     async () => {
       const etcd = await startEtcd({ name: 'logging' });
       await etcd.enableAuth({ username: 'app', password: SECRET, rootPassword: `root-${SECRET}` });
-      const env = {
-        ROLLCALL_BACKEND: 'etcd',
-        ETCD_ENDPOINTS: etcd.endpoints.join(','),
-        ETCD_USERNAME: 'app',
-      };
+      const server = etcdServer(etcd);
+      const env = { ...server.env, ETCD_USERNAME: 'app' };
       return {
+        ...server,
         good: { ...env, ETCD_PASSWORD: SECRET },
         wrong: { ...env, ETCD_PASSWORD: `${SECRET}-wrong` },
         secrets: [SECRET, `root-${SECRET}`],
-        pause: () => etcd.pause(),
-        resume: () => etcd.resume(),
-        stop: () => etcd.stop(),
       };
     },
   ],
   [
     'consul',
     async () => {
-      const agent = await startConsul({ acl: true, masterToken: SECRET });
-      const env = { ROLLCALL_BACKEND: 'consul', CONSUL_HTTP_ADDR: agent.address };
+      const server = consulServer(await startConsul({ acl: true, masterToken: SECRET }));
       return {
-        good: { ...env, CONSUL_HTTP_TOKEN: SECRET },
-        wrong: { ...env, CONSUL_HTTP_TOKEN: `${SECRET}-wrong` },
+        ...server,
+        good: { ...server.env, CONSUL_HTTP_TOKEN: SECRET },
+        wrong: { ...server.env, CONSUL_HTTP_TOKEN: `${SECRET}-wrong` },
         secrets: [SECRET],
-        pause: () => agent.pause(),
-        resume: () => agent.resume(),
-        stop: () => agent.stop(),
       };
     },
   ],

@@ -7,42 +7,23 @@ import { type Backend, createHealthHandler, type ServiceDiscovery, TYPES } from 
 import { eventually, Recorder, startConsul, startEtcd, uniqueService } from '@rollcall/testkit';
 import { createContainer, loadConfig } from 'rollcall';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { consulServer, etcdServer, type RealServer } from './servers.js';
 
 // Issue 13: the probes and the graceful shutdown as an operator meets them, on real servers.
 const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'service-child.mjs');
 
-type Server = {
-  env: Record<string, string>;
-  propagationMs: number;
-  pause(): void;
-  resume(): void;
-  stop(): Promise<void>;
-};
+type Server = RealServer & { propagationMs: number };
 const servers: [string, () => Promise<Server>][] = [
   [
     'etcd',
     async () => {
-      const etcd = await startEtcd({ name: 'shutdown-e2e' });
-      return {
-        env: { ROLLCALL_BACKEND: 'etcd', ETCD_ENDPOINTS: etcd.endpoints.join(',') },
-        propagationMs: 1500,
-        pause: () => etcd.pause(),
-        resume: () => etcd.resume(),
-        stop: () => etcd.stop(),
-      };
+      return { ...etcdServer(await startEtcd({ name: 'shutdown-e2e' })), propagationMs: 1500 };
     },
   ],
   [
     'consul',
     async () => {
-      const agent = await startConsul();
-      return {
-        env: { ROLLCALL_BACKEND: 'consul', CONSUL_HTTP_ADDR: agent.address },
-        propagationMs: 6000,
-        pause: () => agent.pause(),
-        resume: () => agent.resume(),
-        stop: () => agent.stop(),
-      };
+      return { ...consulServer(await startConsul()), propagationMs: 6000 };
     },
   ],
 ];

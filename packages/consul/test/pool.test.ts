@@ -1,6 +1,6 @@
-import { type ConsulAgent, startConsul, uniqueService } from '@rollcall/testkit';
+import { type ConsulAgent, Recorder, startConsul, uniqueService } from '@rollcall/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendOn, passingIds } from './helpers.js';
+import { backendOn, POLL_MS, passingIds } from './helpers.js';
 
 // Issue 10, item 8: the Consul client's connections are bounded (Consul allows 200 per client
 // address): a burst of registrations queues instead of failing, and normal use prints no warning.
@@ -26,12 +26,13 @@ describe('consul connection pool', () => {
       const reads = (async () => {
         while (reading) await neighbour.kv.get('burst/probe').catch(() => (neighbourFailures += 1));
       })();
+      const started = performance.now();
+      const settledAt: number[] = [];
       const outcomes = await Promise.allSettled(
         Array.from({ length: 1000 }, (_, i) =>
-          a.discovery.register(
-            { id: `b${i}`, service, host: '127.0.0.1', port: 10_000 + i },
-            { ttlSeconds: 30 },
-          ),
+          a.discovery
+            .register({ id: `b${i}`, service, host: '127.0.0.1', port: 10_000 + i }, { ttlSeconds: 30 })
+            .finally(() => settledAt.push(performance.now() - started)),
         ),
       );
       reading = false;
@@ -39,6 +40,10 @@ describe('consul connection pool', () => {
       const failed = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[];
       expect(failed.map((f) => String(f.reason)).slice(0, 3)).toEqual([]);
       expect(neighbourFailures).toBe(0);
+      // At most maxConnections registrations are written at once, so they finish one after another:
+      // the first hundred are done early (~4% of the burst's time measured; ~45% when all 1,000
+      // interleave in the pool's queue).
+      expect(settledAt[99]).toBeLessThan((settledAt[999] as number) / 5);
       expect((await passingIds(agent, service)).length).toBe(1000);
       await a.close();
       expect(await passingIds(agent, service)).toEqual([]);
@@ -48,4 +53,25 @@ describe('consul connection pool', () => {
       await Promise.allSettled([a.close(), neighbour.close()]);
     }
   }, 120_000);
+
+  it('blocking queries have a pool of their own: watches held for a whole wait never delay an ordinary call', async () => {
+    // One ordinary connection, and more held watches than that: on a shared pool every call below
+    // would queue behind a blocking query held for its whole wait (the poll interval).
+    const a = backendOn(agent, { maxConnections: 1 });
+    const prefix = `held/${uniqueService('pool')}`;
+    const watches = Array.from({ length: 4 }, (_, i) => new Recorder(a.kv.watchPrefix(`${prefix}/${i}/`)));
+    try {
+      for (const w of watches) await w.next((e) => e.type === 'sync', { timeoutMs: 5000 });
+      // The first blocking query follows the initial read at once: let every watch get to its wait.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        await a.kv.put(`${prefix}/plain`, String(i));
+        expect(await a.kv.get(`${prefix}/plain`)).toBe(String(i));
+        expect(performance.now() - started).toBeLessThan(POLL_MS / 5);
+      }
+    } finally {
+      await a.close();
+    }
+  }, 30_000);
 });

@@ -1,4 +1,5 @@
 import { AbortedError, BackendUnavailableError, ClosedError } from '@rollcall/core';
+import { abortable } from '@rollcall/core/driver';
 import type { ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
 import type { EtcdConnection } from './connection.js';
 import type { EtcdSessionCounters } from './sessions.js';
@@ -96,21 +97,12 @@ export class KeepaliveStream {
         this.opening = undefined;
       }
     })();
-    const opening = this.opening;
-    return new Promise<Duplex>((resolve, reject) => {
-      const onAbort = () => reject(new AbortedError(signal.reason));
-      signal.addEventListener('abort', onAbort, { once: true });
-      opening.then(
-        (s) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(s);
-        },
-        (error) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(this.conn.error(error, 'open the keepalive stream'));
-        },
-      );
-    });
+    return abortable(
+      this.opening.catch((error) => {
+        throw this.conn.error(error, 'open the keepalive stream');
+      }),
+      signal,
+    );
   }
 
   private answer(response: ILeaseKeepAliveResponse): void {
