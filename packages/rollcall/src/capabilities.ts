@@ -5,6 +5,7 @@ import {
   NotSupportedError,
   type ServiceDiscovery,
 } from '@rollcall/core';
+import type { MigratingBackend } from '@rollcall/migration';
 
 /**
  * Optional features a backend object may have beyond the contract, found by shape so that any
@@ -34,25 +35,9 @@ export function discoveryHealth(
   return typeof d.health === 'function' ? d.health(timeoutMs) : undefined;
 }
 
-/** A migration phase (the contract's `MigrationPhase`). */
-export type MigrationPhase = 'dual-write' | 'shadow' | 'dual-read' | 'cutover' | 'done';
-
-/** One service's comparison between the two registries (the contract's `ServiceComparison`). */
-export interface ServiceComparison {
-  service: string;
-  from: number;
-  to: number;
-  onlyInFrom: string[];
-  onlyInTo: string[];
-  verdict: 'ok' | 'blocked';
-}
-
-/** What the dashboard reads of a `migrating` backend (the read side of the contract's `MigratingBackend`). */
-export interface MigrationView {
-  readonly phase: MigrationPhase;
-  compare?(service?: string): Promise<ServiceComparison[]>;
-  on?(event: 'phase', listener: (phase: MigrationPhase, previous: MigrationPhase) => void): () => void;
-}
+/** What the dashboard reads of a `migrating` backend: its phase, and its comparison and `phase` events when it has them. */
+export type MigrationView = Pick<MigratingBackend, 'phase'> &
+  Partial<Pick<MigratingBackend, 'compare' | 'on'>>;
 
 /** The migration view of a backend named `migrating`, else `undefined`. */
 export function migrationOf(backend: Backend): MigrationView | undefined {

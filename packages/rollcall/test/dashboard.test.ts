@@ -2,8 +2,8 @@ import { request } from 'node:http';
 import type { Backend } from '@rollcall/core';
 import { ConfigError } from '@rollcall/core';
 import { createMemoryBackend, type MemoryBackend, MemoryStore } from '@rollcall/memory';
+import type { MigrationPhase, ServiceComparison } from '@rollcall/migration';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { MigrationPhase, ServiceComparison } from '../src/capabilities.js';
 import { type Dashboard, startDashboard } from '../src/dashboard/server.js';
 import { openSse, type SseStream } from './sse.js';
 
@@ -207,7 +207,7 @@ function fakeMigrating(backend: MemoryBackend) {
   let phase: MigrationPhase = 'shadow';
   const listeners = new Set<(next: MigrationPhase, previous: MigrationPhase) => void>();
   const comparisons: ServiceComparison[] = [
-    { service: 'orders', from: 2, to: 1, onlyInFrom: ['a2'], onlyInTo: [], verdict: 'blocked' },
+    { service: 'orders', from: 2, to: 1, onlyInFrom: ['a2'], onlyInTo: [], verdict: 'blocked', stale: false },
   ];
   let compares = 0;
   const migrating = {
@@ -251,7 +251,15 @@ describe('dashboard migration panel', () => {
     expect(await events.next('migration')).toEqual({
       phase: 'shadow',
       comparisons: [
-        { service: 'orders', from: 2, to: 1, onlyInFrom: ['a2'], onlyInTo: [], verdict: 'blocked' },
+        {
+          service: 'orders',
+          from: 2,
+          to: 1,
+          onlyInFrom: ['a2'],
+          onlyInTo: [],
+          verdict: 'blocked',
+          stale: false,
+        },
       ],
     });
     fake.setPhase('dual-read');
