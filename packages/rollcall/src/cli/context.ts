@@ -161,6 +161,14 @@ export class CliContext {
   }
 }
 
+/** Resolves when `signal` aborts. */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
 /** The server of an etcd (`options.endpoints`) or Consul (`address`) backend, for messages. */
 export function targetOf(backend: Backend): string | undefined {
   const b = backend as { address?: unknown; options?: { endpoints?: unknown } };

@@ -1,17 +1,9 @@
 import type { Command } from 'commander';
 import { startDashboard } from '../dashboard/server.js';
-import type { CliContext } from './context.js';
+import { type CliContext, untilAborted } from './context.js';
 import { callTimeoutOf } from './health.js';
 import { positiveInteger } from './locks.js';
 import { consulTotals } from './probes.js';
-
-/** Resolves when `signal` aborts. */
-function until(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
-}
 
 /** `ui`: the live, read-only dashboard. */
 export function uiCommand(program: Command, ctx: CliContext): void {
@@ -61,7 +53,7 @@ export function uiCommand(program: Command, ctx: CliContext): void {
           `rollcall dashboard on ${dashboard.url}${token ? ' (add ?token=<token>)' : ''}; Ctrl-C stops it`,
         ]);
         ctx.io.onListening?.(dashboard.url);
-        await until(ctx.interrupted());
+        await untilAborted(ctx.interrupted());
       } finally {
         await dashboard.close();
       }
