@@ -173,6 +173,28 @@ describe('dashboard server', () => {
     expect(d.hub.feeds.services()).toEqual([]);
   });
 
+  it('stops polling the backend once the last browser leaves, and resumes with the next one', async () => {
+    const backend = await registry();
+    const listServices = backend.discovery.listServices.bind(backend.discovery);
+    let lists = 0;
+    backend.discovery.listServices = () => {
+      lists += 1;
+      return listServices();
+    };
+    const d = await dashboard(backend);
+    const a = await sse(d);
+    await a.next('service');
+    await expect.poll(() => lists).toBeGreaterThan(1);
+    a.close();
+    await expect.poll(() => d.hub.clientCount).toBe(0);
+    const after = lists;
+    await new Promise((resolve) => setTimeout(resolve, 300)); // six list intervals
+    expect(lists).toBeLessThanOrEqual(after + 1); // at most the read in flight when it left
+    const b = await sse(d);
+    await b.next('service');
+    await expect.poll(() => lists).toBeGreaterThan(after + 1);
+  });
+
   it('refuses a non-loopback host without a token, a short token and a bad port', async () => {
     const backend = createMemoryBackend();
     open.push(backend);
