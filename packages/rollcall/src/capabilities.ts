@@ -45,3 +45,15 @@ export function migrationOf(backend: Backend): MigrationView | undefined {
   const view = backend as unknown as MigrationView;
   return typeof view.phase === 'string' ? view : undefined;
 }
+
+/** A Consul backend's agent address (`http://host:port`), found by shape. */
+export function consulAddressOf(backend: Backend): string | undefined {
+  const address = (backend as { address?: unknown }).address;
+  return typeof address === 'string' ? address : undefined;
+}
+
+/** An etcd backend's client URLs (`options.endpoints`), found by shape. */
+export function etcdEndpointsOf(backend: Backend): readonly string[] | undefined {
+  const endpoints = (backend as { options?: { endpoints?: unknown } }).options?.endpoints;
+  return Array.isArray(endpoints) ? (endpoints as string[]) : undefined;
+}

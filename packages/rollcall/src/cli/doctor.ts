@@ -8,7 +8,7 @@ import {
   type ServiceInstance,
 } from '@rollcall/core';
 import type { Command } from 'commander';
-import { discoveryHealth } from '../capabilities.js';
+import { consulAddressOf, discoveryHealth, etcdEndpointsOf } from '../capabilities.js';
 import type { CliContext } from './context.js';
 import { describeError } from './errors.js';
 import { callTimeoutOf, PROBE_KEY, timed } from './health.js';
@@ -121,13 +121,14 @@ function etcdTls(ctx: CliContext): ProbeTls | undefined {
 
 /** The server's version and clock, by the backend's own HTTP endpoint. */
 async function serverFacts(ctx: CliContext, backend: Backend, timeoutMs: number): Promise<ServerFacts> {
-  const b = backend as { address?: unknown; options?: { endpoints?: readonly string[] } };
-  if (backend.name === 'etcd' && b.options?.endpoints?.[0]) {
-    const facts = await etcdFacts(b.options.endpoints[0], timeoutMs, etcdTls(ctx));
+  const endpoint = backend.name === 'etcd' ? etcdEndpointsOf(backend)?.[0] : undefined;
+  if (endpoint) {
+    const facts = await etcdFacts(endpoint, timeoutMs, etcdTls(ctx));
     return facts.skewMs === undefined ? { ...facts, note: "etcd's API gives no server time" } : facts;
   }
-  if (backend.name === 'consul' && typeof b.address === 'string')
-    return consulFacts(b.address, timeoutMs, ctx.io.backend ? undefined : ctx.config().consul?.token);
+  const address = backend.name === 'consul' ? consulAddressOf(backend) : undefined;
+  if (address)
+    return consulFacts(address, timeoutMs, ctx.io.backend ? undefined : ctx.config().consul?.token);
   return { note: `not available for the ${backend.name} backend` };
 }
 

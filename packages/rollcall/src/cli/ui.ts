@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { consulAddressOf } from '../capabilities.js';
 import { startDashboard } from '../dashboard/server.js';
 import { type CliContext, untilAborted } from './context.js';
 import { callTimeoutOf } from './health.js';
@@ -29,16 +30,15 @@ export function uiCommand(program: Command, ctx: CliContext): void {
     .action(async (options: { port: number; host: string; token?: string; kvPrefix: string }) => {
       const backend = ctx.backend();
       const token = options.token ?? (ctx.io.env ?? process.env).ROLLCALL_UI_TOKEN;
-      const consul = backend as { name: string; address?: unknown };
+      const address = backend.name === 'consul' ? consulAddressOf(backend) : undefined;
       const config = ctx.io.backend ? undefined : ctx.config().consul;
-      const totals =
-        backend.name === 'consul' && typeof consul.address === 'string'
-          ? () =>
-              consulTotals(consul.address as string, callTimeoutOf(ctx), {
-                ...(config?.token ? { token: config.token } : {}),
-                ...(config?.datacenter ? { datacenter: config.datacenter } : {}),
-              })
-          : undefined;
+      const totals = address
+        ? () =>
+            consulTotals(address, callTimeoutOf(ctx), {
+              ...(config?.token ? { token: config.token } : {}),
+              ...(config?.datacenter ? { datacenter: config.datacenter } : {}),
+            })
+        : undefined;
       const dashboard = await startDashboard({
         backend,
         host: options.host,
