@@ -171,6 +171,6 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
 }
 
 /** The server of an etcd (`options.endpoints`) or Consul (`address`) backend, for messages. */
-export function targetOf(backend: Backend): string | undefined {
+function targetOf(backend: Backend): string | undefined {
   return consulAddressOf(backend) ?? etcdEndpointsOf(backend)?.join(', ');
 }

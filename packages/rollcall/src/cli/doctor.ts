@@ -16,14 +16,14 @@ import { formatMs, table } from './output.js';
 import { consulFacts, etcdFacts, type ProbeTls, type ServerFacts } from './probes.js';
 
 /** The service doctor registers its test instance under. */
-export const DOCTOR_SERVICE = 'rollcall-doctor';
+const DOCTOR_SERVICE = 'rollcall-doctor';
 /** A clock further off than this (ms) is a warning: Consul fencing epochs and `syncedAt` ages rely on clocks. */
-export const SKEW_WARN_MS = 2000;
+const SKEW_WARN_MS = 2000;
 
 type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 
 /** One line of the doctor's report. */
-export interface Check {
+interface Check {
   check: string;
   verdict: Verdict;
   detail: string;
