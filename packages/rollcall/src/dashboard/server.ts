@@ -153,9 +153,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     });
     res.write('retry: 2000\n\n');
     streams.add(res);
-    const disconnect = hub.connect((event, data) =>
-      res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
-    );
+    const disconnect = hub.connect((event, json) => res.write(`event: ${event}\ndata: ${json}\n\n`));
     // A comment now and then keeps proxies from closing an idle stream.
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     res.on('close', () => {
