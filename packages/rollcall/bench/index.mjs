@@ -4,40 +4,24 @@
 // reach a server-sent events client, so the ratios say what the page adds.
 // Run: npm run build && node packages/rollcall/bench/index.mjs [--samples=N]
 // Prints a table and writes bench-results/rollcall-dashboard.json. Not a test: no assertions.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createEtcdBackend } from '@rollcall/etcd';
 import { reportBench, startEtcd, summarize } from '@rollcall/testkit';
-import { chromium } from 'playwright-core';
 import { startDashboard } from '../dist/dashboard/server.js';
+import { launchChromium } from '../test/chromium.mjs';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')));
 const SAMPLES = Number(args.get('samples') ?? 40);
 const NEW_SERVICES = Number(args.get('new-services') ?? 10);
 
 const etcd = await startEtcd();
-const profile = mkdtempSync(join(tmpdir(), 'rollcall-bench-chromium-'));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launchChromium();
 const viewer = createEtcdBackend({ endpoints: etcd.endpoints });
 const writer = createEtcdBackend({ endpoints: etcd.endpoints });
 const watcher = createEtcdBackend({ endpoints: etcd.endpoints });
 const dashboard = await startDashboard({ backend: viewer, port: 0 });
 
 try {
-  const page = await browser.newPage();
+  const page = await browser.context.newPage();
   await page.goto(dashboard.url);
   const service = 'bench';
   const anchor = await writer.discovery.register({ id: 'anchor', service, host: '10.0.0.1', port: 1 });
@@ -146,5 +130,4 @@ try {
   await Promise.all([viewer.close(), writer.close(), watcher.close()]);
   await browser.close();
   await etcd.stop();
-  rmSync(profile, { recursive: true, force: true });
 }

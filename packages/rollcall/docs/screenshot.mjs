@@ -1,18 +1,14 @@
 // Makes docs/dashboard.png, the README's screenshot: a demo registry on a fresh etcd, shown by
 // `rollcall ui` in headless Chromium. Run: npm run build && node packages/rollcall/docs/screenshot.mjs
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createEtcdBackend } from '@rollcall/etcd';
 import { startEtcd } from '@rollcall/testkit';
-import { chromium } from 'playwright-core';
 import { startDashboard } from '../dist/dashboard/server.js';
+import { launchChromium } from '../test/chromium.mjs';
 
 const out = new URL('dashboard.png', import.meta.url).pathname;
 const etcd = await startEtcd();
 const demo = createEtcdBackend({ endpoints: etcd.endpoints });
 const viewer = createEtcdBackend({ endpoints: etcd.endpoints });
-const profile = mkdtempSync(join(tmpdir(), 'rollcall-shot-'));
 try {
   const orders = [
     ['orders-1', '10.0.0.7', '1.4.0', ['blue', 'canary'], { zone: 'eu-west-1a' }, 3],
@@ -62,18 +58,8 @@ try {
     kvPrefix: 'configs/',
     server: etcd.clientUrl,
   });
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-    ],
-    viewport: { width: 1280, height: 720 },
-  });
-  const page = await browser.newPage();
+  const browser = await launchChromium({ viewport: { width: 1280, height: 720 } });
+  const page = await browser.context.newPage();
   await page.goto(`${dashboard.url}#service=orders`);
   await page.waitForSelector('#instances tr[data-id="orders-3"]');
   await page.waitForSelector('#locks tbody tr');
@@ -95,5 +81,4 @@ try {
 } finally {
   await Promise.all([demo.close(), viewer.close()]);
   await etcd.stop();
-  rmSync(profile, { recursive: true, force: true });
 }

@@ -5,6 +5,7 @@ import {
   NotSupportedError,
   type ServiceDiscovery,
 } from '@rollcall/core';
+import type { MigratingBackend } from '@rollcall/migration';
 
 /**
  * Optional features a backend object may have beyond the contract, found by shape so that any
@@ -34,29 +35,25 @@ export function discoveryHealth(
   return typeof d.health === 'function' ? d.health(timeoutMs) : undefined;
 }
 
-/** A migration phase (the contract's `MigrationPhase`). */
-export type MigrationPhase = 'dual-write' | 'shadow' | 'dual-read' | 'cutover' | 'done';
-
-/** One service's comparison between the two registries (the contract's `ServiceComparison`). */
-export interface ServiceComparison {
-  service: string;
-  from: number;
-  to: number;
-  onlyInFrom: string[];
-  onlyInTo: string[];
-  verdict: 'ok' | 'blocked';
-}
-
-/** What the dashboard reads of a `migrating` backend (the read side of the contract's `MigratingBackend`). */
-export interface MigrationView {
-  readonly phase: MigrationPhase;
-  compare?(service?: string): Promise<ServiceComparison[]>;
-  on?(event: 'phase', listener: (phase: MigrationPhase, previous: MigrationPhase) => void): () => void;
-}
+/** What the dashboard reads of a `migrating` backend: its phase, and its comparison and `phase` events when it has them. */
+export type MigrationView = Pick<MigratingBackend, 'phase'> &
+  Partial<Pick<MigratingBackend, 'compare' | 'on'>>;
 
 /** The migration view of a backend named `migrating`, else `undefined`. */
 export function migrationOf(backend: Backend): MigrationView | undefined {
   if (backend.name !== 'migrating') return undefined;
   const view = backend as unknown as MigrationView;
   return typeof view.phase === 'string' ? view : undefined;
+}
+
+/** A Consul backend's agent address (`http://host:port`), found by shape. */
+export function consulAddressOf(backend: Backend): string | undefined {
+  const address = (backend as { address?: unknown }).address;
+  return typeof address === 'string' ? address : undefined;
+}
+
+/** An etcd backend's client URLs (`options.endpoints`), found by shape. */
+export function etcdEndpointsOf(backend: Backend): readonly string[] | undefined {
+  const endpoints = (backend as { options?: { endpoints?: unknown } }).options?.endpoints;
+  return Array.isArray(endpoints) ? (endpoints as string[]) : undefined;
 }

@@ -11,14 +11,13 @@ import {
 } from '@rollcall/core';
 import type { Container, ContainerModule } from 'inversify';
 import type { z } from 'zod';
+import { backendFactory } from './backends.js';
+import { loadConfig, parseConfig, type RollcallConfig } from './config.js';
 
 // inversify is the application's (a peer dependency), loaded when a container is first made:
 // importing `rollcall` alone does not load it.
 const load = createRequire(import.meta.url);
 const inversify = () => load('inversify') as typeof import('inversify');
-
-import { backendFactory } from './backends.js';
-import { loadConfig, parseConfig, type RollcallConfig } from './config.js';
 
 /** Makes a {@link LiveConfig} over the container's backend: `options` are those of `createLiveConfig` without `source`. */
 export type LiveConfigFactory = <S extends z.ZodType>(
@@ -29,9 +28,10 @@ export type LiveConfigFactory = <S extends z.ZodType>(
  * An inversify module binding `TYPES.RollcallConfig`, `TYPES.Backend`, `TYPES.ServiceDiscovery`,
  * `TYPES.KeyValueSource` and `TYPES.LockService` as singletons, and `TYPES.LiveConfigFactory`, for the backend `config.backend`
  * names. When the application binds `TYPES.Logger` (a pino or bunyan instance, or any
- * {@link Logger}), the backend, every backend under a migration, and live configs report to it. The config is validated (and the backend looked up) now, so a bad one fails at start
- * with a {@link ConfigError}; the backend itself is created on first resolution and closed when
- * its binding is deactivated (`await container.unbindAllAsync()`).
+ * {@link Logger}), the backend, every backend under a migration, and live configs report to it.
+ * The config is validated (and the backend looked up) now, so a bad one fails at start with a
+ * {@link ConfigError}; the backend itself is created on first resolution and closed when its
+ * binding is deactivated (`await container.unbindAllAsync()`).
  */
 export function rollcallModule(config: RollcallConfig): ContainerModule {
   const valid = parseConfig(config);

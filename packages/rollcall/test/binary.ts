@@ -7,6 +7,17 @@ import { fileURLToPath } from 'node:url';
 /** The built `rollcall` binary (run `npm run build` first: it imports dist/). */
 export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'rollcall.js');
 
+/** `rollcall doctor`'s verdict per check on a working server. */
+export const DOCTOR_ALL_OK = {
+  configuration: 'ok',
+  reachable: 'ok',
+  auth: 'ok',
+  registration: 'ok',
+  'watch propagation': 'ok',
+  'clock skew': 'ok',
+  'server version': 'ok',
+};
+
 /** A working directory without a rollcall.config.json: only the environment configures the child. */
 const cwd = mkdtempSync(join(tmpdir(), 'rollcall-bin-'));
 

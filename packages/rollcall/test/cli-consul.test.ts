@@ -1,7 +1,8 @@
 import { type ConsulBackend, createConsulBackend } from '@rollcall/consul';
 import { type ConsulAgent, freePort, startConsul } from '@rollcall/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { killAll, run, start } from './binary.js';
+import { consulTotals } from '../src/cli/probes.js';
+import { DOCTOR_ALL_OK, killAll, run, start } from './binary.js';
 
 // The real `rollcall` binary against a real Consul agent. Few tests: Consul is polled every 5 s.
 vi.setConfig({ testTimeout: 60_000 });
@@ -76,15 +77,7 @@ describe('rollcall against Consul', () => {
     const checks = (
       JSON.parse(doctor.stdout) as { checks: { check: string; verdict: string; detail: string }[] }
     ).checks;
-    expect(Object.fromEntries(checks.map((c) => [c.check, c.verdict]))).toEqual({
-      configuration: 'ok',
-      reachable: 'ok',
-      auth: 'ok',
-      registration: 'ok',
-      'watch propagation': 'ok',
-      'clock skew': 'ok',
-      'server version': 'ok',
-    });
+    expect(Object.fromEntries(checks.map((c) => [c.check, c.verdict]))).toEqual(DOCTOR_ALL_OK);
     expect(checks.find((c) => c.check === 'server version')?.detail).toBe('Consul 1.8.7');
     expect(checks.find((c) => c.check === 'clock skew')?.detail).toMatch(/^server clock [+-]\d+\.\d s /);
     hold.child.kill('SIGINT');
@@ -107,5 +100,34 @@ describe('rollcall against Consul', () => {
         `rollcall: consul: list services: cannot reach the agent at http://127.0.0.1:${port} (ECONNREFUSED)`,
       ],
     });
+  });
+
+  it("the dashboard's totals count a service's instances whatever their checks", async () => {
+    const agentUrl = `http://${agent.address}`;
+    const registration = await backend.discovery.register({
+      id: 't1',
+      service: 'totals',
+      host: '10.3.0.2',
+      port: 7000,
+    });
+    // A second instance registered past Rollcall, its check critical: not healthy, still counted.
+    const put = await fetch(`${agentUrl}/v1/agent/service/register`, {
+      method: 'PUT',
+      body: JSON.stringify({
+        ID: 't2',
+        Name: 'totals',
+        Address: '10.3.0.3',
+        Port: 7000,
+        Check: { TTL: '60s', Status: 'critical' },
+      }),
+    });
+    expect(put.status).toBe(200);
+    try {
+      expect((await backend.discovery.getInstances('totals')).instances.map((i) => i.id)).toEqual(['t1']);
+      expect((await consulTotals(agentUrl, 5000)).get('totals')).toBe(2);
+    } finally {
+      await fetch(`${agentUrl}/v1/agent/service/deregister/t2`, { method: 'PUT' });
+      await registration.deregister();
+    }
   });
 });

@@ -1,43 +1,24 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createEtcdBackend, type EtcdBackend } from '@rollcall/etcd';
 import { createMemoryBackend } from '@rollcall/memory';
 import { type EtcdServer, startEtcd } from '@rollcall/testkit';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.js';
 import { startDashboard } from '../src/dashboard/server.js';
+import { type Chromium, launchChromium } from './chromium.mjs';
 
 // `rollcall ui` in a real headless Chromium (Debian's, installed by scripts/install-servers.mjs),
 // driven by playwright-core, over a real etcd: the page follows the registry live, without reloads.
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
 let etcd: EtcdServer;
-let browser: BrowserContext;
-let profile: string;
+let browser: Chromium;
 const clients: EtcdBackend[] = [];
 const stops: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  profile = mkdtempSync(join(tmpdir(), 'rollcall-chromium-'));
   [etcd, browser] = await Promise.all([
     startEtcd(),
-    chromium.launchPersistentContext(profile, {
-      executablePath: '/usr/bin/chromium',
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 800 },
-    }),
+    launchChromium({ viewport: { width: 1280, height: 800 } }),
   ]);
 });
 afterAll(async () => {
@@ -45,12 +26,11 @@ afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
   await browser?.close();
   await etcd?.stop();
-  rmSync(profile, { recursive: true, force: true });
 });
 
 /** A page that records console errors and uncaught exceptions. */
 async function openPage(url: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser.newPage();
+  const page = await browser.context.newPage();
   const errors: string[] = [];
   page.on('console', (m) => {
     if (m.type() === 'error') errors.push(m.text());
@@ -83,7 +63,7 @@ async function ui(env: Record<string, string>, args: string[] = []): Promise<str
 
 /** Distinct colours of a PNG, decoded by the browser itself (in a blank page without the dashboard's policy). */
 async function distinctColours(png: Buffer): Promise<{ colours: number; width: number; height: number }> {
-  const page = await browser.newPage();
+  const page = await browser.context.newPage();
   try {
     const src = JSON.stringify(`data:image/png;base64,${png.toString('base64')}`);
     // Browser code as text: the tests are type-checked without the DOM library.

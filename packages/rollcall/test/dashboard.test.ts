@@ -2,8 +2,8 @@ import { request } from 'node:http';
 import type { Backend } from '@rollcall/core';
 import { ConfigError } from '@rollcall/core';
 import { createMemoryBackend, type MemoryBackend, MemoryStore } from '@rollcall/memory';
+import type { MigrationPhase, ServiceComparison } from '@rollcall/migration';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { MigrationPhase, ServiceComparison } from '../src/capabilities.js';
 import { type Dashboard, startDashboard } from '../src/dashboard/server.js';
 import { openSse, type SseStream } from './sse.js';
 
@@ -173,6 +173,28 @@ describe('dashboard server', () => {
     expect(d.hub.feeds.services()).toEqual([]);
   });
 
+  it('stops polling the backend once the last browser leaves, and resumes with the next one', async () => {
+    const backend = await registry();
+    const listServices = backend.discovery.listServices.bind(backend.discovery);
+    let lists = 0;
+    backend.discovery.listServices = () => {
+      lists += 1;
+      return listServices();
+    };
+    const d = await dashboard(backend);
+    const a = await sse(d);
+    await a.next('service');
+    await expect.poll(() => lists).toBeGreaterThan(1);
+    a.close();
+    await expect.poll(() => d.hub.clientCount).toBe(0);
+    const after = lists;
+    await new Promise((resolve) => setTimeout(resolve, 300)); // six list intervals
+    expect(lists).toBeLessThanOrEqual(after + 1); // at most the read in flight when it left
+    const b = await sse(d);
+    await b.next('service');
+    await expect.poll(() => lists).toBeGreaterThan(after + 1);
+  });
+
   it('refuses a non-loopback host without a token, a short token and a bad port', async () => {
     const backend = createMemoryBackend();
     open.push(backend);
@@ -207,7 +229,7 @@ function fakeMigrating(backend: MemoryBackend) {
   let phase: MigrationPhase = 'shadow';
   const listeners = new Set<(next: MigrationPhase, previous: MigrationPhase) => void>();
   const comparisons: ServiceComparison[] = [
-    { service: 'orders', from: 2, to: 1, onlyInFrom: ['a2'], onlyInTo: [], verdict: 'blocked' },
+    { service: 'orders', from: 2, to: 1, onlyInFrom: ['a2'], onlyInTo: [], verdict: 'blocked', stale: false },
   ];
   let compares = 0;
   const migrating = {
@@ -251,7 +273,15 @@ describe('dashboard migration panel', () => {
     expect(await events.next('migration')).toEqual({
       phase: 'shadow',
       comparisons: [
-        { service: 'orders', from: 2, to: 1, onlyInFrom: ['a2'], onlyInTo: [], verdict: 'blocked' },
+        {
+          service: 'orders',
+          from: 2,
+          to: 1,
+          onlyInFrom: ['a2'],
+          onlyInTo: [],
+          verdict: 'blocked',
+          stale: false,
+        },
       ],
     });
     fake.setPhase('dual-read');

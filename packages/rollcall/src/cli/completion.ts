@@ -124,7 +124,7 @@ if (( $+functions[compdef] )); then compdef _rollcall rollcall; fi
 }
 
 /** The completion script for `shell`, generated from the program's commands and options. */
-export function completionScript(program: Command, shell: string): string {
+function completionScript(program: Command, shell: string): string {
   const tree = treeOf(program);
   const backends = availableBackends();
   if (shell === 'bash') return bashScript(tree, backends);

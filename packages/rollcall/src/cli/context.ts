@@ -2,6 +2,7 @@ import type { Backend } from '@rollcall/core';
 import { createMemoryBackend, type MemoryStore } from '@rollcall/memory';
 import type { Command } from 'commander';
 import { backendFactory } from '../backends.js';
+import { consulAddressOf, etcdEndpointsOf } from '../capabilities.js';
 import { loadConfig, type RollcallConfig } from '../config.js';
 import { toJson } from './output.js';
 
@@ -161,10 +162,15 @@ export class CliContext {
   }
 }
 
+/** Resolves when `signal` aborts. */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
 /** The server of an etcd (`options.endpoints`) or Consul (`address`) backend, for messages. */
-export function targetOf(backend: Backend): string | undefined {
-  const b = backend as { address?: unknown; options?: { endpoints?: unknown } };
-  if (typeof b.address === 'string') return b.address;
-  if (Array.isArray(b.options?.endpoints)) return b.options.endpoints.join(', ');
-  return undefined;
+function targetOf(backend: Backend): string | undefined {
+  return consulAddressOf(backend) ?? etcdEndpointsOf(backend)?.join(', ');
 }

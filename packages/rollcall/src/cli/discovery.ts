@@ -5,13 +5,13 @@ import { UsageError } from './errors.js';
 import { instanceRows, table } from './output.js';
 
 /** Filters of `instances`: every tag and every metadata pair must match. */
-export interface InstanceFilter {
+interface InstanceFilter {
   tags: string[];
   metadata: [string, string][];
 }
 
 /** Parses repeated `--meta k=v` options. */
-export function parseMetaFilters(values: readonly string[]): [string, string][] {
+function parseMetaFilters(values: readonly string[]): [string, string][] {
   return values.map((pair) => {
     const at = pair.indexOf('=');
     if (at <= 0) throw new UsageError(`--meta: expected key=value, got '${pair}'`);
@@ -20,7 +20,7 @@ export function parseMetaFilters(values: readonly string[]): [string, string][] 
 }
 
 /** True when `instance` has every tag and every metadata pair of `filter`. */
-export function matches(instance: ServiceInstance, filter: InstanceFilter): boolean {
+function matches(instance: ServiceInstance, filter: InstanceFilter): boolean {
   const tags = instance.tags ?? [];
   return (
     filter.tags.every((t) => tags.includes(t)) &&

@@ -8,7 +8,7 @@ import {
   type ServiceInstance,
 } from '@rollcall/core';
 import type { Command } from 'commander';
-import { discoveryHealth } from '../capabilities.js';
+import { consulAddressOf, discoveryHealth, etcdEndpointsOf } from '../capabilities.js';
 import type { CliContext } from './context.js';
 import { describeError } from './errors.js';
 import { callTimeoutOf, PROBE_KEY, timed } from './health.js';
@@ -16,14 +16,14 @@ import { formatMs, table } from './output.js';
 import { consulFacts, etcdFacts, type ProbeTls, type ServerFacts } from './probes.js';
 
 /** The service doctor registers its test instance under. */
-export const DOCTOR_SERVICE = 'rollcall-doctor';
+const DOCTOR_SERVICE = 'rollcall-doctor';
 /** A clock further off than this (ms) is a warning: Consul fencing epochs and `syncedAt` ages rely on clocks. */
-export const SKEW_WARN_MS = 2000;
+const SKEW_WARN_MS = 2000;
 
 type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 
 /** One line of the doctor's report. */
-export interface Check {
+interface Check {
   check: string;
   verdict: Verdict;
   detail: string;
@@ -121,13 +121,14 @@ function etcdTls(ctx: CliContext): ProbeTls | undefined {
 
 /** The server's version and clock, by the backend's own HTTP endpoint. */
 async function serverFacts(ctx: CliContext, backend: Backend, timeoutMs: number): Promise<ServerFacts> {
-  const b = backend as { address?: unknown; options?: { endpoints?: readonly string[] } };
-  if (backend.name === 'etcd' && b.options?.endpoints?.[0]) {
-    const facts = await etcdFacts(b.options.endpoints[0], timeoutMs, etcdTls(ctx));
+  const endpoint = backend.name === 'etcd' ? etcdEndpointsOf(backend)?.[0] : undefined;
+  if (endpoint) {
+    const facts = await etcdFacts(endpoint, timeoutMs, etcdTls(ctx));
     return facts.skewMs === undefined ? { ...facts, note: "etcd's API gives no server time" } : facts;
   }
-  if (backend.name === 'consul' && typeof b.address === 'string')
-    return consulFacts(b.address, timeoutMs, ctx.io.backend ? undefined : ctx.config().consul?.token);
+  const address = backend.name === 'consul' ? consulAddressOf(backend) : undefined;
+  if (address)
+    return consulFacts(address, timeoutMs, ctx.io.backend ? undefined : ctx.config().consul?.token);
   return { note: `not available for the ${backend.name} backend` };
 }
 

@@ -1,7 +1,7 @@
 import { AbortedError, type LockLease } from '@rollcall/core';
 import { type Command, InvalidArgumentError } from 'commander';
 import { listLocks } from '../capabilities.js';
-import type { CliContext } from './context.js';
+import { type CliContext, untilAborted } from './context.js';
 import { FailureError } from './errors.js';
 import { table } from './output.js';
 
@@ -13,14 +13,6 @@ export function positiveInteger(what: string) {
       throw new InvalidArgumentError(`${what} must be a positive integer`);
     return n;
   };
-}
-
-/** Resolves when `signal` aborts. */
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
 }
 
 /** `lock list`, `lock hold <name>`, `leader <election>`. */
@@ -88,7 +80,7 @@ export function lockCommands(program: Command, ctx: CliContext): void {
       ctx.print({ lock: name, fencingToken: lease.fencingToken, held: true }, () => [
         `holding lock '${name}' (fencing token ${lease.fencingToken}); Ctrl-C releases it`,
       ]);
-      await Promise.race([aborted(interrupted), aborted(lease.signal)]);
+      await Promise.race([untilAborted(interrupted), untilAborted(lease.signal)]);
       if (!interrupted.aborted) {
         const reason = lease.signal.reason instanceof Error ? `: ${lease.signal.reason.message}` : '';
         throw new FailureError(`lock '${name}' was lost${reason}`);

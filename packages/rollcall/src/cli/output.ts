@@ -17,7 +17,7 @@ export function toJson(value: unknown): string {
 }
 
 /** `k=v,k2=v2`, or `-` when empty. */
-export function formatMetadata(metadata: Readonly<Record<string, string>> | undefined): string {
+function formatMetadata(metadata: Readonly<Record<string, string>> | undefined): string {
   const pairs = Object.entries(metadata ?? {}).map(([k, v]) => `${k}=${v}`);
   return pairs.join(',') || '-';
 }

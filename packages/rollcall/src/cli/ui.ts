@@ -1,17 +1,10 @@
 import type { Command } from 'commander';
+import { consulAddressOf } from '../capabilities.js';
 import { startDashboard } from '../dashboard/server.js';
-import type { CliContext } from './context.js';
+import { type CliContext, untilAborted } from './context.js';
 import { callTimeoutOf } from './health.js';
 import { positiveInteger } from './locks.js';
 import { consulTotals } from './probes.js';
-
-/** Resolves when `signal` aborts. */
-function until(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
-}
 
 /** `ui`: the live, read-only dashboard. */
 export function uiCommand(program: Command, ctx: CliContext): void {
@@ -37,16 +30,15 @@ export function uiCommand(program: Command, ctx: CliContext): void {
     .action(async (options: { port: number; host: string; token?: string; kvPrefix: string }) => {
       const backend = ctx.backend();
       const token = options.token ?? (ctx.io.env ?? process.env).ROLLCALL_UI_TOKEN;
-      const consul = backend as { name: string; address?: unknown };
+      const address = backend.name === 'consul' ? consulAddressOf(backend) : undefined;
       const config = ctx.io.backend ? undefined : ctx.config().consul;
-      const totals =
-        backend.name === 'consul' && typeof consul.address === 'string'
-          ? () =>
-              consulTotals(consul.address as string, callTimeoutOf(ctx), {
-                ...(config?.token ? { token: config.token } : {}),
-                ...(config?.datacenter ? { datacenter: config.datacenter } : {}),
-              })
-          : undefined;
+      const totals = address
+        ? () =>
+            consulTotals(address, callTimeoutOf(ctx), {
+              ...(config?.token ? { token: config.token } : {}),
+              ...(config?.datacenter ? { datacenter: config.datacenter } : {}),
+            })
+        : undefined;
       const dashboard = await startDashboard({
         backend,
         host: options.host,
@@ -61,7 +53,7 @@ export function uiCommand(program: Command, ctx: CliContext): void {
           `rollcall dashboard on ${dashboard.url}${token ? ' (add ?token=<token>)' : ''}; Ctrl-C stops it`,
         ]);
         ctx.io.onListening?.(dashboard.url);
-        await until(ctx.interrupted());
+        await untilAborted(ctx.interrupted());
       } finally {
         await dashboard.close();
       }

@@ -3,8 +3,8 @@ import { sleep } from '@rollcall/core/driver';
 import { canListLocks, discoveryHealth, listLocks, migrationOf } from '../capabilities.js';
 import { ServiceFeeds, type ServiceView } from './feeds.js';
 
-/** Sends one server-sent event to one browser. */
-export type Send = (event: string, data: unknown) => void;
+/** Sends one server-sent event to one browser; `json` is its data, serialized once for every browser. */
+export type Send = (event: string, json: string) => void;
 
 /** Options of {@link DashboardHub}. */
 export interface HubOptions {
@@ -66,8 +66,8 @@ export class DashboardHub {
   connect(send: Send): () => void {
     const client: Client = { send, services: new Set() };
     this.clients.add(client);
-    send('backend', this.backendInfo());
-    for (const message of this.latest.values()) send(message.event, message.data);
+    send('backend', stringify(this.backendInfo()));
+    for (const message of this.latest.values()) send(message.event, message.text);
     for (const service of this.listed) this.subscribe(client, service);
     if (!this.running) this.start();
     return () => {
@@ -118,9 +118,8 @@ export class DashboardHub {
   private publish(key: string, event: string, data: unknown): void {
     const text = stringify(data);
     if (this.latest.get(key)?.text === text) return;
-    const plain = JSON.parse(text) as unknown;
-    this.latest.set(key, { event, data: plain, text });
-    for (const client of this.clients) client.send(event, plain);
+    this.latest.set(key, { event, data: JSON.parse(text) as unknown, text });
+    for (const client of this.clients) client.send(event, text);
   }
 
   private publishService(service: string): void {
@@ -189,7 +188,8 @@ export class DashboardHub {
     for (const service of gone) {
       this.views.delete(service);
       this.latest.delete(`service:${service}`);
-      for (const client of this.clients) client.send('service-removed', { service });
+      const removed = stringify({ service });
+      for (const client of this.clients) client.send('service-removed', removed);
     }
     this.publish('services', 'services', { names });
   }

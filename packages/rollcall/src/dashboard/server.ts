@@ -110,6 +110,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     ]),
   );
   const streams = new Set<ServerResponse>();
+  let heartbeat: NodeJS.Timeout | undefined;
   let boundPort = port;
 
   const allowedHost = (req: IncomingMessage): boolean => {
@@ -153,14 +154,17 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     });
     res.write('retry: 2000\n\n');
     streams.add(res);
-    const disconnect = hub.connect((event, data) =>
-      res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
-    );
-    // A comment now and then keeps proxies from closing an idle stream.
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    // A comment now and then keeps proxies from closing an idle stream: one timer for every stream.
+    heartbeat ??= setInterval(() => {
+      for (const stream of streams) stream.write(': keep-alive\n\n');
+    }, 15_000);
+    const disconnect = hub.connect((event, json) => res.write(`event: ${event}\ndata: ${json}\n\n`));
     res.on('close', () => {
-      clearInterval(heartbeat);
       streams.delete(res);
+      if (streams.size === 0) {
+        clearInterval(heartbeat);
+        heartbeat = undefined;
+      }
       disconnect();
     });
   };
@@ -178,6 +182,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      clearInterval(heartbeat);
       for (const res of streams) res.end();
       hub.close();
       server.closeAllConnections();
