@@ -18,12 +18,11 @@ import {
   validateServiceName,
   validateWatchOptions,
 } from '@rollcall/core';
-import { abortable, guardedCall, QueueWatch, throwIfAborted } from '@rollcall/core/driver';
+import { abortable, DiscoveryView, guardedCall, QueueWatch, throwIfAborted } from '@rollcall/core/driver';
 import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
 import { MigratingRegistration } from './registration.js';
 import type { ShadowReport } from './shadow.js';
-import { SnapshotView } from './views.js';
 
 /** What the migrating discovery needs from its backend. */
 export interface MigratingDiscoveryOptions {
@@ -43,7 +42,7 @@ export interface MigratingDiscoveryOptions {
 
 interface Entry {
   merged: MergedCollection<ServiceInstance, DiscoveryEvent>;
-  view: SnapshotView;
+  view: DiscoveryView;
   lastUsed: number;
   /** Reads waiting for the first answer: the view is not swept while any is. */
   pins: number;
@@ -258,7 +257,7 @@ export class MigratingDiscovery implements ServiceDiscovery {
   private entry(service: string): Entry {
     let entry = this.cache.get(service);
     if (!entry) {
-      const view = new SnapshotView(service);
+      const view = new DiscoveryView(service);
       const merged = new MergedCollection(view, openService(this.backends, service), {
         subject: `service '${service}'`,
         maxQueued: this.options.maxQueuedEvents,
