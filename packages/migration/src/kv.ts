@@ -12,7 +12,7 @@ import {
   validateWatchOptions,
 } from '@rollcall/core';
 import { type EventQueue, guardedCall } from '@rollcall/core/driver';
-import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
+import { followSide, MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { OwnKeys } from './own-keys.js';
 import { type MigrationPhase, PHASE_RULES, READ_SOURCES, type Side } from './phases.js';
 import { kvView } from './views.js';
@@ -44,37 +44,20 @@ function openPrefix(
   const keep = ([key]: [string, string]) => !ownKeys.isReserved(key);
   return (side, sink) => {
     const kv = backends[side].kv;
-    let stopped = false;
-    let watch: ReturnType<KeyValueSource['watchPrefix']>;
-    try {
-      watch = kv.watchPrefix(prefix);
-    } catch (error) {
-      sink.failed(error as Error);
-      return () => {};
-    }
-    void (async () => {
-      try {
-        for await (const event of watch) {
-          if (event.type === 'sync') sink.replace([...event.entries].filter(keep));
-          else if (event.type === 'change')
-            sink.apply(
-              [...event.put].filter(keep),
-              event.deleted.filter((key) => !ownKeys.isReserved(key)),
-            );
-          else sink.stale(event.error);
-        }
-      } catch (error) {
-        if (!stopped) sink.stale(error as Error);
-      }
-    })();
-    // A watch says nothing while its registry has never answered: a read tells whether it can.
-    kv.getAll(prefix).catch((error: unknown) => {
-      if (!stopped) sink.failed(error instanceof Error ? error : new Error(String(error)));
-    });
-    return () => {
-      stopped = true;
-      watch[Symbol.dispose]();
-    };
+    return followSide(
+      sink,
+      () => kv.watchPrefix(prefix),
+      (event: KvEvent) => {
+        if (event.type === 'sync') sink.replace([...event.entries].filter(keep));
+        else if (event.type === 'change')
+          sink.apply(
+            [...event.put].filter(keep),
+            event.deleted.filter((key) => !ownKeys.isReserved(key)),
+          );
+        else sink.stale(event.error);
+      },
+      () => kv.getAll(prefix),
+    );
   };
 }
 
