@@ -11,7 +11,7 @@ import {
   validateValue,
   validateWatchOptions,
 } from '@rollcall/core';
-import { type EventQueue, guardedCall } from '@rollcall/core/driver';
+import { guardedCall, QueueWatch } from '@rollcall/core/driver';
 import { followSide, MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { OwnKeys } from './own-keys.js';
 import { type MigrationPhase, PHASE_RULES, READ_SOURCES, type Side } from './phases.js';
@@ -26,8 +26,6 @@ export interface MigratingKvOptions {
   maxQueuedEvents: number;
   now: () => number;
 }
-
-type KvWatch = AsyncIterable<KvEvent> & Disposable & { close(): void };
 
 /** The key/value plan of a phase. */
 export function kvPlan(phase: MigrationPhase): MergePlan {
@@ -139,7 +137,7 @@ export class MigratingKv implements KeyValueSource {
     return guardedCall(signal, () => this.write((kv) => kv.delete(k, signal ? { signal } : undefined)));
   }
 
-  watchPrefix(prefix: string, options?: { signal?: AbortSignal }): KvWatch {
+  watchPrefix(prefix: string, options?: { signal?: AbortSignal }): QueueWatch<KvEvent> {
     const p = this.prefix(prefix);
     const signal = validateWatchOptions(options);
     this.assertOpen();
@@ -154,7 +152,7 @@ export class MigratingKv implements KeyValueSource {
       if (this.options.known()) merged.setPlan(kvPlan(this.options.phase()));
     }
     const current = merged;
-    const queue: EventQueue<KvEvent> = current.subscribe(() => {
+    const queue = current.subscribe(() => {
       // The last watcher of a prefix gone: stop following it in both registries.
       if (current.subscriberCount === 0 && this.prefixes.get(p) === current) {
         this.prefixes.delete(p);
@@ -162,11 +160,7 @@ export class MigratingKv implements KeyValueSource {
       }
     });
     queue.closeOn(signal);
-    return {
-      [Symbol.asyncIterator]: () => queue,
-      [Symbol.dispose]: () => queue.close(),
-      close: () => queue.close(),
-    };
+    return new QueueWatch(queue);
   }
 
   /** Moves every prefix watch to `phase`'s rules. */
