@@ -116,12 +116,17 @@ export interface HealthOptions {
   timeoutMs?: number;
 }
 
-class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
+/**
+ * Turns a service's mirrored state into discovery events. Snapshots are cached by state version,
+ * and a change patches the previous sorted list instead of re-sorting it. Also used by the
+ * migrating backend's merged views.
+ */
+export class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
   private cached: { version: number; entriesVersion: number; snapshot: Snapshot } | undefined;
   constructor(
     private readonly service: string,
     /** Told the ids of instances a change removed or updated (this client checks its own registrations). */
-    private readonly touched: (service: string, ids: string[]) => void,
+    private readonly touched?: (service: string, ids: string[]) => void,
   ) {}
 
   snapshot(state: MirrorState<ServiceInstance>): Snapshot {
@@ -152,7 +157,7 @@ class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent> {
     snapshot: this.snapshot(state),
   });
   change: MirrorView<ServiceInstance, DiscoveryEvent>['change'] = (state, added, updated, removed) => {
-    if (removed.length + updated.length > 0)
+    if (this.touched && removed.length + updated.length > 0)
       this.touched(this.service, [...removed.map(([id]) => id), ...updated.map(([id]) => id)]);
     const addedInstances = added.map(([, v]) => v);
     const updatedInstances = updated.map(([, v]) => v);

@@ -29,7 +29,12 @@ export {
   throwIfAborted,
 } from './backoff.js';
 export { lockAcquireChannel, publish, traceLockAcquire } from './diagnostics.js';
-export { createServiceDiscovery, type DiscoveryDriver, ManagedDiscovery } from './discovery.js';
+export {
+  createServiceDiscovery,
+  type DiscoveryDriver,
+  DiscoveryView,
+  ManagedDiscovery,
+} from './discovery.js';
 export { Gate } from './gate.js';
 export {
   byId,

@@ -3,10 +3,13 @@ import { BackendUnavailableError, ClosedError } from './errors.js';
 import { realTimers, type TimerHandle, type Timers } from './liveness/clock.js';
 import type { DiscoveryEvent, ServiceWatch } from './types.js';
 
-/** A {@link ServiceWatch} reading one subscriber's {@link EventQueue}. */
-export class QueueWatch implements ServiceWatch {
-  constructor(private readonly queue: EventQueue<DiscoveryEvent>) {}
-  [Symbol.asyncIterator](): AsyncIterator<DiscoveryEvent> {
+/**
+ * A watch reading one subscriber's {@link EventQueue}: a {@link ServiceWatch} over discovery
+ * events, or a key/value prefix watch over `KvEvent`s.
+ */
+export class QueueWatch<E = DiscoveryEvent> implements AsyncIterable<E>, Disposable {
+  constructor(private readonly queue: EventQueue<E>) {}
+  [Symbol.asyncIterator](): AsyncIterator<E> {
     return this.queue;
   }
   close(): void {

@@ -18,12 +18,11 @@ import {
   validateServiceName,
   validateWatchOptions,
 } from '@rollcall/core';
-import { abortable, guardedCall, QueueWatch, throwIfAborted } from '@rollcall/core/driver';
-import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
+import { abortable, DiscoveryView, guardedCall, QueueWatch, throwIfAborted } from '@rollcall/core/driver';
+import { followSide, MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { type MigrationPhase, PHASE_RULES, type Side } from './phases.js';
 import { MigratingRegistration } from './registration.js';
 import type { ShadowReport } from './shadow.js';
-import { SnapshotView } from './views.js';
 
 /** What the migrating discovery needs from its backend. */
 export interface MigratingDiscoveryOptions {
@@ -43,7 +42,7 @@ export interface MigratingDiscoveryOptions {
 
 interface Entry {
   merged: MergedCollection<ServiceInstance, DiscoveryEvent>;
-  view: SnapshotView;
+  view: DiscoveryView;
   lastUsed: number;
   /** Reads waiting for the first answer: the view is not swept while any is. */
   pins: number;
@@ -59,43 +58,27 @@ export function discoveryPlan(phase: MigrationPhase): MergePlan {
 function openService(backends: Readonly<Record<Side, Backend>>, service: string): OpenSide<ServiceInstance> {
   return (side, sink) => {
     const discovery = backends[side].discovery;
-    let stopped = false;
-    let watch: ServiceWatch;
-    try {
-      watch = discovery.watch(service);
-    } catch (error) {
-      sink.failed(error as Error);
-      return () => {};
-    }
-    void (async () => {
-      try {
-        for await (const event of watch) {
-          const at = event.snapshot.syncedAt;
-          if (event.type === 'sync')
-            sink.replace(
-              event.snapshot.instances.map((i) => [i.id, i]),
-              at,
-            );
-          else if (event.type === 'change')
-            sink.apply(
-              [...event.added, ...event.updated].map((i) => [i.id, i]),
-              event.removed.map((i) => i.id),
-              at,
-            );
-          else sink.stale(event.error);
-        }
-      } catch (error) {
-        if (!stopped) sink.stale(error as Error);
-      }
-    })();
-    // A watch says nothing while its registry has never answered: the shared cache's first read tells.
-    discovery.getInstances(service).catch((error: unknown) => {
-      if (!stopped) sink.failed(error instanceof Error ? error : new Error(String(error)));
-    });
-    return () => {
-      stopped = true;
-      watch.close();
-    };
+    return followSide(
+      sink,
+      () => discovery.watch(service),
+      (event: DiscoveryEvent) => {
+        const at = event.snapshot.syncedAt;
+        if (event.type === 'sync')
+          sink.replace(
+            event.snapshot.instances.map((i) => [i.id, i]),
+            at,
+          );
+        else if (event.type === 'change')
+          sink.apply(
+            [...event.added, ...event.updated].map((i) => [i.id, i]),
+            event.removed.map((i) => i.id),
+            at,
+          );
+        else sink.stale(event.error);
+      },
+      // The shared cache's first read tells.
+      () => discovery.getInstances(service),
+    );
   };
 }
 
@@ -258,7 +241,7 @@ export class MigratingDiscovery implements ServiceDiscovery {
   private entry(service: string): Entry {
     let entry = this.cache.get(service);
     if (!entry) {
-      const view = new SnapshotView(service);
+      const view = new DiscoveryView(service);
       const merged = new MergedCollection(view, openService(this.backends, service), {
         subject: `service '${service}'`,
         maxQueued: this.options.maxQueuedEvents,

@@ -11,8 +11,8 @@ import {
   validateValue,
   validateWatchOptions,
 } from '@rollcall/core';
-import { type EventQueue, guardedCall } from '@rollcall/core/driver';
-import { MergedCollection, type MergePlan, type OpenSide } from './merged.js';
+import { guardedCall, QueueWatch } from '@rollcall/core/driver';
+import { followSide, MergedCollection, type MergePlan, type OpenSide } from './merged.js';
 import { OwnKeys } from './own-keys.js';
 import { type MigrationPhase, PHASE_RULES, READ_SOURCES, type Side } from './phases.js';
 import { kvView } from './views.js';
@@ -26,8 +26,6 @@ export interface MigratingKvOptions {
   maxQueuedEvents: number;
   now: () => number;
 }
-
-type KvWatch = AsyncIterable<KvEvent> & Disposable & { close(): void };
 
 /** The key/value plan of a phase. */
 export function kvPlan(phase: MigrationPhase): MergePlan {
@@ -44,37 +42,20 @@ function openPrefix(
   const keep = ([key]: [string, string]) => !ownKeys.isReserved(key);
   return (side, sink) => {
     const kv = backends[side].kv;
-    let stopped = false;
-    let watch: ReturnType<KeyValueSource['watchPrefix']>;
-    try {
-      watch = kv.watchPrefix(prefix);
-    } catch (error) {
-      sink.failed(error as Error);
-      return () => {};
-    }
-    void (async () => {
-      try {
-        for await (const event of watch) {
-          if (event.type === 'sync') sink.replace([...event.entries].filter(keep));
-          else if (event.type === 'change')
-            sink.apply(
-              [...event.put].filter(keep),
-              event.deleted.filter((key) => !ownKeys.isReserved(key)),
-            );
-          else sink.stale(event.error);
-        }
-      } catch (error) {
-        if (!stopped) sink.stale(error as Error);
-      }
-    })();
-    // A watch says nothing while its registry has never answered: a read tells whether it can.
-    kv.getAll(prefix).catch((error: unknown) => {
-      if (!stopped) sink.failed(error instanceof Error ? error : new Error(String(error)));
-    });
-    return () => {
-      stopped = true;
-      watch[Symbol.dispose]();
-    };
+    return followSide(
+      sink,
+      () => kv.watchPrefix(prefix),
+      (event: KvEvent) => {
+        if (event.type === 'sync') sink.replace([...event.entries].filter(keep));
+        else if (event.type === 'change')
+          sink.apply(
+            [...event.put].filter(keep),
+            event.deleted.filter((key) => !ownKeys.isReserved(key)),
+          );
+        else sink.stale(event.error);
+      },
+      () => kv.getAll(prefix),
+    );
   };
 }
 
@@ -156,7 +137,7 @@ export class MigratingKv implements KeyValueSource {
     return guardedCall(signal, () => this.write((kv) => kv.delete(k, signal ? { signal } : undefined)));
   }
 
-  watchPrefix(prefix: string, options?: { signal?: AbortSignal }): KvWatch {
+  watchPrefix(prefix: string, options?: { signal?: AbortSignal }): QueueWatch<KvEvent> {
     const p = this.prefix(prefix);
     const signal = validateWatchOptions(options);
     this.assertOpen();
@@ -171,7 +152,7 @@ export class MigratingKv implements KeyValueSource {
       if (this.options.known()) merged.setPlan(kvPlan(this.options.phase()));
     }
     const current = merged;
-    const queue: EventQueue<KvEvent> = current.subscribe(() => {
+    const queue = current.subscribe(() => {
       // The last watcher of a prefix gone: stop following it in both registries.
       if (current.subscriberCount === 0 && this.prefixes.get(p) === current) {
         this.prefixes.delete(p);
@@ -179,11 +160,7 @@ export class MigratingKv implements KeyValueSource {
       }
     });
     queue.closeOn(signal);
-    return {
-      [Symbol.asyncIterator]: () => queue,
-      [Symbol.dispose]: () => queue.close(),
-      close: () => queue.close(),
-    };
+    return new QueueWatch(queue);
   }
 
   /** Moves every prefix watch to `phase`'s rules. */

@@ -17,6 +17,41 @@ export interface SideSink<V> {
 /** Starts following one side; returns a function that stops it. */
 export type OpenSide<V> = (side: Side, sink: SideSink<V>) => () => void;
 
+/**
+ * Follows one side through a watch: `feed` hands each event to `sink`, a watch that ends in error
+ * makes the side stale, and `firstRead` tells whether the side can answer at all (a watch says
+ * nothing while its registry has never answered). Returns the function that stops it.
+ */
+export function followSide<T, V>(
+  sink: SideSink<V>,
+  open: () => AsyncIterable<T> & Disposable,
+  feed: (event: T) => void,
+  firstRead: () => Promise<unknown>,
+): () => void {
+  let stopped = false;
+  let watch: AsyncIterable<T> & Disposable;
+  try {
+    watch = open();
+  } catch (error) {
+    sink.failed(error as Error);
+    return () => {};
+  }
+  void (async () => {
+    try {
+      for await (const event of watch) feed(event);
+    } catch (error) {
+      if (!stopped) sink.stale(error as Error);
+    }
+  })();
+  firstRead().catch((error: unknown) => {
+    if (!stopped) sink.failed(error instanceof Error ? error : new Error(String(error)));
+  });
+  return () => {
+    stopped = true;
+    watch[Symbol.dispose]();
+  };
+}
+
 /** Which registry answers reads, and which are followed beside it. */
 export interface MergePlan {
   readonly read: ReadMode;

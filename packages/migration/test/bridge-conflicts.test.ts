@@ -80,3 +80,33 @@ describe('bridge: an id taken by a Rollcall client', () => {
     await bridge.stop();
   });
 });
+
+describe('bridge: a source the copy cannot hold', () => {
+  it('a source with more than 58 metadata entries (the copy adds 2, core allows 60) is skipped, not copied', async () => {
+    const { client } = setup();
+    const service = uniqueService('wide');
+    const metadata = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']));
+    await client('from').discovery.register(
+      { service, id: 'fits', host: '10.0.0.1', port: 80, metadata: metadata(58) },
+      { ttlSeconds: 30 },
+    );
+    await client('from').discovery.register(
+      { service, id: 'wide', host: '10.0.0.2', port: 80, metadata: metadata(59) },
+      { ttlSeconds: 30 },
+    );
+    const events: BridgeEvent[] = [];
+    const bridge = startBridge({
+      from: client('from'),
+      to: client('to'),
+      services: [service],
+      settleMs: 0,
+      onEvent: (e) => events.push(e),
+    });
+    await eventually(() => events.some((e) => e.type === 'skipped' && e.id === 'wide'));
+    await eventually(() => bridge.copies().length === 1);
+    expect(bridge.copies().map((i) => i.id)).toEqual(['fits']);
+    const inTo = (await client('to').discovery.getInstances(service)).instances;
+    expect(inTo.map((i) => i.id)).toEqual(['fits']);
+    await bridge.stop();
+  });
+});

@@ -184,6 +184,20 @@ describe('@rollcall/otel on the memory backend (real OpenTelemetry SDK)', () => 
       expect(after.value(METRICS.lockHeld, job)).toBe(0);
     });
 
+    it('a lock held before the install and released after counts 0 held, never -1', async () => {
+      await using backend = createMemoryBackend();
+      const before = await backend.locks.acquire('early', { ttlSeconds: 5 });
+      sdk = instrumentedSdk();
+      const early = { ...memory, 'rollcall.lock.kind': 'lock', 'rollcall.lock.name': 'early' };
+      await before.release();
+      expect((await sdk.collect()).value(METRICS.lockHeld, early)).toBe(0);
+      // Counted from 0 again: the next hold is 1, its release 0.
+      const again = await backend.locks.acquire('early', { ttlSeconds: 5 });
+      expect((await sdk.collect()).value(METRICS.lockHeld, early)).toBe(1);
+      await again.release();
+      expect((await sdk.collect()).value(METRICS.lockHeld, early)).toBe(0);
+    });
+
     it('a leadership wait is a span of kind election', async () => {
       sdk = instrumentedSdk();
       await using backend = createMemoryBackend();
