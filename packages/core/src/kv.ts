@@ -1,7 +1,7 @@
 import { guardedCall } from './backoff.js';
 import { ClosedError, ValidationError } from './errors.js';
 import { holdProcess } from './liveness/process-ref.js';
-import { type EventQueue, Mirror, type MirrorFeed, type MirrorView } from './mirror.js';
+import { type EventQueue, Mirror, type MirrorFeed, type MirrorView, QueueWatch } from './mirror.js';
 import { describeValue } from './options.js';
 import type { CallOptions, KeyValueSource, KvEvent } from './types.js';
 import {
@@ -157,11 +157,7 @@ export class ManagedKeyValueSource implements KeyValueSource {
       }
     });
     queue.closeOn(signal);
-    return {
-      [Symbol.asyncIterator]: () => queue,
-      [Symbol.dispose]: () => queue.close(),
-      close: () => queue.close(),
-    };
+    return new QueueWatch(queue);
   }
 
   /** Ends every watch. Idempotent. */
