@@ -57,6 +57,8 @@ class FakeDriver implements SessionDriver<string, string> {
   readonly backend = 'fake';
   readonly scope = 'client' as const;
   reachable = true;
+  /** Told of every delete of a key that reaches the server. */
+  onRemove: (key: string) => void = () => {};
   constructor(
     private readonly server: FakeServer,
     private readonly timers: FakeTimers,
@@ -116,7 +118,10 @@ class FakeDriver implements SessionDriver<string, string> {
   }
   remove(session: string, keys: readonly string[]): Promise<void> {
     return this.op(() => {
-      for (const k of keys) if (this.server.keys.get(k)?.session === session) this.server.keys.delete(k);
+      for (const k of keys) {
+        this.onRemove(k);
+        if (this.server.keys.get(k)?.session === session) this.server.keys.delete(k);
+      }
     });
   }
   inspect(refs: readonly ClaimRef<string>[], ours: ReadonlySet<string>): Promise<Ownership[]> {
@@ -144,6 +149,8 @@ interface Real {
   /** Lock keys being taken (session, write, attach in flight). */
   taking: Set<string>;
   events: string[];
+  /** Broken rules seen between steps (checked with the safety rules). */
+  violations: string[];
 }
 
 interface Model {
@@ -156,8 +163,13 @@ const lockKey = (name: string) => `lock/${name}`;
 const ours = (real: Real, session: string | undefined) =>
   session !== undefined && real.server.sessions.get(session)?.owner === 'us';
 
-/** Safety, at every step: a held key whose session the server expired by time is already lost on the client. */
+/**
+ * Safety, at every step: a held key whose session the server expired by time is already lost on the
+ * client; no delete of a registration's key reached the server after that registration sent a write
+ * (the undo of an earlier registration of the same key deleting the new one).
+ */
 function checkSafety(real: Real): void {
+  expect(real.violations).toEqual([]);
   for (const [name, held] of real.holds) {
     if (held.lost.aborted) continue;
     const session = held.session.value;
@@ -346,6 +358,12 @@ async function runScenario(cmds: Iterable<Cmd>): Promise<void> {
     holds: new Map(),
     taking: new Set(),
     events: [],
+    violations: [],
+  };
+  driver.onRemove = (k) => {
+    const claim = k.startsWith('reg/') ? real.registrations.get(k.slice(4)) : undefined;
+    if (claim && claim.state !== 'closed' && claim.sentOn.size > 0)
+      real.violations.push(`${k} deleted after its live registration wrote it`);
   };
   try {
     await fc.asyncModelRun(
@@ -391,6 +409,15 @@ describe('liveness engine (model-based, fake clock)', () => {
 describe('liveness engine: the reported failures, as fixed scenarios', () => {
   it('a release racing the first write leaves no ghost (Consul item 4)', () =>
     runScenario([step.register('a'), step.deregister('a')]));
+
+  it('a key registered again while its release is in flight is not deleted by that release (etcd cluster, leader killed)', () =>
+    runScenario([
+      step.register('a'),
+      step.advance(10),
+      step.deregister('a'),
+      step.register('a'),
+      step.advance(1),
+    ]));
 
   it('a registration deleted by an operator is put back within one reconcile period (etcd item 2)', () =>
     runScenario([

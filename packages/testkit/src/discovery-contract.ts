@@ -532,6 +532,62 @@ export function describeDiscoveryContract(
           ]);
         },
       );
+
+      // Found on a 3-member etcd cluster with its leader killed: a register() that gave up while its
+      // write was in flight, retried at once (as callers do), was deleted by the undo of the first
+      // attempt once the writes landed: watchers saw the instance come, go, and come back.
+      itWhen(capabilities.outage)(
+        'rule 2: a register() that failed in an outage, retried until it works, stays: the undo of the failed try never deletes it',
+        async () => {
+          const outage = need(suite.harness.outage, 'outage');
+          const restore = need(suite.harness.restore, 'restore');
+          const [a, b] = [await client(), await client()];
+          const service = uniqueService('retried');
+          // Registered before: the client's session (an etcd lease) exists, so the write is sent at once.
+          await a.discovery.register(instance(service, 'before'), { ttlSeconds: ttl });
+          const watch = new Recorder(b.discovery.watch(service));
+          await watch.next((e) => ids(e).join() === 'before', { timeoutMs: propagationMs });
+          const register = (signal?: AbortSignal) =>
+            a.discovery.register(instance(service, 'again'), { ttlSeconds: ttl, signal });
+          let attempts = 0;
+          let registration: Awaited<ReturnType<typeof register>> | undefined;
+          let restored: Promise<void> | undefined;
+          const restoreOnce = () => {
+            restored ??= restore();
+            return restored;
+          };
+          await outage();
+          try {
+            // Gives up while its write waits for the backend (or fails at once where it cannot connect).
+            await expect(register(AbortSignal.timeout(300))).rejects.toBeInstanceOf(Error);
+            // The retry loop a caller writes (a pause between tries); the backend comes back while it runs.
+            const deadline = performance.now() + recoveryMs;
+            const retrying = (async () => {
+              for (;;) {
+                attempts += 1;
+                try {
+                  return await register();
+                } catch (error) {
+                  if (performance.now() > deadline) throw error;
+                  await new Promise((resolve) => setTimeout(resolve, 100));
+                }
+              }
+            })();
+            await eventually(() => attempts >= 1, { timeoutMs: 1000 });
+            await restoreOnce();
+            registration = await retrying;
+          } finally {
+            await restoreOnce();
+          }
+          expect(registration?.state).toBe('active');
+          // A later write seen by the watcher: a delete sent by an undo would have been seen before it.
+          await a.discovery.register(instance(service, 'marker'), { ttlSeconds: ttl });
+          await watch.next((e) => ids(e).includes('marker'), { timeoutMs: propagationMs + recoveryMs });
+          const removals = watch.events.filter((e) => e.type === 'change' && e.removed.length > 0);
+          expect(removals, `events: ${watch.events.map((e) => `${e.type}:${ids(e)}`).join(' ')}`).toEqual([]);
+          expect(ids(watch.events[watch.events.length - 1] as DiscoveryEvent)).toEqual(['again', 'before', 'marker']);
+        },
+      );
     });
   });
 }

@@ -34,6 +34,8 @@ export interface EngineContext<S, V> {
   readonly lifetime: AbortSignal;
   /** Open, or closing (still finishing its work): background work goes on. */
   running(): boolean;
+  /** A live registration holds `key`: no delete of an earlier write of it may be sent. */
+  isRegistered(key: string): boolean;
 }
 
 export const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));

@@ -102,7 +102,14 @@ export class LivenessEngine<S, V = string> {
   private readonly establishTimeoutMs: number;
   /** `key` scope: each registration's own session. */
   private readonly keySessions = new WeakMap<RegisteredKey<S, V>, LiveSession<S>>();
-  private readonly registered = new Set<RegisteredKey<S, V>>();
+  /** The live registration of each key (one per key; a released one leaves at once). */
+  private readonly registered = new Map<string, RegisteredKey<S, V>>();
+  /**
+   * Releases of keys in progress, by key: a registration of a key released just before (a
+   * `register()` that gave up, retried) writes only once that release is done, and a release finding
+   * its key registered again deletes nothing, so it never deletes the new registration's key.
+   */
+  private readonly undoing = new Map<string, Promise<void>>();
   /** Registrations to write again (lost, or found missing). */
   private readonly recovering = new Set<RegisteredKey<S, V>>();
   /** First writes in flight, oldest first, with when they began (monotonic ms) and how to fail them. */
@@ -144,6 +151,7 @@ export class LivenessEngine<S, V = string> {
       stats: this.stats,
       lifetime: this.lifetime.signal,
       running: () => this.state === 'open' || this.state === 'closing',
+      isRegistered: (key) => this.registered.has(key),
     };
     this.keeper = new SessionKeeper(
       this.context,
@@ -178,11 +186,14 @@ export class LivenessEngine<S, V = string> {
    * another live client holds the key, and with the driver's error (or a `BackendUnavailableError`
    * after `establishTimeoutMs`) when it could not be written; the write is then undone in the
    * background. After that, losses are reported to `listener` and repaired with no retry limit.
+   * A key has one registration at a time: registering it again before releasing it throws.
    */
   register(key: string, value: V, ttlSeconds: number, listener: KeyListener): RegisteredKey<S, V> {
     this.assertOpen();
+    if (this.registered.has(key))
+      throw new Error(`liveness: '${key}' is already registered; release it first`);
     const claim = new RegisteredKey<S, V>(key, value, ttlSeconds, listener);
-    this.registered.add(claim);
+    this.registered.set(key, claim);
     this.retain();
     claim.established = this.establish(claim);
     // The caller awaits it; never an unhandled rejection when it does not.
@@ -201,7 +212,8 @@ export class LivenessEngine<S, V = string> {
     claim.state = 'closed';
     this.recovering.delete(claim);
     this.suspects.delete(claim);
-    const tracked = this.registered.delete(claim);
+    const tracked = this.registered.get(claim.key) === claim;
+    if (tracked) this.registered.delete(claim.key);
     const releasing = (async () => {
       try {
         await claim.inflight;
@@ -215,7 +227,10 @@ export class LivenessEngine<S, V = string> {
         const targets = [...claim.sentOn].filter((s) => s.state !== 'ended' || s === own);
         claim.sentOn.clear();
         if (this.state === 'abandoned') return;
-        await Promise.all(targets.map((s) => this.writes.remove(s, [claim.key])));
+        // Registered again meanwhile: the new registration's write replaces the key (deleting it
+        // now would delete that registration, or race its write).
+        if (!this.registered.has(claim.key))
+          await Promise.all(targets.map((s) => this.writes.remove(s, [claim.key])));
         if (own) this.keeper.end(own);
       } finally {
         if (tracked) this.unretain();
@@ -223,10 +238,12 @@ export class LivenessEngine<S, V = string> {
     })();
     claim.releasing = releasing;
     this.releases.add(releasing);
-    void releasing.then(
-      () => this.releases.delete(releasing),
-      () => this.releases.delete(releasing),
-    );
+    this.undoing.set(claim.key, releasing);
+    const settled = () => {
+      this.releases.delete(releasing);
+      if (this.undoing.get(claim.key) === releasing) this.undoing.delete(claim.key);
+    };
+    void releasing.then(settled, settled);
     return releasing;
   }
 
@@ -295,6 +312,12 @@ export class LivenessEngine<S, V = string> {
   }
 
   private async firstWrite(claim: RegisteredKey<S, V>): Promise<void> {
+    // An earlier registration of this key still being released: its delete must not land after
+    // this write (awaited only when there is one: this is every registration's path).
+    const undoing = this.undoing.get(claim.key);
+    if (undoing) await undoing.catch(() => {});
+    const removal = this.writes.removal(claim.key);
+    if (removal) await removal;
     for (;;) {
       if (claim.state === 'closed') throw new AbortedError('released');
       const session = await this.sessionFor(claim);
@@ -657,7 +680,7 @@ export class LivenessEngine<S, V = string> {
       | { kind: 'registration'; claim: RegisteredKey<S, V>; session: LiveSession<S> }
       | { kind: 'held'; held: HeldKey<S> };
     const items: Item[] = [];
-    for (const claim of only ?? this.registered) {
+    for (const claim of only ?? this.registered.values()) {
       if (claim.state === 'active' && claim.session?.usable)
         items.push({ kind: 'registration', claim, session: claim.session });
       else if (claim.state === 'recovering' && claim.conflict) {
@@ -771,7 +794,7 @@ export class LivenessEngine<S, V = string> {
       this.timers.clearTimeout(this.reconcileTimer);
       this.timers.clearTimeout(this.suspectTimer);
       this.wakeRecovery?.();
-      await Promise.allSettled([...this.registered].map((c) => this.release(c)));
+      await Promise.allSettled([...this.registered.values()].map((c) => this.release(c)));
       // Also the releases begun before (a first write that timed out is undone once it lands).
       await Promise.allSettled([...this.releases]);
       const held = this.keeper.all().flatMap((s) => [...s.held] as HeldKey<S>[]);

@@ -15,6 +15,9 @@ export const isReleased = (claim: { state: string }): boolean => claim.state ===
  * key never overlap (a write waits for the one before it; none starts once the key is released).
  */
 export class WritePath<S, V> {
+  /** The delete call in flight per key. */
+  private readonly removing = new Map<string, Promise<void>>();
+
   constructor(
     private readonly context: EngineContext<S, V>,
     private readonly keeper: SessionKeeper<S, V>,
@@ -55,11 +58,21 @@ export class WritePath<S, V> {
     ).then(() => {});
   }
 
-  /** Deletes `keys` held by `session` in the background, until it works or the session is known gone. */
+  /** The delete of `key` in flight, if any: settles (never rejects) once it is answered. */
+  removal(key: string): Promise<void> | undefined {
+    return this.removing.get(key);
+  }
+
+  /**
+   * Deletes `keys` held by `session` in the background, until it works or the session is known
+   * gone. A key registered again meanwhile is left alone: it is the new registration's now.
+   */
   removeInBackground(session: LiveSession<S>, keys: readonly string[], what: string): void {
     retryInBackground(this.context, what, async () => {
+      const left = keys.filter((key) => !this.context.isRegistered(key));
+      if (left.length === 0) return;
       try {
-        await this.context.driver.remove(session.value, keys);
+        await this.sendRemove(session, left);
       } catch (error) {
         if (error instanceof SessionGoneError) return;
         throw error;
@@ -112,7 +125,7 @@ export class WritePath<S, V> {
     if (batch.length === 0) return;
     const keys = [...new Set(batch.map((r) => r.key))];
     try {
-      await this.context.driver.remove(session.value, keys);
+      await this.sendRemove(session, keys);
       for (const r of batch) r.resolve();
     } catch (error) {
       if (error instanceof SessionGoneError) {
@@ -123,5 +136,19 @@ export class WritePath<S, V> {
       for (const r of batch) r.reject(error);
       if (!isFatal(error)) this.removeInBackground(session, keys, 'delete keys');
     }
+  }
+
+  /** One driver delete, recorded per key while in flight (see {@link removal}). */
+  private sendRemove(session: LiveSession<S>, keys: readonly string[]): Promise<void> {
+    const call = this.context.driver.remove(session.value, keys);
+    const settled = call.then(
+      () => {},
+      () => {},
+    );
+    for (const key of keys) this.removing.set(key, settled);
+    void settled.then(() => {
+      for (const key of keys) if (this.removing.get(key) === settled) this.removing.delete(key);
+    });
+    return call;
   }
 }
