@@ -585,7 +585,11 @@ export function describeDiscoveryContract(
           await watch.next((e) => ids(e).includes('marker'), { timeoutMs: propagationMs + recoveryMs });
           const removals = watch.events.filter((e) => e.type === 'change' && e.removed.length > 0);
           expect(removals, `events: ${watch.events.map((e) => `${e.type}:${ids(e)}`).join(' ')}`).toEqual([]);
-          expect(ids(watch.events[watch.events.length - 1] as DiscoveryEvent)).toEqual(['again', 'before', 'marker']);
+          expect(ids(watch.events[watch.events.length - 1] as DiscoveryEvent)).toEqual([
+            'again',
+            'before',
+            'marker',
+          ]);
         },
       );
     });
