@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { describeLockContract } from '@rollcall/testkit';
 import { vi } from 'vitest';
 import { agentForFile } from './helpers.js';
@@ -17,4 +18,7 @@ describeLockContract('consul', agentForFile().harness, {
   iterations: 60,
   crash: true,
   outage: true,
+  list: true,
+  // A lock's holder is the host and process that hold its session.
+  lockHolder: `${hostname()}:${process.pid}`,
 });

@@ -56,4 +56,7 @@ describeLockContract('etcd', harness, {
   expiryGraceMs: 1500,
   crash: true,
   outage: true,
+  list: true,
+  // A lock's holder is its queue key's lease, in hex.
+  lockHolder: /^lease [0-9a-f]+$/,
 });

@@ -53,4 +53,5 @@ describeLockContract('memory', () => harness(new ManualClock()), {
   outage: true,
   handoffMs: 500,
   expiryGraceMs: 500,
+  list: true,
 });

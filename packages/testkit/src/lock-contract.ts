@@ -1,4 +1,12 @@
-import { AbortedError, type Backend, LockTimeoutError, RollcallError, ValidationError } from '@rollcall/core';
+import {
+  AbortedError,
+  type Backend,
+  ClosedError,
+  type LockInfo,
+  LockTimeoutError,
+  RollcallError,
+  ValidationError,
+} from '@rollcall/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { expectAborted, trackUnhandledRejections } from './aborts.js';
@@ -40,7 +48,14 @@ export interface LockCapabilities {
   outage?: boolean;
   /** Runs of the good-input (election value) round-trip property against the backend. Default 5. */
   propertyRuns?: number;
+  /** The backend's `locks.list()` enumerates holders: run the listing test. Default false. */
+  list?: boolean;
+  /** What `list()` names as a lock's holder on this backend (any string by default). */
+  lockHolder?: RegExp | string;
 }
+
+/** The listing extension of Rollcall's lock service (`ManagedLockService`). */
+type Listing = { listable: boolean; list(): Promise<LockInfo[]> };
 
 /** Lock options with exactly one bad field, and that field. */
 function badLockOptions(withTimeout: boolean) {
@@ -249,6 +264,48 @@ export function describeLockContract(
       expect(tokens).toHaveLength(iterations);
       for (let i = 1; i < tokens.length; i++) expect(tokens[i]! > tokens[i - 1]!, `token ${i}`).toBe(true);
     });
+
+    if (capabilities.list)
+      it('list: holders with their fencing tokens, waiters and election leaders, seen from any client; released ones are gone', async () => {
+        const [a, b, c] = [await client(), await client(), await client()];
+        const listing = (x: Backend) => x.locks as unknown as Listing;
+        // Other tests share the server: only this test's names count.
+        const [lock, election] = [lockName(), lockName()];
+        const mine = async () =>
+          (await listing(c).list()).filter((l) => l.name === lock || l.name === election);
+        expect(listing(c).listable).toBe(true);
+        expect(await mine()).toEqual([]);
+        const lease = await a.locks.acquire(lock, { ttlSeconds: ttl });
+        let queued!: () => void;
+        const isQueued = new Promise<void>((r) => {
+          queued = r;
+        });
+        const waiting = b.locks.acquire(lock, { ttlSeconds: ttl, onQueued: queued } as never);
+        await isQueued;
+        const leadership = await b.locks.campaign(election, 'node-b', { ttlSeconds: ttl });
+        const holder = capabilities.lockHolder ?? expect.any(String);
+        expect(await mine()).toEqual([
+          {
+            kind: 'lock',
+            name: lock,
+            holder:
+              typeof holder === 'object' && holder instanceof RegExp ? expect.stringMatching(holder) : holder,
+            token: lease.fencingToken,
+            waiters: 1,
+          },
+          { kind: 'election', name: election, holder: 'node-b', token: expect.any(BigInt), waiters: 0 },
+        ]);
+        await lease.release();
+        const next = await waiting;
+        const after = await mine();
+        expect(after[0]).toMatchObject({ name: lock, token: next.fencingToken, waiters: 0 });
+        expect((after[0]?.token ?? 0n) > lease.fencingToken).toBe(true);
+        await next.release();
+        await leadership.resign();
+        expect(await mine()).toEqual([]);
+        await c.close();
+        await expect(listing(c).list()).rejects.toBeInstanceOf(ClosedError);
+      });
 
     it('waiters are served in arrival order', async () => {
       const [a, b, c, d] = await Promise.all([client(), client(), client(), client()]);
