@@ -56,19 +56,28 @@ function installed(pkg: string): boolean {
   }
 }
 
+/** A built-in backend: how to load it, and the optional package it comes from (if any). */
+interface BuiltIn {
+  pkg?: string;
+  load(): Loaded;
+}
+
 /** An optional backend package, loaded on first use; not installed is only an error once it is named. */
-function optional(pkg: string, make: (module: never) => Exclude<Loaded, { missing: string }>): () => Loaded {
+function optional(pkg: string, make: (module: never) => Exclude<Loaded, { missing: string }>): BuiltIn {
   let loaded: Loaded | undefined;
-  return () => {
-    if (loaded) return loaded;
-    if (!installed(pkg)) return { missing: `package ${pkg} is not installed (npm install ${pkg})` };
-    loaded = make(load(pkg) as never);
-    return loaded;
+  return {
+    pkg,
+    load() {
+      if (loaded) return loaded;
+      if (!installed(pkg)) return { missing: `package ${pkg} is not installed (npm install ${pkg})` };
+      loaded = make(load(pkg) as never);
+      return loaded;
+    },
   };
 }
 
-const builtIn: Record<BackendName, () => Loaded> = {
-  memory: () => ({ factory: (_config, options) => createMemoryBackend(withLogger({}, options)) }),
+const builtIn: Record<BackendName, BuiltIn> = {
+  memory: { load: () => ({ factory: (_config, options) => createMemoryBackend(withLogger({}, options)) }) },
   etcd: optional('@rollcall/etcd', ({ createEtcdBackend, resolveEtcdOptions }: EtcdModule) => ({
     factory: (config, options) => createEtcdBackend(withLogger(config.etcd ?? {}, options)),
     validate: issuesFrom(resolveEtcdOptions),
@@ -77,24 +86,25 @@ const builtIn: Record<BackendName, () => Loaded> = {
     factory: (config, options) => createConsulBackend(withLogger(config.consul ?? {}, options)),
     validate: issuesFrom(resolveConsulOptions),
   })),
-  migrating: () => ({
-    factory: (config, options) => createMigratingFromConfig(config, withLogger({}, options)),
-  }),
+  migrating: {
+    load: () => ({
+      factory: (config, options) => createMigratingFromConfig(config, withLogger({}, options)),
+    }),
+  },
 };
 
 /** Factories plugged in by {@link registerBackend}: they win over the built-in ones. */
 const registered: Partial<Record<BackendName, Loaded>> = {};
 
 function backend(name: BackendName): Loaded {
-  return registered[name] ?? builtIn[name]?.() ?? { missing: 'not available in this version' };
+  return registered[name] ?? builtIn[name]?.load() ?? { missing: 'not available in this version' };
 }
 
 /** Whether `name` can be made here, without loading its package. */
 function canMake(name: BackendName): boolean {
   if (registered[name]) return true;
-  if (name === 'etcd') return installed('@rollcall/etcd');
-  if (name === 'consul') return installed('@rollcall/consul');
-  return true;
+  const pkg = builtIn[name]?.pkg;
+  return pkg === undefined || installed(pkg);
 }
 
 /** `cacheIdleMs` of the two registries under a migrating backend, unless their section sets one. */
