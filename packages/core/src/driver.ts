@@ -54,6 +54,7 @@ export * from './liveness/keeper.js';
 export * from './liveness/process-ref.js';
 export * from './liveness/session.js';
 export {
+  boundedLockWait,
   createLockService,
   type HeldLock,
   type LockDriver,

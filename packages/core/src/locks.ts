@@ -136,6 +136,45 @@ function validateOnQueued(onQueued: unknown): () => void {
   return onQueued as () => void;
 }
 
+/**
+ * Runs a wait for a lock or a leadership as Rollcall's lock services bound it: `run` gets one
+ * signal that aborts after `timeoutMs` (the wait rejects with a {@link LockTimeoutError}), when the
+ * caller's signal aborts ({@link AbortedError}), or when the service closes (it aborts the wait's
+ * controller in `pending` with a {@link ClosedError}, which the wait rejects with).
+ */
+export async function boundedLockWait<T>(
+  name: string,
+  timeoutMs: number | undefined,
+  callerSignal: AbortSignal | undefined,
+  pending: Set<AbortController>,
+  run: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const controller = new AbortController();
+  const linked = callerSignal ? linkSignals(controller.signal, callerSignal) : undefined;
+  const timer =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
+  pending.add(controller);
+  try {
+    return await run(linked?.signal ?? controller.signal);
+  } catch (error) {
+    const reason: unknown = controller.signal.aborted
+      ? controller.signal.reason
+      : callerSignal?.aborted
+        ? callerSignal.reason
+        : undefined;
+    if (reason instanceof LockTimeoutError || reason instanceof ClosedError) throw reason;
+    if (callerSignal?.aborted)
+      throw error instanceof AbortedError ? error : new AbortedError(callerSignal.reason);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    linked?.dispose();
+    pending.delete(controller);
+  }
+}
+
 /** A wait for a lock or a leadership, as {@link ManagedLockService} runs it. */
 interface WaitRequest {
   kind: 'lock' | 'election';
@@ -315,30 +354,10 @@ export class ManagedLockService implements LockService {
   }: WaitRequest): Promise<ManagedLease> {
     this.assertOpen();
     const startedAt = performance.now();
-    const controller = new AbortController();
-    const linked = callerSignal ? linkSignals(controller.signal, callerSignal) : undefined;
-    const timer =
-      timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
-    this.pending.add(controller);
-    try {
-      const held = await whileHeld(start(linked?.signal ?? controller.signal));
+    return boundedLockWait(name, timeoutMs, callerSignal, this.pending, async (signal) => {
+      const held = await whileHeld(start(signal));
       return this.track(kind, name, held, ttl, performance.now() - startedAt);
-    } catch (error) {
-      const reason: unknown = controller.signal.aborted
-        ? controller.signal.reason
-        : callerSignal?.aborted
-          ? callerSignal.reason
-          : undefined;
-      if (reason instanceof LockTimeoutError || reason instanceof ClosedError) throw reason;
-      if (callerSignal?.aborted) throw new AbortedError(callerSignal.reason);
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      linked?.dispose();
-      this.pending.delete(controller);
-    }
+    });
   }
 
   private track(

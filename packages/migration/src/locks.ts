@@ -19,6 +19,7 @@ import {
 } from '@rollcall/core';
 import {
   abortable,
+  boundedLockWait,
   guardedCall,
   type Linked,
   linkSignals,
@@ -252,32 +253,18 @@ export class MigratingLocks implements LockService {
   ): Promise<MigratingLease> {
     this.assertOpen();
     throwIfAborted(callerSignal);
-    const controller = new AbortController();
-    const linked = callerSignal ? linkSignals(controller.signal, callerSignal) : undefined;
-    const signal = linked?.signal ?? controller.signal;
-    const timer =
-      timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
-    this.pending.add(controller);
-    const taken: LockLease[] = [];
-    try {
-      const sides = await abortable(this.sides(), signal);
-      for (const [i, side] of sides.entries()) taken.push(await takeIn(side, i === 0, signal));
-      if (signal.aborted) throw signal.reason;
-      return this.track(name, taken);
-    } catch (error) {
-      await this.undo(taken);
-      const reason: unknown = controller.signal.reason;
-      if (reason instanceof LockTimeoutError || reason instanceof ClosedError) throw reason;
-      if (callerSignal?.aborted)
-        throw error instanceof AbortedError ? error : new AbortedError(callerSignal.reason);
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      linked?.dispose();
-      this.pending.delete(controller);
-    }
+    return boundedLockWait(name, timeoutMs, callerSignal, this.pending, async (signal) => {
+      const taken: LockLease[] = [];
+      try {
+        const sides = await abortable(this.sides(), signal);
+        for (const [i, side] of sides.entries()) taken.push(await takeIn(side, i === 0, signal));
+        if (signal.aborted) throw signal.reason;
+        return this.track(name, taken);
+      } catch (error) {
+        await this.undo(taken);
+        throw error;
+      }
+    });
   }
 
   private assertOpen(): void {
