@@ -132,6 +132,21 @@ describe('examples/otel-prometheus', () => {
     expect(
       after.value('rollcall_membership_changes_total', { ...orders, rollcall_membership_change: 'removed' }),
     ).toBe(1);
+
+    // A SIGTERM as early as the instance is listed. The handler is installed before anything is
+    // registered: before, a SIGTERM between another process seeing the instance and register()
+    // resolving here killed the process with Node's default action (exit code null; seen once, on b
+    // above, in a full run).
+    const c = await start({ ...env, INSTANCE_IDS: 'orders-c' });
+    children.push(c);
+    await eventually(() => c.out.includes('[orders-c] registered'), {
+      timeoutMs: 20_000,
+      message: () => `process c registers:\n${c.out}`,
+    });
+    c.child.kill('SIGTERM');
+    expect(await c.exited, c.out).toBe(0);
+    expect(c.out).toMatch(/stopped after \d+ reports/);
+
     a.child.kill('SIGTERM');
     expect(await a.exited, a.out).toBe(0);
   });

@@ -110,14 +110,16 @@ async function demo(discovery: ServiceDiscovery): Promise<boolean> {
 }
 
 async function serve(backend: Backend, id: string): Promise<void> {
-  const serving = await startGreeter(backend.discovery, id, 0);
+  // Installed before registering: a SIGTERM from here on deregisters whatever is registered by then.
+  let serving: GrpcServing | undefined;
   installGracefulShutdown(backend, {
     drainMs: Number(process.env.DRAIN_MS ?? 2000),
     beforeExit: async () => {
-      await serving.stop();
+      await serving?.stop();
       console.log(`[${id}] drained and stopped`);
     },
   });
+  serving = await startGreeter(backend.discovery, id, 0);
 }
 
 async function call(discovery: ServiceDiscovery): Promise<void> {

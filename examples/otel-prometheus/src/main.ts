@@ -13,7 +13,7 @@
  *   REPORT_EVERY_MS   how often an instance takes the `orders-report` lock to write the report (default 1000)
  *   DRAIN_MS          drain delay on shutdown (default 1000)
  */
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { metrics } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
@@ -43,6 +43,21 @@ console.log(
   `[otel-prometheus] backend ${config.backend}; metrics on http://127.0.0.1:${metricsPort}/metrics`,
 );
 
+// Installed before anything is registered: a SIGTERM from here on deregisters whatever is
+// registered by then (one arriving before would kill the process with Node's default action,
+// leaving its instances listed until their ttl). Each resource adds its clean-up once it exists.
+const cleanups: (() => unknown)[] = [];
+let reports = 0;
+installGracefulShutdown(backend, {
+  drainMs: Number(env.DRAIN_MS ?? 1000),
+  beforeExit: async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+    instrumentation.uninstall();
+    await meterProvider.shutdown();
+    console.log(`[otel-prometheus] stopped after ${reports} reports`);
+  },
+});
+
 // Live configuration: the report's title, changeable without a restart.
 const environment = env.ROLLCALL_ENV ?? env.NODE_ENV ?? 'development';
 const settings = await container.get<LiveConfigFactory>(TYPES.LiveConfigFactory)({
@@ -51,27 +66,28 @@ const settings = await container.get<LiveConfigFactory>(TYPES.LiveConfigFactory)
   defaults: { report_title: 'orders report' },
   startupTimeoutMs: 3000,
 });
+cleanups.push(() => settings.close());
 
 // Each instance: an HTTP listener on a free port, registered under its id.
-async function startInstance(id: string): Promise<Server> {
+async function startInstance(id: string): Promise<void> {
   const server = createServer((_req, res) => res.end(`order service ${id}\n`));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  cleanups.push(() => new Promise((resolve) => server.close(resolve)));
   await backend.discovery.register({ id, service: SERVICE, host: '127.0.0.1', port }, { ttlSeconds: 5 });
   console.log(`[${id}] registered on 127.0.0.1:${port}`);
-  return server;
 }
-const servers = await Promise.all(ids.map(startInstance));
+await Promise.all(ids.map(startInstance));
 
 // A watch of the service keeps its instance count current (rollcall.service.instances).
 const watch = backend.discovery.watch(SERVICE);
+cleanups.push(() => watch.close());
 void (async () => {
   for await (const event of watch)
     console.log(`[watch] ${event.type}: ${event.snapshot.instances.map((i) => i.id).join(', ') || '(none)'}`);
 })();
 
 // One instance at a time writes the report (rollcall.lock.acquire.duration, rollcall.lock.held).
-let reports = 0;
 const reporter = setInterval(() => {
   backend.locks
     .withLock('orders-report', async () => {
@@ -80,16 +96,4 @@ const reporter = setInterval(() => {
     })
     .catch((error: Error) => console.log(`[report] skipped: ${error.message}`));
 }, reportEveryMs);
-
-installGracefulShutdown(backend, {
-  drainMs: Number(env.DRAIN_MS ?? 1000),
-  beforeExit: async () => {
-    clearInterval(reporter);
-    watch.close();
-    await settings.close();
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-    instrumentation.uninstall();
-    await meterProvider.shutdown();
-    console.log(`[otel-prometheus] stopped after ${reports} reports`);
-  },
-});
+cleanups.push(() => clearInterval(reporter));

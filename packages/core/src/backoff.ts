@@ -113,14 +113,19 @@ export function guardedCall<T>(signal: AbortSignal | undefined, call: () => Prom
 }
 
 /**
- * Races `promise` against `signal`: rejects with {@link AbortedError} as soon as the signal aborts.
- * The underlying work is not cancelled; use it for waits, not for writes.
+ * Races `promise` against `signal`: rejects as soon as the signal aborts, with
+ * `rejectWith(signal.reason)` (default: an {@link AbortedError} of it; the engine's own waits pass
+ * the reason through). The underlying work is not cancelled; use it for waits, not for writes.
  */
-export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+export function abortable<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  rejectWith: (reason: unknown) => unknown = (reason) => new AbortedError(reason),
+): Promise<T> {
   if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(new AbortedError(signal.reason));
+  if (signal.aborted) return Promise.reject(rejectWith(signal.reason));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new AbortedError(signal.reason));
+    const onAbort = () => reject(rejectWith(signal.reason));
     signal.addEventListener('abort', onAbort, { once: true });
     promise.then(
       (value) => {

@@ -45,26 +45,6 @@ export function isFatal(error: unknown): boolean {
   return error instanceof PermissionDeniedError || error instanceof ClosedError;
 }
 
-/** Rejects with `signal`'s reason when it aborts first. */
-export function race<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
 /** Sleeps `ms` on the context's timers, or less when `wake` is called or the engine stops. */
 export function pause<S, V>(
   context: EngineContext<S, V>,

@@ -1,6 +1,7 @@
+import { abortable } from '../backoff.js';
 import { publish } from '../diagnostics.js';
 import { BackendUnavailableError, ClosedError, SessionGoneError } from '../errors.js';
-import { type EngineContext, message, race, retryInBackground } from './context.js';
+import { type EngineContext, message, retryInBackground } from './context.js';
 import type { SessionState } from './session.js';
 import { LiveSession } from './session.js';
 
@@ -46,7 +47,7 @@ export class SessionKeeper<S, V> {
       );
       this.granting.set(ttlSeconds, granting);
     }
-    return race(granting, signal);
+    return abortable(granting, signal, (reason) => reason);
   }
 
   /** The current session of `ttlSeconds`, if there is a usable one. */
