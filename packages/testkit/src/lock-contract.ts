@@ -288,8 +288,7 @@ export function describeLockContract(
           {
             kind: 'lock',
             name: lock,
-            holder:
-              typeof holder === 'object' && holder instanceof RegExp ? expect.stringMatching(holder) : holder,
+            holder: holder instanceof RegExp ? expect.stringMatching(holder) : holder,
             token: lease.fencingToken,
             waiters: 1,
           },
