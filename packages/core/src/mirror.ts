@@ -194,46 +194,30 @@ export interface MirrorOptions {
 }
 
 /**
- * A local copy of one watched collection with a fan-out to any number of subscribers: the
- * shared machinery behind every backend's watches and caches. A backend feeds it (one
- * upstream per mirror); the mirror diffs, keeps the last known good state through outages,
- * and delivers events to each subscriber's own bounded queue.
+ * What every mirrored collection publishes (a backend's {@link Mirror}, the migration's merged
+ * lists): its state, the waiters for its first list, and its subscribers' bounded queues, each of
+ * which starts (and, after falling behind, starts again) with the catch-up: `sync`, then `stale`
+ * when stale.
  */
-export class Mirror<V, E> implements MirrorFeed<V> {
-  private entries = new Map<string, V>();
-  private hasData = false;
-  private isStale = false;
-  private syncedAt = 0;
-  private error: Error | undefined;
-  private version = 0;
-  private entriesVersion = 0;
-  private closed = false;
+export abstract class PublishedCollection<V, E> {
+  protected entries = new Map<string, V>();
+  protected hasData = false;
+  protected isStale = false;
+  protected syncedAt = 0;
+  protected error: Error | undefined;
+  protected version = 0;
+  protected entriesVersion = 0;
+  protected closed = false;
   private readonly subscribers = new Set<EventQueue<E>>();
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  private readonly maxQueued: number;
-  private readonly now: () => number;
-  private readonly graceMs: number;
-  private readonly timers: Timers;
-  /** Entries missing from the list since a re-sync, kept until the monotonic time given. */
-  private held = new Map<string, number>();
-  private graceTimer: TimerHandle | undefined;
-  /** When (monotonic ms) the current stale period began. */
-  private staleSince = 0;
 
-  constructor(
-    private readonly view: MirrorView<V, E>,
-    private readonly options: MirrorOptions,
-  ) {
-    this.maxQueued = options.maxQueued ?? 1000;
-    this.now = options.now ?? Date.now;
-    this.graceMs = options.resyncGraceMs ?? 0;
-    this.timers = options.timers ?? realTimers;
-  }
-
-  /** Keys kept in the list after a re-sync although the backend no longer lists them (grace window). */
-  get heldBack(): number {
-    return this.held.size;
-  }
+  protected constructor(
+    protected readonly view: MirrorView<V, E>,
+    /** What is mirrored, for errors (`service 'web'`). */
+    protected readonly subject: string,
+    /** Events a subscriber may fall behind before its backlog collapses into a catch-up. */
+    private readonly maxQueued: number,
+  ) {}
 
   /** The current state (a live view: read it, do not keep it). */
   get state(): MirrorState<V> {
@@ -252,17 +236,9 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     return this.subscribers.size;
   }
 
-  /** Resolves once the backend has answered; rejects with {@link BackendUnavailableError} if it failed first. */
-  ready(): Promise<void> {
-    if (this.hasData) return Promise.resolve();
-    if (this.closed) return Promise.reject(new ClosedError(this.options.subject));
-    if (this.error) return Promise.reject(this.unavailable(this.error));
-    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
-  }
-
-  /** Adds a subscriber. Its first event is `sync` (at once if the state is known, else on the first answer). */
+  /** Adds a subscriber. Its first event is `sync` (at once if a list is known, else with the first list). */
   subscribe(onClose?: () => void): EventQueue<E> {
-    if (this.closed) throw new ClosedError(this.options.subject);
+    if (this.closed) throw new ClosedError(this.subject);
     const queue: EventQueue<E> = new EventQueue<E>(
       () => this.catchUp(),
       this.maxQueued,
@@ -274,6 +250,94 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     this.subscribers.add(queue);
     if (this.hasData) for (const event of this.catchUp()) queue.push(event);
     return queue;
+  }
+
+  /**
+   * Resolves once a list is published; rejects with {@link ClosedError} once closed, and with
+   * `failure` (as a {@link BackendUnavailableError}) when the first answer already failed.
+   */
+  protected firstList(failure: Error | undefined): Promise<void> {
+    if (this.hasData) return Promise.resolve();
+    if (this.closed) return Promise.reject(new ClosedError(this.subject));
+    if (failure) return Promise.reject(this.unavailable(failure));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  /** The first list is published: the waiters for it resolve. */
+  protected markPublished(): void {
+    if (this.hasData) return;
+    this.hasData = true;
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  /** The first answer failed: the waiters for a list reject with it. */
+  protected failWaiters(error: Error): void {
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    const reason = this.unavailable(error);
+    for (const w of waiters) w.reject(reason);
+  }
+
+  /** Closed: the waiters reject with {@link ClosedError} and every subscriber ends. */
+  protected closeSubscribers(): void {
+    this.closed = true;
+    for (const w of this.readyWaiters) w.reject(new ClosedError(this.subject));
+    this.readyWaiters = [];
+    for (const queue of [...this.subscribers]) queue.close();
+  }
+
+  protected emit(event: E): void {
+    for (const queue of this.subscribers) queue.push(event);
+  }
+
+  /** `error` as a caller gets it: a {@link BackendUnavailableError} (typed errors pass through). */
+  protected abstract unavailable(error: Error): Error;
+
+  /** What a new (or fallen-behind) subscriber gets first: `sync`, then `stale` when stale. */
+  protected catchUp(): E[] {
+    const state = this.state;
+    const events = [this.view.sync(state)];
+    if (state.stale && state.error) events.push(this.view.stale(state, state.error));
+    return events;
+  }
+}
+
+/**
+ * A local copy of one watched collection with a fan-out to any number of subscribers: the
+ * shared machinery behind every backend's watches and caches. A backend feeds it (one
+ * upstream per mirror); the mirror diffs, keeps the last known good state through outages,
+ * and delivers events to each subscriber's own bounded queue.
+ */
+export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFeed<V> {
+  private readonly now: () => number;
+  private readonly graceMs: number;
+  private readonly timers: Timers;
+  /** Entries missing from the list since a re-sync, kept until the monotonic time given. */
+  private held = new Map<string, number>();
+  private graceTimer: TimerHandle | undefined;
+  /** When (monotonic ms) the current stale period began. */
+  private staleSince = 0;
+
+  constructor(
+    view: MirrorView<V, E>,
+    private readonly options: MirrorOptions,
+  ) {
+    super(view, options.subject, options.maxQueued ?? 1000);
+    this.now = options.now ?? Date.now;
+    this.graceMs = options.resyncGraceMs ?? 0;
+    this.timers = options.timers ?? realTimers;
+  }
+
+  /** Keys kept in the list after a re-sync although the backend no longer lists them (grace window). */
+  get heldBack(): number {
+    return this.held.size;
+  }
+
+  /** Resolves once the backend has answered; rejects with {@link BackendUnavailableError} if it failed first. */
+  ready(): Promise<void> {
+    return this.firstList(this.error);
   }
 
   replace(entries: Iterable<[string, V]>, options?: { forceSync?: boolean; resynced?: boolean }): void {
@@ -359,9 +423,7 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     if (this.closed) return;
     this.error = error;
     if (!this.hasData) {
-      const waiters = this.readyWaiters;
-      this.readyWaiters = [];
-      for (const w of waiters) w.reject(this.unavailable(error));
+      this.failWaiters(error);
       return;
     }
     if (this.isStale) return;
@@ -442,12 +504,8 @@ export class Mirror<V, E> implements MirrorFeed<V> {
   /** Ends every subscriber and rejects pending `ready()` calls. Idempotent. */
   close(): void {
     if (this.closed) return;
-    this.closed = true;
     this.timers.clearTimeout(this.graceTimer);
-    this.timers.clearTimeout(this.graceTimer);
-    for (const w of this.readyWaiters) w.reject(new ClosedError(this.options.subject));
-    this.readyWaiters = [];
-    for (const queue of [...this.subscribers]) queue.close();
+    this.closeSubscribers();
   }
 
   private markFresh(): void {
@@ -462,26 +520,10 @@ export class Mirror<V, E> implements MirrorFeed<V> {
     }
     this.isStale = false;
     this.error = undefined;
-    if (!this.hasData) {
-      this.hasData = true;
-      const waiters = this.readyWaiters;
-      this.readyWaiters = [];
-      for (const w of waiters) w.resolve();
-    }
+    this.markPublished();
   }
 
-  private catchUp(): E[] {
-    const state = this.state;
-    const events = [this.view.sync(state)];
-    if (state.stale && state.error) events.push(this.view.stale(state, state.error));
-    return events;
-  }
-
-  private emit(event: E): void {
-    for (const queue of this.subscribers) queue.push(event);
-  }
-
-  private unavailable(error: Error): Error {
+  protected unavailable(error: Error): Error {
     if (error instanceof BackendUnavailableError || error.name === 'PermissionDeniedError') return error;
     return new BackendUnavailableError(this.options.backend, `${this.options.subject}: ${error.message}`, {
       cause: error,

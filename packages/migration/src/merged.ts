@@ -1,5 +1,5 @@
 import { BackendUnavailableError, ClosedError } from '@rollcall/core';
-import { EventQueue, type MirrorState, type MirrorView } from '@rollcall/core/driver';
+import { type MirrorView, PublishedCollection } from '@rollcall/core/driver';
 import { READ_SOURCES, type ReadMode, type Side } from './phases.js';
 
 /** What a followed registry (one side) feeds into a {@link MergedCollection}, in that registry's order. */
@@ -89,47 +89,22 @@ interface SideState<V> {
  * the lists agree), never as a fresh `sync`. A side that is down keeps its last list, flagged
  * stale; the merged list never turns empty because a registry is unreachable.
  */
-export class MergedCollection<V, E> {
+export class MergedCollection<V, E> extends PublishedCollection<V, E> {
   private readonly sides = new Map<Side, SideState<V>>();
   private plan: MergePlan | undefined;
   private mode: ReadMode | undefined;
-  private entries = new Map<string, V>();
-  private hasData = false;
-  private isStale = false;
-  private error: Error | undefined;
-  private syncedAt = 0;
-  private version = 0;
-  private entriesVersion = 0;
-  private closed = false;
-  private readonly subscribers = new Set<EventQueue<E>>();
-  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(
-    private readonly view: MirrorView<V, E>,
+    view: MirrorView<V, E>,
     private readonly open: OpenSide<V>,
     private readonly options: MergedOptions<V>,
-  ) {}
-
-  /** The current state (a live view: read it, do not keep it). */
-  get state(): MirrorState<V> {
-    return {
-      entries: this.entries,
-      hasData: this.hasData,
-      stale: this.isStale,
-      syncedAt: this.syncedAt,
-      error: this.error,
-      version: this.version,
-      entriesVersion: this.entriesVersion,
-    };
+  ) {
+    super(view, options.subject, options.maxQueued);
   }
 
   /** True once a list has been published. */
   get ready(): boolean {
     return this.hasData;
-  }
-
-  get subscriberCount(): number {
-    return this.subscribers.size;
   }
 
   /** Sides followed now (for tests and stats). */
@@ -151,26 +126,7 @@ export class MergedCollection<V, E> {
 
   /** Resolves once a list is published; rejects with {@link BackendUnavailableError} if every source failed first. */
   whenReady(): Promise<void> {
-    if (this.hasData) return Promise.resolve();
-    if (this.closed) return Promise.reject(new ClosedError(this.options.subject));
-    if (this.mode !== undefined && this.error) return Promise.reject(this.unavailable(this.error));
-    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
-  }
-
-  /** Adds a subscriber; its first event is `sync` (at once if a list is known). */
-  subscribe(onClose?: () => void): EventQueue<E> {
-    if (this.closed) throw new ClosedError(this.options.subject);
-    const queue: EventQueue<E> = new EventQueue<E>(
-      () => this.catchUp(),
-      this.options.maxQueued,
-      () => {
-        this.subscribers.delete(queue);
-        onClose?.();
-      },
-    );
-    this.subscribers.add(queue);
-    if (this.hasData) for (const event of this.catchUp()) queue.push(event);
-    return queue;
+    return this.firstList(this.mode !== undefined ? this.error : undefined);
   }
 
   /** Stops following both sides and ends every subscriber. Idempotent. */
@@ -179,9 +135,7 @@ export class MergedCollection<V, E> {
     this.closed = true;
     for (const state of this.sides.values()) state.stop();
     this.sides.clear();
-    for (const w of this.readyWaiters) w.reject(new ClosedError(this.options.subject));
-    this.readyWaiters = [];
-    for (const queue of [...this.subscribers]) queue.close();
+    this.closeSubscribers();
   }
 
   private follow(side: Side): void {
@@ -288,10 +242,7 @@ export class MergedCollection<V, E> {
     if (withData.length === 0) {
       if (!this.hasData) {
         this.error = error;
-        const waiters = this.readyWaiters;
-        this.readyWaiters = [];
-        const reason = this.unavailable(error ?? new Error('no registry answered'));
-        for (const w of waiters) w.reject(reason);
+        this.failWaiters(error ?? new Error('no registry answered'));
       }
       return;
     }
@@ -328,10 +279,7 @@ export class MergedCollection<V, E> {
     this.version += 1;
     if (entriesChanged || first) this.entriesVersion += 1;
     if (first) {
-      this.hasData = true;
-      const waiters = this.readyWaiters;
-      this.readyWaiters = [];
-      for (const w of waiters) w.resolve();
+      this.markPublished();
       for (const event of this.catchUp()) this.emit(event);
       return;
     }
@@ -342,20 +290,9 @@ export class MergedCollection<V, E> {
     else if (stale && !wasStale) this.emit(this.view.stale(this.state, this.error!));
   }
 
-  private catchUp(): E[] {
-    const state = this.state;
-    const events = [this.view.sync(state)];
-    if (state.stale && state.error) events.push(this.view.stale(state, state.error));
-    return events;
-  }
-
-  private emit(event: E): void {
-    for (const queue of this.subscribers) queue.push(event);
-  }
-
-  private unavailable(error: Error): Error {
+  protected unavailable(error: Error): Error {
     if (error instanceof BackendUnavailableError || error instanceof ClosedError) return error;
-    return new BackendUnavailableError('migrating', `${this.options.subject}: ${error.message}`, {
+    return new BackendUnavailableError('migrating', `${this.subject}: ${error.message}`, {
       cause: error,
     });
   }
