@@ -158,10 +158,10 @@ export class MigratingDiscovery implements ServiceDiscovery {
     if (!this.options.known()) await abortable(this.options.ready(), signal);
     const entry = this.entry(service);
     entry.lastUsed = this.options.now();
-    if (!entry.merged.ready) {
+    if (!entry.merged.state.hasData) {
       entry.pins += 1;
       try {
-        await abortable(entry.merged.whenReady(), signal);
+        await abortable(entry.merged.ready(), signal);
       } finally {
         entry.pins -= 1;
         entry.lastUsed = this.options.now();

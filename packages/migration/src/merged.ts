@@ -102,11 +102,6 @@ export class MergedCollection<V, E> extends PublishedCollection<V, E> {
     super(view, options.subject, options.maxQueued);
   }
 
-  /** True once a list has been published. */
-  get ready(): boolean {
-    return this.hasData;
-  }
-
   /** Sides followed now (for tests and stats). */
   get followedSides(): Side[] {
     return [...this.sides.keys()];
@@ -125,7 +120,7 @@ export class MergedCollection<V, E> extends PublishedCollection<V, E> {
   }
 
   /** Resolves once a list is published; rejects with {@link BackendUnavailableError} if every source failed first. */
-  whenReady(): Promise<void> {
+  ready(): Promise<void> {
     return this.firstList(this.mode !== undefined ? this.error : undefined);
   }
 
