@@ -26,6 +26,19 @@ function setup() {
   return { pair, client };
 }
 
+/** A bridge of `service` from `from` to `to` with no settle delay, and the events it reports. */
+function bridgeOf(client: (side: 'from' | 'to') => Backend, service: string) {
+  const events: BridgeEvent[] = [];
+  const bridge = startBridge({
+    from: client('from'),
+    to: client('to'),
+    services: [service],
+    settleMs: 0,
+    onEvent: (e) => events.push(e),
+  });
+  return { bridge, events };
+}
+
 describe('bridge: an id taken by a Rollcall client', () => {
   it('at the source address: the client keeps it, the copy is given up and never comes back', async () => {
     const { client } = setup();
@@ -33,14 +46,7 @@ describe('bridge: an id taken by a Rollcall client', () => {
     const address = { service, id: 'x', host: '10.0.0.1', port: 80 };
     // Registered in `from` by something that is not a Rollcall client of `to` (another language).
     await client('from').discovery.register(address, { ttlSeconds: 30 });
-    const events: BridgeEvent[] = [];
-    const bridge = startBridge({
-      from: client('from'),
-      to: client('to'),
-      services: [service],
-      settleMs: 0,
-      onEvent: (e) => events.push(e),
-    });
+    const { bridge, events } = bridgeOf(client, service);
     const reader = client('to');
     const inTo = async () => (await reader.discovery.getInstances(service)).instances;
     await eventually(async () => (await inTo()).some((i) => i.metadata?.[BRIDGE_META] === bridge.id));
@@ -94,14 +100,7 @@ describe('bridge: a source the copy cannot hold', () => {
       { service, id: 'wide', host: '10.0.0.2', port: 80, metadata: metadata(59) },
       { ttlSeconds: 30 },
     );
-    const events: BridgeEvent[] = [];
-    const bridge = startBridge({
-      from: client('from'),
-      to: client('to'),
-      services: [service],
-      settleMs: 0,
-      onEvent: (e) => events.push(e),
-    });
+    const { bridge, events } = bridgeOf(client, service);
     await eventually(() => events.some((e) => e.type === 'skipped' && e.id === 'wide'));
     await eventually(() => bridge.copies().length === 1);
     expect(bridge.copies().map((i) => i.id)).toEqual(['fits']);
