@@ -419,6 +419,23 @@ describe('liveness engine: the reported failures, as fixed scenarios', () => {
       step.advance(1),
     ]));
 
+  it('a key has one registration at a time: registering it again before releasing it throws; after, it is taken', async () => {
+    const timers = new FakeTimers();
+    const server = new FakeServer(timers);
+    const engine = new LivenessEngine(new FakeDriver(server, timers), { timers });
+    const listener = { lost: () => {}, restored: () => {} };
+    const first = engine.register(key('a'), 'one', TTL, listener);
+    expect(() => engine.register(key('a'), 'two', TTL, listener)).toThrow(/already registered/);
+    void engine.release(first);
+    const second = engine.register(key('a'), 'two', TTL, listener);
+    await timers.advance(100);
+    await second.established;
+    expect(server.keys.get(key('a'))?.value).toBe('two');
+    const closing = engine.close();
+    await timers.advance(10_000);
+    await closing;
+  });
+
   it('a registration deleted by an operator is put back within one reconcile period (etcd item 2)', () =>
     runScenario([
       step.register('a'),
