@@ -1,6 +1,9 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ConsulAgent,
@@ -61,6 +64,57 @@ describe('utilities', () => {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
     await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('freePort never gives a port from the kernel ephemeral range, which outgoing connections draw from', async () => {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number) as [number, number];
+    const ports = await Promise.all(Array.from({ length: 40 }, () => freePort()));
+    expect(new Set(ports).size).toBe(40);
+    for (const port of ports) expect(port < low || port > high, `port ${port} in ${low}-${high}`).toBe(true);
+  });
+
+  it('two processes reserving ports at once never get the same one; one that exits gives its ports back', async () => {
+    // Each child prints its ports, then holds them until its stdin ends.
+    const script = `
+      const { freePort } = await import(${JSON.stringify(new URL('../dist/servers/util.js', import.meta.url).href)});
+      const ports = [];
+      for (let i = 0; i < 150; i++) ports.push(await freePort());
+      process.stdout.write(JSON.stringify(ports) + '\\n');
+      process.stdin.resume();
+    `;
+    const children = [0, 1].map(() =>
+      spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
+    const portsOf = (child: (typeof children)[number]) =>
+      new Promise<number[]>((resolve, reject) => {
+        let out = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes('\n')) resolve(JSON.parse(out) as number[]);
+        });
+        child.once('exit', (code) => reject(new Error(`child exited with ${code} before printing`)));
+      });
+    const [a, b, mine] = await Promise.all([
+      portsOf(children[0]!),
+      portsOf(children[1]!),
+      Promise.all(Array.from({ length: 150 }, () => freePort())),
+    ]);
+    expect(new Set([...a, ...b, ...mine]).size).toBe(450);
+    const dir = join(tmpdir(), 'rollcall-testkit-ports');
+    for (const port of mine) expect(readFileSync(join(dir, String(port)), 'utf8')).toBe(String(process.pid));
+    for (const port of a) expect(existsSync(join(dir, String(port)))).toBe(true);
+    await Promise.all(
+      children.map((child) => {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.stdin?.end();
+        return exited;
+      }),
+    );
+    // The children exited: their reservations were removed, so the ports can be reserved again.
+    for (const port of [...a, ...b]) expect(existsSync(join(dir, String(port)))).toBe(false);
   });
 
   it('waitFor resolves when the condition holds and throws its message on timeout', async () => {

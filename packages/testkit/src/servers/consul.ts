@@ -3,8 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { consulBinary } from './binaries.js';
+import { releasePorts, reservePorts } from './ports.js';
 import { ManagedProcess, removeDir, StartError, trackDir, waitReady } from './process.js';
-import { freePorts, httpGet, LOOPBACK } from './util.js';
+import { httpGet, LOOPBACK } from './util.js';
 
 /** The six ports of a Consul dev agent (all on 127.0.0.1). */
 export interface ConsulPorts {
@@ -197,6 +198,7 @@ class ConsulAgentImpl implements ConsulAgent {
     this.stopping ??= (async () => {
       await this.proc.terminate();
       removeDir(this.dataDir);
+      releasePorts(Object.values(this.ports));
     })();
     return this.stopping;
   }
@@ -215,7 +217,7 @@ class ConsulAgentImpl implements ConsulAgent {
 export async function startConsul(options: StartConsulOptions = {}): Promise<ConsulAgent> {
   const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   for (let attempt = 1; ; attempt++) {
-    const [http, dns, serfLan, serfWan, server, grpc] = (await freePorts(6, { udp: true })) as [
+    const [http, dns, serfLan, serfWan, server, grpc] = (await reservePorts(6, { udp: true })) as [
       number,
       number,
       number,

@@ -4,8 +4,9 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { etcdBinary, etcdctlBinary } from './binaries.js';
+import { releasePorts, reservePorts } from './ports.js';
 import { ManagedProcess, removeDir, StartError, trackDir, waitReady } from './process.js';
-import { canConnect, freePorts, httpGet, LOOPBACK, sleep } from './util.js';
+import { canConnect, httpGet, LOOPBACK, sleep } from './util.js';
 
 /** TLS files (PEM paths) generated for a `tls: true` etcd server. */
 export interface EtcdTlsFiles {
@@ -510,6 +511,7 @@ class EtcdServerImpl implements EtcdServer {
     this.stopping ??= (async () => {
       await this.proc.terminate();
       removeDir(this.dataDir);
+      releasePorts([this.config.clientPort, this.config.peerPort]);
     })();
     return this.stopping;
   }
@@ -551,7 +553,7 @@ function memberConfig(
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdServer> {
   const name = options.name ?? 'rollcall-etcd';
   for (let attempt = 1; ; attempt++) {
-    const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
+    const [clientPort, peerPort] = (await reservePorts(2)) as [number, number];
     const server = new EtcdServerImpl(
       memberConfig(name, clientPort, peerPort, `${name}=http://${LOOPBACK}:${peerPort}`, options),
     );
@@ -654,7 +656,7 @@ export async function startEtcdCluster(options: StartEtcdClusterOptions = {}): P
   const prefix = options.namePrefix ?? 'm';
   const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   for (let attempt = 1; ; attempt++) {
-    const ports = await freePorts(size * 2);
+    const ports = await reservePorts(size * 2);
     const token = `rollcall-${randomUUID()}`;
     const names = Array.from({ length: size }, (_, i) => `${prefix}${i + 1}`);
     const initialCluster = names.map((n, i) => `${n}=http://${LOOPBACK}:${ports[size + i]}`).join(',');

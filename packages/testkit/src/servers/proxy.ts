@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { releasePorts, reservePorts } from './ports.js';
 import { LOOPBACK } from './util.js';
 
 /** Where a proxy forwards to. */
@@ -215,6 +216,7 @@ class TcpProxyImpl implements TcpProxy {
       }
       this.pairs.clear();
       if (server) await new Promise<void>((r) => server.close(() => r()));
+      releasePorts([this.port]);
     })();
     return this.closing;
   }
@@ -232,9 +234,18 @@ class TcpProxyImpl implements TcpProxy {
  * // give the client proxy.url instead of etcd.clientUrl, then proxy.blackhole() / heal()
  */
 export async function startTcpProxy(target: ProxyTarget): Promise<TcpProxy> {
-  const proxy = new TcpProxyImpl(target);
-  await proxy.open(0);
-  return proxy;
+  for (let attempt = 1; ; attempt++) {
+    const [port] = (await reservePorts(1)) as [number];
+    const proxy = new TcpProxyImpl(target);
+    try {
+      await proxy.open(port);
+      return proxy;
+    } catch (err) {
+      releasePorts([port]);
+      // taken between the check and the bind by a process that is not a testkit's: pick another
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 3) throw err;
+    }
+  }
 }
 
 /** One request seen by a {@link CountingHttpProxy}. */

@@ -1,4 +1,3 @@
-import * as dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -6,62 +5,20 @@ import * as net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eventually } from '../recorder.js';
+import { reservePorts } from './ports.js';
 
 /** Loopback host every harness binds to. */
 export const LOOPBACK = '127.0.0.1';
 
 /**
- * Returns a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it via
- * `net.createServer().listen(0)`, then the listener is closed).
- *
- * Another process may take the port before you bind it; the server harnesses retry their first
- * start with fresh ports when that happens.
+ * Returns a TCP port on 127.0.0.1 that is free now and stays reserved for this process: it lies
+ * outside the kernel's ephemeral range (so no outgoing connection is given it) and no other
+ * testkit process will hand it out until this process exits. Use it for a server you start
+ * yourself, or as an endpoint where nothing listens.
  */
 export async function freePort(): Promise<number> {
-  return await new Promise<number>((resolvePort, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, LOOPBACK, () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('freePort: listener has no TCP address'));
-        return;
-      }
-      server.close(() => resolvePort(address.port));
-    });
-  });
-}
-
-async function udpFree(port: number): Promise<boolean> {
-  return await new Promise<boolean>((done) => {
-    const socket = dgram.createSocket('udp4');
-    socket.once('error', () => {
-      socket.close();
-      done(false);
-    });
-    socket.bind(port, LOOPBACK, () => socket.close(() => done(true)));
-  });
-}
-
-/**
- * Returns `count` distinct free loopback ports. With `udp: true` each port is also free for UDP
- * (Consul's DNS and Serf ports use both).
- *
- * @internal
- */
-export async function freePorts(count: number, options: { udp?: boolean } = {}): Promise<number[]> {
-  const ports = new Set<number>();
-  let attempts = 0;
-  while (ports.size < count) {
-    if (++attempts > count * 20) throw new Error(`freePorts: could not find ${count} free ports`);
-    const port = await freePort();
-    if (ports.has(port)) continue;
-    if (options.udp && !(await udpFree(port))) continue;
-    ports.add(port);
-  }
-  return [...ports];
+  const [port] = await reservePorts(1);
+  return port as number;
 }
 
 /** Options of {@link waitFor}. */
