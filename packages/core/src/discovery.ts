@@ -125,8 +125,8 @@ export class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent
   private cached: { version: number; entriesVersion: number; snapshot: Snapshot } | undefined;
   constructor(
     private readonly service: string,
-    /** Told the ids of instances a change removed or updated (this client checks its own registrations). */
-    private readonly touched?: (service: string, ids: string[]) => void,
+    /** Told what changed; one observer is shared by every service's view. */
+    private readonly observer?: ViewObserver,
   ) {}
 
   snapshot(state: MirrorState<ServiceInstance>): Snapshot {
@@ -151,14 +151,23 @@ export class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent
     }
     return cached.snapshot;
   }
-  equals = instanceEquals;
-  sync: MirrorView<ServiceInstance, DiscoveryEvent>['sync'] = (state) => ({
-    type: 'sync',
-    snapshot: this.snapshot(state),
-  });
-  change: MirrorView<ServiceInstance, DiscoveryEvent>['change'] = (state, added, updated, removed) => {
-    if (this.touched && removed.length + updated.length > 0)
-      this.touched(this.service, [...removed.map(([id]) => id), ...updated.map(([id]) => id)]);
+
+  equals(a: ServiceInstance, b: ServiceInstance): boolean {
+    return instanceEquals(a, b);
+  }
+
+  sync(state: MirrorState<ServiceInstance>): DiscoveryEvent {
+    return { type: 'sync', snapshot: this.snapshot(state) };
+  }
+
+  change(
+    state: MirrorState<ServiceInstance>,
+    added: [string, ServiceInstance][],
+    updated: [string, ServiceInstance][],
+    removed: [string, ServiceInstance][],
+  ): DiscoveryEvent {
+    if (this.observer && removed.length + updated.length > 0)
+      this.observer.touched(this.service, [...removed.map(([id]) => id), ...updated.map(([id]) => id)]);
     const addedInstances = added.map(([, v]) => v);
     const updatedInstances = updated.map(([, v]) => v);
     const previous = this.cached;
@@ -189,12 +198,39 @@ export class DiscoveryView implements MirrorView<ServiceInstance, DiscoveryEvent
       removed: removed.map(([, v]) => v),
       updated: updatedInstances,
     };
-  };
-  stale: MirrorView<ServiceInstance, DiscoveryEvent>['stale'] = (state, error) => ({
-    type: 'stale',
-    snapshot: this.snapshot(state),
-    error,
-  });
+  }
+
+  stale(state: MirrorState<ServiceInstance>, error: Error): DiscoveryEvent {
+    return { type: 'stale', snapshot: this.snapshot(state), error };
+  }
+
+  emitted(
+    kind: 'sync' | 'change',
+    state: MirrorState<ServiceInstance>,
+    added: number,
+    removed: number,
+    updated: number,
+  ): void {
+    this.observer?.emitted(this.service, kind, state.entries.size, added, removed, updated);
+  }
+}
+
+/**
+ * What the views of a {@link ManagedDiscovery} tell it. Methods on one shared object rather than
+ * closures per service: a client caching thousands of services pays for them once.
+ */
+export interface ViewObserver {
+  /** A change removed or updated these instances of `service` (the owner checks its own registrations). */
+  touched(service: string, ids: string[]): void;
+  /** A `sync` or `change` was emitted for `service`, now listing `instances` (for diagnostics). */
+  emitted(
+    service: string,
+    kind: 'sync' | 'change',
+    instances: number,
+    added: number,
+    removed: number,
+    updated: number,
+  ): void;
 }
 
 interface CacheEntry {
@@ -226,6 +262,20 @@ export class ManagedDiscovery implements ServiceDiscovery {
   private readonly options: Required<Omit<DiscoveryOptions, 'logger'>> & { logger: Logger };
   private closing: Promise<void> | undefined;
   private sweeper: NodeJS.Timeout | undefined;
+  /** Shared by every cached service's view. */
+  private readonly observer: ViewObserver = {
+    touched: (service, ids) => this.touched(service, ids),
+    emitted: (service, kind, instances, added, removed, updated) =>
+      publish.membership(() => ({
+        backend: this.backend,
+        service,
+        kind,
+        instances,
+        added,
+        removed,
+        updated,
+      })),
+  };
 
   constructor(
     private readonly driver: DiscoveryDriver,
@@ -426,23 +476,13 @@ export class ManagedDiscovery implements ServiceDiscovery {
   private entry(service: string): CacheEntry {
     let entry = this.cache.get(service);
     if (!entry) {
-      const view = new DiscoveryView(service, (s, ids) => this.touched(s, ids));
+      const view = new DiscoveryView(service, this.observer);
       const mirror = new Mirror<ServiceInstance, DiscoveryEvent>(view, {
         backend: this.backend,
         subject: `service '${service}'`,
         maxQueued: this.options.maxQueuedEvents,
         now: this.options.now,
         resyncGraceMs: this.options.resyncGraceMs,
-        onEmit: (kind, state, added, removed, updated) =>
-          publish.membership(() => ({
-            backend: this.backend,
-            service,
-            kind,
-            instances: state.entries.size,
-            added,
-            removed,
-            updated,
-          })),
       });
       const stop = this.driver.watch(service, mirror);
       entry = { mirror, view, stop, lastUsed: realTimers.now(), pins: 0 };

@@ -34,6 +34,7 @@ export {
   type DiscoveryDriver,
   DiscoveryView,
   ManagedDiscovery,
+  type ViewObserver,
 } from './discovery.js';
 export { Gate } from './gate.js';
 export {

@@ -142,6 +142,17 @@ export interface MirrorView<V, E> {
   sync(state: MirrorState<V>): E;
   change(state: MirrorState<V>, added: [string, V][], updated: [string, V][], removed: [string, V][]): E;
   stale(state: MirrorState<V>, error: Error): E;
+  /**
+   * Told of every `sync` and `change` the mirror emits, with the counts (for diagnostics). A method
+   * of the view rather than an option so that a cache of many services holds no closure per service.
+   */
+  emitted?(
+    kind: 'sync' | 'change',
+    state: MirrorState<V>,
+    added: number,
+    removed: number,
+    updated: number,
+  ): void;
 }
 
 /**
@@ -183,14 +194,6 @@ export interface MirrorOptions {
   resyncGraceMs?: number;
   /** Timers for the grace window. Default real timers. */
   timers?: Timers;
-  /** Told of every `sync` and `change` the mirror emits, with the counts (for diagnostics). */
-  onEmit?(
-    kind: 'sync' | 'change',
-    state: MirrorState<unknown>,
-    added: number,
-    removed: number,
-    updated: number,
-  ): void;
 }
 
 /**
@@ -314,8 +317,11 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
   private readonly now: () => number;
   private readonly graceMs: number;
   private readonly timers: Timers;
-  /** Entries missing from the list since a re-sync, kept until the monotonic time given. */
-  private held = new Map<string, number>();
+  /**
+   * Entries missing from the list since a re-sync, kept until the monotonic time given. Made only
+   * while some are held: a client caching thousands of services pays nothing for it otherwise.
+   */
+  private held: Map<string, number> | undefined;
   private graceTimer: TimerHandle | undefined;
   /** When (monotonic ms) the current stale period began. */
   private staleSince = 0;
@@ -332,7 +338,7 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
 
   /** Keys kept in the list after a re-sync although the backend no longer lists them (grace window). */
   get heldBack(): number {
-    return this.held.size;
+    return this.held?.size ?? 0;
   }
 
   /** Resolves once the backend has answered; rejects with {@link BackendUnavailableError} if it failed first. */
@@ -349,8 +355,7 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
       this.entries = next;
       this.markFresh();
       this.bump(true);
-      this.emit(this.view.sync(this.state));
-      this.options.onEmit?.('sync', this.state, 0, 0, 0);
+      this.emitSync();
       return;
     }
     const added: [string, V][] = [];
@@ -368,20 +373,20 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
     }
     this.entries = next;
     this.bump(true);
-    this.emit(this.view.change(this.state, added, updated, removed));
-    this.options.onEmit?.('change', this.state, added.length, removed.length, updated.length);
+    this.emitChange(added, updated, removed);
   }
 
   apply(put: Iterable<[string, V]>, deleted: Iterable<string>): void {
     if (this.closed) return;
     if (!this.hasData) throw new Error('Mirror.apply before the first replace: a backend must sync first');
     const wasStale = this.isStale;
-    if (this.held.size > 0) {
+    const held = this.held;
+    if (held !== undefined) {
       // Whatever the backend says about a held-back key from now on is authoritative.
       put = [...put];
       deleted = [...deleted];
-      for (const [key] of put as [string, V][]) this.held.delete(key);
-      for (const key of deleted as string[]) this.held.delete(key);
+      for (const [key] of put as [string, V][]) held.delete(key);
+      for (const key of deleted as string[]) held.delete(key);
     }
     const added: [string, V][] = [];
     const updated: [string, V][] = [];
@@ -408,15 +413,23 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
     this.markFresh();
     if (added.length + updated.length + removed.length === 0) {
       this.bump(false);
-      if (wasStale) {
-        this.emit(this.view.sync(this.state));
-        this.options.onEmit?.('sync', this.state, 0, 0, 0);
-      }
+      if (wasStale) this.emitSync();
       return;
     }
     this.bump(true);
-    this.emit(this.view.change(this.state, added, updated, removed));
-    this.options.onEmit?.('change', this.state, added.length, removed.length, updated.length);
+    this.emitChange(added, updated, removed);
+  }
+
+  private emitSync(): void {
+    const state = this.state;
+    this.emit(this.view.sync(state));
+    this.view.emitted?.('sync', state, 0, 0, 0);
+  }
+
+  private emitChange(added: [string, V][], updated: [string, V][], removed: [string, V][]): void {
+    const state = this.state;
+    this.emit(this.view.change(state, added, updated, removed));
+    this.view.emitted?.('change', state, added.length, removed.length, updated.length);
   }
 
   stale(error: Error): void {
@@ -452,14 +465,20 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
   private holdBack(next: Map<string, V>, resync: boolean): void {
     if (this.graceMs <= 0) return;
     const now = this.timers.now();
-    for (const key of this.held.keys()) if (next.has(key)) this.held.delete(key);
+    let held = this.held;
     if (resync)
-      for (const key of this.entries.keys())
-        if (!next.has(key) && !this.held.has(key)) this.held.set(key, now + this.graceMs);
-    for (const [key, until] of this.held) {
+      for (const key of this.entries.keys()) {
+        if (next.has(key) || held?.has(key)) continue;
+        held ??= new Map();
+        held.set(key, now + this.graceMs);
+      }
+    if (held === undefined) return;
+    this.held = held;
+    for (const [key, until] of held) {
       const value = this.entries.get(key);
-      if (until > now && value !== undefined) next.set(key, value);
-      else this.held.delete(key);
+      // A key the fresh list has again leaves the window; one whose window is over goes.
+      if (next.has(key) || until <= now || value === undefined) held.delete(key);
+      else next.set(key, value);
     }
     this.armGrace();
   }
@@ -467,7 +486,8 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
   private armGrace(): void {
     this.timers.clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
-    if (this.held.size === 0 || this.closed) return;
+    if (this.held?.size === 0) this.held = undefined;
+    if (this.held === undefined || this.closed) return;
     const first = Math.min(...this.held.values());
     this.graceTimer = this.timers.setTimeout(() => this.endGrace(), Math.max(0, first - this.timers.now()));
   }
@@ -480,9 +500,9 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
     if (this.isStale) return;
     const now = this.timers.now();
     const removed: [string, V][] = [];
-    for (const [key, until] of this.held) {
+    for (const [key, until] of this.held ?? []) {
       if (until > now) continue;
-      this.held.delete(key);
+      this.held?.delete(key);
       const value = this.entries.get(key);
       if (value === undefined) continue;
       this.entries.delete(key);
@@ -490,8 +510,7 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
     }
     if (removed.length > 0) {
       this.bump(true);
-      this.emit(this.view.change(this.state, [], [], removed));
-      this.options.onEmit?.('change', this.state, 0, removed.length, 0);
+      this.emitChange([], [], removed);
     }
     this.armGrace();
   }

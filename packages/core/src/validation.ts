@@ -50,13 +50,21 @@ const DNS_LABEL_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 // An unpaired UTF-16 surrogate: it cannot be encoded as UTF-8, so it would not survive a round trip.
 const LONE_SURROGATE_RE = /\p{Cs}/u;
+// The native check (Node 20+) is several times faster than the regular expression, and every
+// registration and every instance a watch reads passes here once per string field.
+const nativeIsWellFormed = (String.prototype as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+
+/** True when `value` has no lone surrogate. */
+function isWellFormed(value: string): boolean {
+  return nativeIsWellFormed ? nativeIsWellFormed.call(value) : !LONE_SURROGATE_RE.test(value);
+}
 
 const INSTANCE_FIELDS = new Set(['id', 'service', 'host', 'port', 'version', 'tags', 'metadata', 'weight']);
 
 function requireString(field: string, value: unknown): string {
   if (typeof value !== 'string')
     throw new ValidationError(field, `must be a string, got ${describeValue(value)}`);
-  if (LONE_SURROGATE_RE.test(value))
+  if (!isWellFormed(value))
     throw new ValidationError(
       field,
       'must not contain lone surrogates (unpaired UTF-16 halves): they cannot be stored as UTF-8',
@@ -179,87 +187,141 @@ function validatePrintable(field: string, value: unknown, max: number): string {
   return text;
 }
 
+/** The field names of an instance's parts, made once for the usual `field` ('instance'). */
+function instancePaths(field: string) {
+  return {
+    service: `${field}.service`,
+    id: `${field}.id`,
+    host: `${field}.host`,
+    port: `${field}.port`,
+    version: `${field}.version`,
+    tags: `${field}.tags`,
+    metadata: `${field}.metadata`,
+    weight: `${field}.weight`,
+  };
+}
+const INSTANCE_PATHS = instancePaths('instance');
+
+/** True when `value` passes {@link validatePrintable} (no allocation: the common case's check). */
+function isPrintable(value: unknown, max: number): value is string {
+  return (
+    typeof value === 'string' &&
+    value.length > 0 &&
+    value.length <= max &&
+    !CONTROL_RE.test(value) &&
+    isWellFormed(value)
+  );
+}
+
+/**
+ * True when a metadata entry passes every rule (no allocation). A value is at most 3 UTF-8 bytes
+ * per UTF-16 unit, so most values need no byte count.
+ */
+function isPlainMetadata(key: string, value: unknown): value is string {
+  return (
+    META_KEY_RE.test(key) &&
+    !FORBIDDEN_KEYS.has(key) &&
+    !key.startsWith(RESERVED_METADATA_PREFIX) &&
+    !key.startsWith(CONSUL_RESERVED_METADATA_PREFIX) &&
+    typeof value === 'string' &&
+    (value.length * 3 <= MAX_METADATA_VALUE_BYTES || Buffer.byteLength(value) <= MAX_METADATA_VALUE_BYTES) &&
+    isWellFormed(value)
+  );
+}
+
+/** Checks a metadata entry the fast check refused, and throws the error naming what is wrong. */
+function validateMetadataEntry(keyField: string, key: string, value: unknown): string {
+  if (!META_KEY_RE.test(key))
+    throw new ValidationError(keyField, 'key must be 1-128 characters of [A-Za-z0-9_-]');
+  if (FORBIDDEN_KEYS.has(key))
+    throw new ValidationError(keyField, `'${key}' is refused as a key (it could reach Object.prototype)`);
+  for (const prefix of [RESERVED_METADATA_PREFIX, CONSUL_RESERVED_METADATA_PREFIX])
+    if (key.startsWith(prefix))
+      throw new ValidationError(keyField, `keys starting with '${prefix}' are reserved`);
+  const text = requireString(keyField, value);
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_METADATA_VALUE_BYTES)
+    throw new ValidationError(
+      keyField,
+      `must be at most ${MAX_METADATA_VALUE_BYTES} bytes in UTF-8 (got ${bytes})`,
+    );
+  return text;
+}
+
 /**
  * Validates an instance (contract rule 1) and returns a frozen copy holding only the known fields,
  * so later mutation of the caller's object cannot change what was registered.
+ *
+ * Every registration and every instance a watch reads passes here, so a valid instance is checked
+ * without building a single error path or temporary array; the detailed checks (and their
+ * messages) run only for a part that fails the quick one.
  */
 export function validateInstance(input: unknown, field = 'instance'): ServiceInstance {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new ValidationError(field, `must be an object, got ${describeValue(input)}`);
   }
+  const path = field === 'instance' ? INSTANCE_PATHS : instancePaths(field);
   const raw = input as Record<string, unknown>;
-  for (const key of Object.keys(raw)) {
-    if (!INSTANCE_FIELDS.has(key) && raw[key] !== undefined)
+  for (const key in raw) {
+    if (!INSTANCE_FIELDS.has(key) && Object.hasOwn(raw, key) && raw[key] !== undefined)
       throw new ValidationError(`${field}.${key}`, 'unknown field');
   }
-  const service = validateServiceName(raw.service, `${field}.service`);
-  const id = validateId(raw.id, `${field}.id`);
-  const host = requireString(`${field}.host`, raw.host);
+  const service = validateServiceName(raw.service, path.service);
+  const id = validateId(raw.id, path.id);
+  const host = requireString(path.host, raw.host);
   if (!isValidHost(host))
     throw new ValidationError(
-      `${field}.host`,
+      path.host,
       `must be an IPv4 or IPv6 address or a DNS name (got ${describeValue(host)})`,
     );
   if (isUnspecifiedAddress(host))
     throw new ValidationError(
-      `${field}.host`,
+      path.host,
       `must be a reachable address, not the unspecified address ${describeValue(host)}`,
     );
   const port = raw.port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) {
-    throw new ValidationError(
-      `${field}.port`,
-      `must be an integer from 1 to 65535 (got ${describeValue(port)})`,
-    );
+    throw new ValidationError(path.port, `must be an integer from 1 to 65535 (got ${describeValue(port)})`);
   }
   const out: ServiceInstance = { id, service, host, port };
-  if (raw.version !== undefined) out.version = validatePrintable(`${field}.version`, raw.version, 128);
+  if (raw.version !== undefined)
+    out.version = isPrintable(raw.version, 128)
+      ? raw.version
+      : validatePrintable(path.version, raw.version, 128);
   if (raw.tags !== undefined) {
-    if (!Array.isArray(raw.tags))
-      throw new ValidationError(
-        `${field}.tags`,
-        `must be an array of strings, got ${describeValue(raw.tags)}`,
-      );
-    if (raw.tags.length > 64)
-      throw new ValidationError(`${field}.tags`, `must hold at most 64 tags (got ${raw.tags.length})`);
+    const given = raw.tags;
+    if (!Array.isArray(given))
+      throw new ValidationError(path.tags, `must be an array of strings, got ${describeValue(given)}`);
+    if (given.length > 64)
+      throw new ValidationError(path.tags, `must hold at most 64 tags (got ${given.length})`);
     // An index loop, not map: map skips the holes of a sparse array, which would go unchecked.
     const tags: string[] = [];
-    for (let i = 0; i < raw.tags.length; i++)
-      tags.push(validatePrintable(`${field}.tags[${i}]`, raw.tags[i], 256));
+    for (let i = 0; i < given.length; i++) {
+      const tag: unknown = given[i];
+      tags.push(isPrintable(tag, 256) ? tag : validatePrintable(`${path.tags}[${i}]`, tag, 256));
+    }
     out.tags = Object.freeze(tags) as string[];
   }
   if (raw.metadata !== undefined) {
     const meta = raw.metadata;
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
       throw new ValidationError(
-        `${field}.metadata`,
+        path.metadata,
         `must be an object of string values, got ${describeValue(meta)}`,
       );
     }
-    const entries = Object.entries(meta as Record<string, unknown>);
-    if (entries.length > MAX_METADATA_ENTRIES)
+    const keys = Object.keys(meta);
+    if (keys.length > MAX_METADATA_ENTRIES)
       throw new ValidationError(
-        `${field}.metadata`,
-        `must hold at most ${MAX_METADATA_ENTRIES} entries (got ${entries.length})`,
+        path.metadata,
+        `must hold at most ${MAX_METADATA_ENTRIES} entries (got ${keys.length})`,
       );
     const copy: Record<string, string> = {};
-    for (const [key, value] of entries) {
-      const keyField = `${field}.metadata.${key}`;
-      if (!META_KEY_RE.test(key))
-        throw new ValidationError(keyField, 'key must be 1-128 characters of [A-Za-z0-9_-]');
-      if (FORBIDDEN_KEYS.has(key))
-        throw new ValidationError(keyField, `'${key}' is refused as a key (it could reach Object.prototype)`);
-      for (const prefix of [RESERVED_METADATA_PREFIX, CONSUL_RESERVED_METADATA_PREFIX])
-        if (key.startsWith(prefix))
-          throw new ValidationError(keyField, `keys starting with '${prefix}' are reserved`);
-      const text = requireString(keyField, value);
-      const bytes = Buffer.byteLength(text);
-      if (bytes > MAX_METADATA_VALUE_BYTES)
-        throw new ValidationError(
-          keyField,
-          `must be at most ${MAX_METADATA_VALUE_BYTES} bytes in UTF-8 (got ${bytes})`,
-        );
-      copy[key] = text;
+    for (const key of keys) {
+      const value = (meta as Record<string, unknown>)[key];
+      copy[key] = isPlainMetadata(key, value)
+        ? value
+        : validateMetadataEntry(`${path.metadata}.${key}`, key, value);
     }
     out.metadata = Object.freeze(copy) as Record<string, string>;
   }
@@ -267,7 +329,7 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
     const weight = raw.weight;
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
       throw new ValidationError(
-        `${field}.weight`,
+        path.weight,
         `must be an integer from 1 to ${MAX_WEIGHT} (got ${describeValue(weight)})`,
       );
     }

@@ -108,8 +108,8 @@ export class EtcdDiscoveryDriver implements DiscoveryDriver {
  * counts as absent), never crashing the watch. A lease-less key is reported once per key.
  */
 class InstanceCodec implements PrefixCodec<ServiceInstance> {
-  /** Lease-less keys already reported (bounded: cleared when it grows past 1,000). */
-  private readonly reported = new Set<string>();
+  /** Lease-less keys already reported (bounded: cleared when it grows past 1,000). Made on the first. */
+  private reported: Set<string> | undefined;
 
   constructor(
     private readonly service: string,
@@ -130,6 +130,7 @@ class InstanceCodec implements PrefixCodec<ServiceInstance> {
 
   decode(id: string, value: Buffer, key: string, lease: string): ServiceInstance | undefined {
     if (!lease || lease === '0') {
+      this.reported ??= new Set();
       if (!this.reported.has(key)) {
         if (this.reported.size >= 1000) this.reported.clear();
         this.reported.add(key);

@@ -53,6 +53,9 @@ export function isLeaseNotFound(error: unknown): boolean {
 /** What a key's current holder means for a write: free to (over)write at this revision, or held by someone else. */
 type Slot = { free: true; compare: 'Create' | 'Mod'; revision: string } | { free: false };
 
+/** The slot of a key assumed absent (shared: the first round of every write). */
+const CREATE: Slot = Object.freeze({ free: true, compare: 'Create', revision: '0' });
+
 /** Counters of the etcd session driver. */
 export interface EtcdSessionCounters {
   /** Keepalive requests written on the keepalive stream. */
@@ -120,46 +123,57 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
     ours: ReadonlySet<string>,
   ): Promise<PutOutcome[]> {
     const outcomes: PutOutcome[] = new Array(writes.length).fill('written');
-    const indexed = writes.map((w, i) => ({ ...w, i }));
     // etcd refuses a transaction naming one key twice; the engine never sends one key twice at once.
-    const chunks = chunked(indexed, (w) => w.key.length + Buffer.byteLength(w.value));
-    await Promise.all(chunks.map((chunk) => this.putChunk(lease, chunk, ours, outcomes)));
+    if (writes.length === 1) {
+      await this.putChunk(lease, writes, 0, ours, outcomes); // every registration but a burst's
+      return outcomes;
+    }
+    let first = 0;
+    const chunks = chunked(writes, (w) => w.key.length + Buffer.byteLength(w.value));
+    await Promise.all(
+      chunks.map((chunk) => {
+        const at = first;
+        first += chunk.length;
+        return this.putChunk(lease, chunk, at, ours, outcomes);
+      }),
+    );
     return outcomes;
   }
 
+  /** Writes `chunk` (the writes from `outcomes[first]` on) in one transaction per round. */
   private async putChunk(
     lease: string,
-    chunk: readonly (SessionWrite<string> & { i: number })[],
+    chunk: readonly SessionWrite<string>[],
+    first: number,
     ours: ReadonlySet<string>,
     outcomes: PutOutcome[],
   ): Promise<void> {
     const client = this.conn.client;
+    // Raw requests rather than etcd3's transaction builder, and each key encoded once for all its
+    // operations: this is the hot path of every registration.
+    const keys = chunk.map((w) => Buffer.from(w.key));
+    const failure = keys.map((key) => ({ request_range: { key } }));
     // First round: assume every key is new (one round trip when it is).
-    let slots: Slot[] = chunk.map(() => ({ free: true, compare: 'Create', revision: '0' }));
+    let slots: readonly Slot[] | undefined;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const writable = chunk.filter((_, k) => slots[k]!.free);
-      chunk.forEach((w, k) => {
-        if (!slots[k]!.free) outcomes[w.i] = 'conflict';
-      });
-      if (writable.length === 0) return;
-      // Raw requests rather than etcd3's transaction builder: this is the hot path of every registration.
       const compare: ICompare[] = [];
+      const success: ITxnRequest['success'] = [];
       chunk.forEach((w, k) => {
-        const slot = slots[k]!;
-        if (!slot.free) return;
+        const slot = slots?.[k] ?? CREATE;
+        if (!slot.free) {
+          outcomes[first + k] = 'conflict';
+          return;
+        }
+        const key = keys[k]!;
         compare.push(
           slot.compare === 'Create'
-            ? { key: Buffer.from(w.key), target: 'Create', result: 'Equal', create_revision: 0 }
-            : { key: Buffer.from(w.key), target: 'Mod', result: 'Equal', mod_revision: slot.revision },
+            ? { key, target: 'Create', result: 'Equal', create_revision: 0 }
+            : { key, target: 'Mod', result: 'Equal', mod_revision: slot.revision },
         );
+        success.push({ request_put: { key, value: Buffer.from(w.value), lease } });
       });
-      const request: ITxnRequest = {
-        compare,
-        success: writable.map((w) => ({
-          request_put: { key: Buffer.from(w.key), value: Buffer.from(w.value), lease },
-        })),
-        failure: chunk.map((w) => ({ request_range: { key: Buffer.from(w.key) } })),
-      };
+      if (success.length === 0) return;
+      const request: ITxnRequest = { compare, success, failure };
       const response = await this.txn('register', (o) => client.kv.txn(request, o));
       if (response.succeeded) return;
       // Someone holds some keys (or they changed since we looked): look at each holder and try again.
@@ -248,7 +262,7 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
  * incarnation (killed, its lease not yet expired), which is taken over.
  */
 function slotOf(kv: IKeyValue | undefined, ours: ReadonlySet<string>, value?: string): Slot {
-  if (!kv) return { free: true, compare: 'Create', revision: '0' };
+  if (!kv) return CREATE;
   const lease = String(kv.lease ?? '0');
   const overwrite: Slot = { free: true, compare: 'Mod', revision: String(kv.mod_revision) };
   if (lease === '0' || ours.has(lease)) return overwrite;

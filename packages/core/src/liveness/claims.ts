@@ -1,5 +1,8 @@
 import type { LiveSession } from './session.js';
 
+/** Shared, so that recording a write in flight allocates no closures. */
+const ignore = (): void => {};
+
 /** Told when a registered key is lost from the server and when it is back. */
 export interface KeyListener {
   /** The key is gone from the server (session lost, key deleted, or taken by another owner: a `ConflictError`). */
@@ -27,8 +30,8 @@ export class RegisteredKey<S, V> {
   readonly sentOn = new Set<LiveSession<S>>();
   /** Another live owner holds the key: wait for it to go (checked on every reconcile). */
   conflict = false;
-  /** Settles when no write of this key is in flight; a release waits for it. */
-  inflight: Promise<unknown> = Promise.resolve();
+  /** Settles when no write of this key is in flight (none yet: `undefined`); a release waits for it. */
+  inflight: Promise<void> | undefined;
   /** Settles once the first write landed (rejects when it failed, conflicted or was abandoned). */
   established!: Promise<void>;
   /** The release in progress, once released. */
@@ -43,11 +46,8 @@ export class RegisteredKey<S, V> {
 
   /** Runs `write` after any write of this key in flight, recording it as the one in flight. */
   serialize<T>(write: () => Promise<T>): Promise<T> {
-    const run = this.inflight.then(write, write);
-    this.inflight = run.then(
-      () => {},
-      () => {},
-    );
+    const run = this.inflight ? this.inflight.then(write, write) : write();
+    this.inflight = run.then(ignore, ignore);
     return run;
   }
 }

@@ -281,10 +281,8 @@ export class LivenessEngine<S, V = string> {
       };
       this.firstWrites.set(claim, { since: this.timers.now(), fail: settle });
       this.armFirstWrites();
-      attempt.then(
-        () => settle(),
-        (error) => settle(error),
-      );
+      // firstWrite resolves with nothing: settle() then resolves.
+      attempt.then(settle, settle);
     });
   }
 
@@ -320,7 +318,10 @@ export class LivenessEngine<S, V = string> {
     if (removal) await removal;
     for (;;) {
       if (claim.state === 'closed') throw new AbortedError('released');
-      const session = await this.sessionFor(claim);
+      // Client scope with a usable session (every registration but the first): no await needed.
+      const session =
+        (this.driver.scope === 'client' ? this.keeper.peek(claim.ttlSeconds) : undefined) ??
+        (await this.sessionFor(claim));
       let outcome: PutOutcome;
       try {
         outcome = await this.writes.put(session, claim);

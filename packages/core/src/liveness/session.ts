@@ -1,4 +1,5 @@
 import { unboundedController } from '../signals.js';
+import type { RegisteredKey } from './claims.js';
 import type { TimerHandle } from './clock.js';
 import type { PutOutcome } from './driver.js';
 
@@ -26,12 +27,11 @@ export interface SessionHandle<S> {
 
 /** A group-committed write waiting for its session's next `put`. */
 export interface PendingPut {
-  readonly key: string;
-  readonly value: unknown;
-  /** Called when the write is sent: from then on the key may be on the session. */
-  sent(): void;
-  /** True once the key was released while this write waited its turn: it is then not sent. */
-  released(): boolean;
+  /**
+   * The registration written: not sent if released while the write waited its turn; once sent,
+   * the session is in its `sentOn` (the key may be on it from then on).
+   */
+  readonly claim: RegisteredKey<unknown, unknown>;
   resolve(outcome: PutOutcome): void;
   reject(error: unknown): void;
 }

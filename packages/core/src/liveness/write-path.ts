@@ -32,14 +32,7 @@ export class WritePath<S, V> {
         new Promise<PutOutcome>((resolve, reject) => {
           // Released meanwhile: its release no longer waits for writes, so none may start.
           if (isReleased(claim)) return reject(new AbortedError('released'));
-          session.pendingPuts.push({
-            key: claim.key,
-            value: claim.value,
-            resolve,
-            reject,
-            sent: () => claim.sentOn.add(session),
-            released: () => isReleased(claim),
-          });
+          session.pendingPuts.push({ claim: claim as RegisteredKey<unknown, unknown>, resolve, reject });
           if (session.pendingPuts.length === 1) queueMicrotask(() => void this.flushPuts(session));
         }),
     );
@@ -88,7 +81,7 @@ export class WritePath<S, V> {
     session.pendingPuts = [];
     // Released while waiting (a close() during a burst): not sent, nothing to undo.
     const batch = queued.filter((p) => {
-      if (!p.released()) return true;
+      if (!isReleased(p.claim)) return true;
       p.reject(new AbortedError('released'));
       return false;
     });
@@ -98,12 +91,12 @@ export class WritePath<S, V> {
       for (const p of batch) p.reject(gone);
       return leave();
     }
-    for (const p of batch) p.sent();
+    for (const p of batch) (p.claim.sentOn as Set<LiveSession<S>>).add(session);
     const startedAt = timers.now();
     try {
       const outcomes = await driver.put(
         session.value,
-        batch.map((p) => ({ key: p.key, value: p.value as V })),
+        batch.map((p) => ({ key: p.claim.key, value: p.claim.value as V })),
         this.keeper.ours(),
       );
       // Writing a key-scope session's key renews it (a Consul registration starts its check passing).
