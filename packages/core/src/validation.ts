@@ -284,10 +284,9 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
     throw new ValidationError(path.port, `must be an integer from 1 to 65535 (got ${describeValue(port)})`);
   }
   const out: ServiceInstance = { id, service, host, port };
-  if (raw.version !== undefined)
-    out.version = isPrintable(raw.version, 128)
-      ? raw.version
-      : validatePrintable(path.version, raw.version, 128);
+  const version = raw.version; // read once: a getter could answer differently the second time
+  if (version !== undefined)
+    out.version = isPrintable(version, 128) ? version : validatePrintable(path.version, version, 128);
   if (raw.tags !== undefined) {
     const given = raw.tags;
     if (!Array.isArray(given))

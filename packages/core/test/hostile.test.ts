@@ -170,6 +170,47 @@ describe('validation against hostile input', () => {
     });
   });
 
+  it('a field is read once: a getter cannot pass validation with one value and be stored with another', () => {
+    const answers = ['1.0.0', 'bad\nversion'];
+    const tricky = { ...inst('a') } as Record<string, unknown>;
+    Object.defineProperty(tricky, 'version', { enumerable: true, get: () => answers.shift() });
+    const tag = ['ok', 'bad\ntag'];
+    const tags = [] as unknown[];
+    Object.defineProperty(tags, 0, { enumerable: true, get: () => tag.shift() });
+    Object.defineProperty(tags, 'length', { value: 1 });
+    tricky.tags = tags;
+    const stored = validateInstance(tricky);
+    expect(stored.version).toBe('1.0.0');
+    expect(stored.tags).toEqual(['ok']);
+  });
+
+  it('every part of an instance is refused with its own field name, after the quick check fails', () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ version: 'a\u0000b' }, 'instance.version'],
+      [{ version: 'x'.repeat(129) }, 'instance.version'],
+      [{ tags: ['ok', '\ud800'] }, 'instance.tags[1]'],
+      [{ tags: ['ok', ''] }, 'instance.tags[1]'],
+      [{ metadata: { ok: 'v', 'bad key': 'v' } }, 'instance.metadata.bad key'],
+      [{ metadata: { rollcall_x: 'v' } }, 'instance.metadata.rollcall_x'],
+      [{ metadata: { k: 7 } }, 'instance.metadata.k'],
+      [{ metadata: { k: '\udc00' } }, 'instance.metadata.k'],
+    ];
+    for (const [extra, field] of cases) {
+      let caught: unknown;
+      try {
+        validateInstance({ ...inst('a'), ...extra });
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, JSON.stringify(extra)).toBeInstanceOf(ValidationError);
+      expect((caught as ValidationError).field, JSON.stringify(extra)).toBe(field);
+    }
+    expect(validateInstance({ ...inst('a'), tags: ['x'] }, 'registration').tags).toEqual(['x']);
+    expect(() => validateInstance({ ...inst('a'), version: '' }, 'registration')).toThrow(
+      expect.objectContaining({ field: 'registration.version' }),
+    );
+  });
+
   it('timeouts above what a timer can wait mean "for ever"; bad ones are refused', () => {
     expect(validateTimeoutMs(undefined)).toBeUndefined();
     expect(validateTimeoutMs(0)).toBe(0);
