@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import {
   type ConsulAgent,
   type CountingHttpProxy,
@@ -103,7 +103,7 @@ describe('utilities', () => {
       Promise.all(Array.from({ length: 150 }, () => freePort())),
     ]);
     expect(new Set([...a, ...b, ...mine]).size).toBe(450);
-    const dir = join(tmpdir(), 'rollcall-testkit-ports');
+    const dir = join(tmpdir(), `rollcall-testkit-ports-${process.getuid?.() ?? 'user'}`);
     for (const port of mine) expect(readFileSync(join(dir, String(port)), 'utf8')).toBe(String(process.pid));
     for (const port of a) expect(existsSync(join(dir, String(port)))).toBe(true);
     await Promise.all(
@@ -115,6 +115,44 @@ describe('utilities', () => {
     );
     // The children exited: their reservations were removed, so the ports can be reserved again.
     for (const port of [...a, ...b]) expect(existsSync(join(dir, String(port)))).toBe(false);
+  });
+
+  it('with a temp directory it cannot write, freePort still gives ports outside the ephemeral range', async () => {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number) as [number, number];
+    const script = `
+      const { freePort } = await import(${JSON.stringify(new URL('../dist/servers/util.js', import.meta.url).href)});
+      const ports = [];
+      for (let i = 0; i < 5; i++) ports.push(await freePort());
+      process.stdout.write(JSON.stringify(ports));
+    `;
+    // A file as the temp dir: nothing can be made under it, even by root.
+    const scratch = mkdtempSync(join(tmpdir(), 'rollcall-ports-test-'));
+    onTestFinished(() => rmSync(scratch, { recursive: true, force: true }));
+    const notADir = join(scratch, 'file');
+    writeFileSync(notADir, '');
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        env: { ...process.env, TMPDIR: notADir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.on('data', (c: Buffer) => {
+        stdout += c.toString();
+      });
+      child.stderr?.on('data', (c: Buffer) => {
+        stderr += c.toString();
+      });
+      child.once('exit', (code) =>
+        code === 0 ? resolve(stdout) : reject(new Error(`exit ${code}: ${stderr}`)),
+      );
+    });
+    const ports = JSON.parse(out) as number[];
+    expect(new Set(ports).size).toBe(5);
+    for (const port of ports) expect(port < low || port > high, `port ${port}`).toBe(true);
   });
 
   it('waitFor resolves when the condition holds and throws its message on timeout', async () => {

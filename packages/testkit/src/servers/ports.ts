@@ -30,10 +30,15 @@ const HOST = '127.0.0.1';
 const LOWEST = 10_000;
 /** A reservation older than this is swept even if its owner's pid is alive (the pid was reused). */
 const STALE_AFTER_MS = 6 * 60 * 60 * 1000;
-const DIR = join(tmpdir(), 'rollcall-testkit-ports');
+/** Per user: another user's files could be neither read nor removed. */
+const DIR = join(tmpdir(), `rollcall-testkit-ports-${process.getuid?.() ?? 'user'}`);
 
 /** Ports this process holds (released on `releasePorts`, or when the process exits). */
 const held = new Set<number>();
+/** The held ports that have a file in {@link DIR} (all of them, unless the directory is unusable). */
+const recorded = new Set<number>();
+/** False once {@link DIR} turned out unusable: ports are then only checked, not shared. */
+let recording = true;
 let started = false;
 
 /** The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`); Linux's default if unreadable. */
@@ -74,14 +79,17 @@ function isAlive(pid: number): boolean {
 
 /** Records `port` as this process's; false if another testkit process holds it. */
 function claim(port: number): boolean {
-  try {
-    writeFileSync(join(DIR, String(port)), String(process.pid), { flag: 'wx' });
-    held.add(port);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
+  if (recording) {
+    try {
+      writeFileSync(join(DIR, String(port)), String(process.pid), { flag: 'wx' });
+      recorded.add(port);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      recording = false; // a full or read-only temp dir: still outside the ephemeral range
+    }
   }
+  held.add(port);
+  return true;
 }
 
 /**
@@ -119,7 +127,8 @@ function sweep(): void {
 }
 
 function unclaim(port: number): void {
-  if (!held.delete(port)) return;
+  held.delete(port);
+  if (!recorded.delete(port)) return;
   try {
     unlinkSync(join(DIR, String(port)));
   } catch {
@@ -131,8 +140,17 @@ function unclaim(port: number): void {
 function start(): void {
   if (started) return;
   started = true;
-  mkdirSync(DIR, { recursive: true });
-  sweep();
+  try {
+    // Not `recursive`: the temp dir exists, and Node's recursive mkdir never returns under /proc.
+    try {
+      mkdirSync(DIR);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    sweep();
+  } catch {
+    recording = false;
+  }
   process.once('exit', () => {
     for (const port of held) unclaim(port);
   });
