@@ -61,15 +61,24 @@ function isWellFormed(value: string): boolean {
 
 const INSTANCE_FIELDS = new Set(['id', 'service', 'host', 'port', 'version', 'tags', 'metadata', 'weight']);
 
-function requireString(field: string, value: unknown): string {
-  if (typeof value !== 'string')
-    throw new ValidationError(field, `must be a string, got ${describeValue(value)}`);
+/*
+ * The rules below are written once, as functions answering why a value is refused (or `undefined`):
+ * a valid value costs no allocation, and the field name (`instance.tags[3]`) is built only for the
+ * error. Every registration and every instance a watch reads passes through them.
+ */
+
+/** Why `value` is not a string that survives storage, if it is not. */
+function stringProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string') return `must be a string, got ${describeValue(value)}`;
   if (!isWellFormed(value))
-    throw new ValidationError(
-      field,
-      'must not contain lone surrogates (unpaired UTF-16 halves): they cannot be stored as UTF-8',
-    );
-  return value;
+    return 'must not contain lone surrogates (unpaired UTF-16 halves): they cannot be stored as UTF-8';
+  return undefined;
+}
+
+function requireString(field: string, value: unknown): string {
+  const problem = stringProblem(value);
+  if (problem !== undefined) throw new ValidationError(field, problem);
+  return value as string;
 }
 
 /**
@@ -178,13 +187,40 @@ export function isValidHost(host: string): boolean {
   return name.split('.').every((label) => DNS_LABEL_RE.test(label));
 }
 
+/** Why `value` is not a printable string of 1 to `max` characters, if it is not. */
+function printableProblem(value: unknown, max: number): string | undefined {
+  const problem = stringProblem(value);
+  if (problem !== undefined) return problem;
+  const text = value as string;
+  if (text.length === 0) return 'must not be empty';
+  if (text.length > max) return `must be at most ${max} characters (got ${text.length})`;
+  if (CONTROL_RE.test(text)) return 'must not contain control characters';
+  return undefined;
+}
+
 function validatePrintable(field: string, value: unknown, max: number): string {
-  const text = requireString(field, value);
-  if (text.length === 0) throw new ValidationError(field, 'must not be empty');
-  if (text.length > max)
-    throw new ValidationError(field, `must be at most ${max} characters (got ${text.length})`);
-  if (CONTROL_RE.test(text)) throw new ValidationError(field, 'must not contain control characters');
-  return text;
+  const problem = printableProblem(value, max);
+  if (problem !== undefined) throw new ValidationError(field, problem);
+  return value as string;
+}
+
+const RESERVED_METADATA_PREFIXES = [RESERVED_METADATA_PREFIX, CONSUL_RESERVED_METADATA_PREFIX] as const;
+
+/** Why a metadata entry is refused, if it is. */
+function metadataProblem(key: string, value: unknown): string | undefined {
+  if (!META_KEY_RE.test(key)) return 'key must be 1-128 characters of [A-Za-z0-9_-]';
+  if (FORBIDDEN_KEYS.has(key)) return `'${key}' is refused as a key (it could reach Object.prototype)`;
+  for (const prefix of RESERVED_METADATA_PREFIXES)
+    if (key.startsWith(prefix)) return `keys starting with '${prefix}' are reserved`;
+  const problem = stringProblem(value);
+  if (problem !== undefined) return problem;
+  // At most 3 UTF-8 bytes per UTF-16 unit: most values need no byte count.
+  const text = value as string;
+  if (text.length * 3 <= MAX_METADATA_VALUE_BYTES) return undefined;
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_METADATA_VALUE_BYTES)
+    return `must be at most ${MAX_METADATA_VALUE_BYTES} bytes in UTF-8 (got ${bytes})`;
+  return undefined;
 }
 
 /** The field names of an instance's parts, made once for the usual `field` ('instance'). */
@@ -202,59 +238,9 @@ function instancePaths(field: string) {
 }
 const INSTANCE_PATHS = instancePaths('instance');
 
-/** True when `value` passes {@link validatePrintable} (no allocation: the common case's check). */
-function isPrintable(value: unknown, max: number): value is string {
-  return (
-    typeof value === 'string' &&
-    value.length > 0 &&
-    value.length <= max &&
-    !CONTROL_RE.test(value) &&
-    isWellFormed(value)
-  );
-}
-
-/**
- * True when a metadata entry passes every rule (no allocation). A value is at most 3 UTF-8 bytes
- * per UTF-16 unit, so most values need no byte count.
- */
-function isPlainMetadata(key: string, value: unknown): value is string {
-  return (
-    META_KEY_RE.test(key) &&
-    !FORBIDDEN_KEYS.has(key) &&
-    !key.startsWith(RESERVED_METADATA_PREFIX) &&
-    !key.startsWith(CONSUL_RESERVED_METADATA_PREFIX) &&
-    typeof value === 'string' &&
-    (value.length * 3 <= MAX_METADATA_VALUE_BYTES || Buffer.byteLength(value) <= MAX_METADATA_VALUE_BYTES) &&
-    isWellFormed(value)
-  );
-}
-
-/** Checks a metadata entry the fast check refused, and throws the error naming what is wrong. */
-function validateMetadataEntry(keyField: string, key: string, value: unknown): string {
-  if (!META_KEY_RE.test(key))
-    throw new ValidationError(keyField, 'key must be 1-128 characters of [A-Za-z0-9_-]');
-  if (FORBIDDEN_KEYS.has(key))
-    throw new ValidationError(keyField, `'${key}' is refused as a key (it could reach Object.prototype)`);
-  for (const prefix of [RESERVED_METADATA_PREFIX, CONSUL_RESERVED_METADATA_PREFIX])
-    if (key.startsWith(prefix))
-      throw new ValidationError(keyField, `keys starting with '${prefix}' are reserved`);
-  const text = requireString(keyField, value);
-  const bytes = Buffer.byteLength(text);
-  if (bytes > MAX_METADATA_VALUE_BYTES)
-    throw new ValidationError(
-      keyField,
-      `must be at most ${MAX_METADATA_VALUE_BYTES} bytes in UTF-8 (got ${bytes})`,
-    );
-  return text;
-}
-
 /**
  * Validates an instance (contract rule 1) and returns a frozen copy holding only the known fields,
  * so later mutation of the caller's object cannot change what was registered.
- *
- * Every registration and every instance a watch reads passes here, so a valid instance is checked
- * without building a single error path or temporary array; the detailed checks (and their
- * messages) run only for a part that fails the quick one.
  */
 export function validateInstance(input: unknown, field = 'instance'): ServiceInstance {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
@@ -285,8 +271,7 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
   }
   const out: ServiceInstance = { id, service, host, port };
   const version = raw.version; // read once: a getter could answer differently the second time
-  if (version !== undefined)
-    out.version = isPrintable(version, 128) ? version : validatePrintable(path.version, version, 128);
+  if (version !== undefined) out.version = validatePrintable(path.version, version, 128);
   if (raw.tags !== undefined) {
     const given = raw.tags;
     if (!Array.isArray(given))
@@ -297,7 +282,9 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
     const tags: string[] = [];
     for (let i = 0; i < given.length; i++) {
       const tag: unknown = given[i];
-      tags.push(isPrintable(tag, 256) ? tag : validatePrintable(`${path.tags}[${i}]`, tag, 256));
+      const problem = printableProblem(tag, 256);
+      if (problem !== undefined) throw new ValidationError(`${path.tags}[${i}]`, problem);
+      tags.push(tag as string);
     }
     out.tags = Object.freeze(tags) as string[];
   }
@@ -318,9 +305,9 @@ export function validateInstance(input: unknown, field = 'instance'): ServiceIns
     const copy: Record<string, string> = {};
     for (const key of keys) {
       const value = (meta as Record<string, unknown>)[key];
-      copy[key] = isPlainMetadata(key, value)
-        ? value
-        : validateMetadataEntry(`${path.metadata}.${key}`, key, value);
+      const problem = metadataProblem(key, value);
+      if (problem !== undefined) throw new ValidationError(`${path.metadata}.${key}`, problem);
+      copy[key] = value as string;
     }
     out.metadata = Object.freeze(copy) as Record<string, string>;
   }

@@ -124,10 +124,6 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
   ): Promise<PutOutcome[]> {
     const outcomes: PutOutcome[] = new Array(writes.length).fill('written');
     // etcd refuses a transaction naming one key twice; the engine never sends one key twice at once.
-    if (writes.length === 1) {
-      await this.putChunk(lease, writes, 0, ours, outcomes); // every registration but a burst's
-      return outcomes;
-    }
     let first = 0;
     const chunks = chunked(writes, (w) => w.key.length + Buffer.byteLength(w.value));
     await Promise.all(
