@@ -19,6 +19,7 @@ import {
   type TcpProxy,
   waitFor,
 } from '../src/servers/index.js';
+import { RESERVATIONS_DIR } from '../src/servers/ports.js';
 
 const timings: Record<string, number> = {};
 
@@ -57,6 +58,55 @@ afterAll(() => {
   console.log(`[servers.test] timings (ms): ${JSON.stringify(timings)}`);
 });
 
+/** The kernel's ephemeral port range, which outgoing connections take their source ports from. */
+function ephemeralRange(): [number, number] {
+  return readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number) as [
+    number,
+    number,
+  ];
+}
+
+/** The file recording who holds `port`. */
+const reservation = (port: number) => join(RESERVATIONS_DIR, String(port));
+
+/**
+ * A node process whose only work is to reserve `count` ports with `freePort` (from the built
+ * package), print them as one JSON line, and hold them until its stdin ends (`release()`, which
+ * resolves with its exit code).
+ */
+function reservingChild(count: number, env: NodeJS.ProcessEnv = process.env) {
+  const util = JSON.stringify(new URL('../dist/servers/util.js', import.meta.url).href);
+  const script = `
+    const { freePort } = await import(${util});
+    const ports = [];
+    for (let i = 0; i < ${count}; i++) ports.push(await freePort());
+    process.stdout.write(JSON.stringify(ports) + '\\n');
+    process.stdin.resume();
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ports = new Promise<number[]>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve(JSON.parse(out) as number[]);
+    });
+    void exit.then((code) => reject(new Error(`child exited with ${code} before printing: ${stderr}`)));
+  });
+  const release = () => {
+    child.stdin?.end();
+    return exit;
+  };
+  return { child, ports, exit, release };
+}
+
 describe('utilities', () => {
   it('freePort returns a bindable loopback port', async () => {
     const port = await freePort();
@@ -67,90 +117,62 @@ describe('utilities', () => {
   });
 
   it('freePort never gives a port from the kernel ephemeral range, which outgoing connections draw from', async () => {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number) as [number, number];
+    const [low, high] = ephemeralRange();
     const ports = await Promise.all(Array.from({ length: 40 }, () => freePort()));
     expect(new Set(ports).size).toBe(40);
     for (const port of ports) expect(port < low || port > high, `port ${port} in ${low}-${high}`).toBe(true);
   });
 
   it('two processes reserving ports at once never get the same one; one that exits gives its ports back', async () => {
-    // Each child prints its ports, then holds them until its stdin ends.
-    const script = `
-      const { freePort } = await import(${JSON.stringify(new URL('../dist/servers/util.js', import.meta.url).href)});
-      const ports = [];
-      for (let i = 0; i < 150; i++) ports.push(await freePort());
-      process.stdout.write(JSON.stringify(ports) + '\\n');
-      process.stdin.resume();
-    `;
-    const children = [0, 1].map(() =>
-      spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] }),
-    );
-    const portsOf = (child: (typeof children)[number]) =>
-      new Promise<number[]>((resolve, reject) => {
-        let out = '';
-        child.stdout?.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          if (out.includes('\n')) resolve(JSON.parse(out) as number[]);
-        });
-        child.once('exit', (code) => reject(new Error(`child exited with ${code} before printing`)));
-      });
+    const children = [reservingChild(150), reservingChild(150)];
     const [a, b, mine] = await Promise.all([
-      portsOf(children[0]!),
-      portsOf(children[1]!),
+      children[0]!.ports,
+      children[1]!.ports,
       Promise.all(Array.from({ length: 150 }, () => freePort())),
     ]);
     expect(new Set([...a, ...b, ...mine]).size).toBe(450);
-    const dir = join(tmpdir(), `rollcall-testkit-ports-${process.getuid?.() ?? 'user'}`);
-    for (const port of mine) expect(readFileSync(join(dir, String(port)), 'utf8')).toBe(String(process.pid));
-    for (const port of a) expect(existsSync(join(dir, String(port)))).toBe(true);
-    await Promise.all(
-      children.map((child) => {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.stdin?.end();
-        return exited;
-      }),
-    );
+    for (const port of mine) expect(readFileSync(reservation(port), 'utf8')).toBe(String(process.pid));
+    for (const port of a) expect(existsSync(reservation(port))).toBe(true);
+    await Promise.all(children.map((child) => child.release()));
     // The children exited: their reservations were removed, so the ports can be reserved again.
-    for (const port of [...a, ...b]) expect(existsSync(join(dir, String(port)))).toBe(false);
+    for (const port of [...a, ...b]) expect(existsSync(reservation(port))).toBe(false);
+  });
+
+  it('the reservations of a process killed with SIGKILL (no exit handler ran) are swept by the next process', async () => {
+    const killed = reservingChild(20);
+    const ports = await killed.ports;
+    killed.child.kill('SIGKILL');
+    await killed.exit;
+    for (const port of ports) expect(existsSync(reservation(port))).toBe(true);
+    // A process sweeps on its first reservation, unless another one is sweeping at that moment.
+    await waitFor(
+      async () => {
+        const next = reservingChild(1);
+        await next.ports;
+        await next.release();
+        return ports.every((port) => !existsSync(reservation(port)));
+      },
+      { timeoutMs: 20_000, intervalMs: 0, message: 'the killed process reservations were not swept' },
+    );
+  });
+
+  it('a proxy gives its port back when it closes', async () => {
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: 1 });
+    expect(readFileSync(reservation(proxy.port), 'utf8')).toBe(String(process.pid));
+    await proxy.close();
+    expect(existsSync(reservation(proxy.port))).toBe(false);
   });
 
   it('with a temp directory it cannot write, freePort still gives ports outside the ephemeral range', async () => {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number) as [number, number];
-    const script = `
-      const { freePort } = await import(${JSON.stringify(new URL('../dist/servers/util.js', import.meta.url).href)});
-      const ports = [];
-      for (let i = 0; i < 5; i++) ports.push(await freePort());
-      process.stdout.write(JSON.stringify(ports));
-    `;
+    const [low, high] = ephemeralRange();
     // A file as the temp dir: nothing can be made under it, even by root.
     const scratch = mkdtempSync(join(tmpdir(), 'rollcall-ports-test-'));
     onTestFinished(() => rmSync(scratch, { recursive: true, force: true }));
     const notADir = join(scratch, 'file');
     writeFileSync(notADir, '');
-    const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-        env: { ...process.env, TMPDIR: notADir },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout?.on('data', (c: Buffer) => {
-        stdout += c.toString();
-      });
-      child.stderr?.on('data', (c: Buffer) => {
-        stderr += c.toString();
-      });
-      child.once('exit', (code) =>
-        code === 0 ? resolve(stdout) : reject(new Error(`exit ${code}: ${stderr}`)),
-      );
-    });
-    const ports = JSON.parse(out) as number[];
+    const child = reservingChild(5, { ...process.env, TMPDIR: notADir });
+    const ports = await child.ports;
+    expect(await child.release()).toBe(0);
     expect(new Set(ports).size).toBe(5);
     for (const port of ports) expect(port < low || port > high, `port ${port}`).toBe(true);
   });

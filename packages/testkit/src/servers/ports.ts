@@ -30,8 +30,14 @@ const HOST = '127.0.0.1';
 const LOWEST = 10_000;
 /** A reservation older than this is swept even if its owner's pid is alive (the pid was reused). */
 const STALE_AFTER_MS = 6 * 60 * 60 * 1000;
-/** Per user: another user's files could be neither read nor removed. */
-const DIR = join(tmpdir(), `rollcall-testkit-ports-${process.getuid?.() ?? 'user'}`);
+/**
+ * Where reservations are recorded, one file per port holding its owner's pid. Per user: another
+ * user's files could be neither read nor removed.
+ *
+ * @internal
+ */
+export const RESERVATIONS_DIR = join(tmpdir(), `rollcall-testkit-ports-${process.getuid?.() ?? 'user'}`);
+const DIR = RESERVATIONS_DIR;
 
 /** Ports this process holds (released on `releasePorts`, or when the process exits). */
 const held = new Set<number>();
