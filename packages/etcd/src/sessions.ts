@@ -123,6 +123,11 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
     ours: ReadonlySet<string>,
   ): Promise<PutOutcome[]> {
     const outcomes: PutOutcome[] = new Array(writes.length).fill('written');
+    // One write (a registration on its own, the usual case): one transaction, nothing to split.
+    if (writes.length === 1) {
+      await this.putChunk(lease, writes, 0, ours, outcomes);
+      return outcomes;
+    }
     // etcd refuses a transaction naming one key twice; the engine never sends one key twice at once.
     let first = 0;
     const chunks = chunked(writes, (w) => w.key.length + Buffer.byteLength(w.value));
@@ -239,14 +244,12 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
 
   /** One transaction within the call deadline; a lease etcd no longer knows is {@link SessionGoneError}. */
   private txn(what: string, op: (o: CallOptions) => Promise<ITxnResponse>): Promise<ITxnResponse> {
-    return this.conn.call(what, async (o) => {
-      try {
-        return await op(o);
-      } catch (error) {
-        if (isLeaseNotFound(error)) throw new SessionGoneError('etcd', `${what}: the client's lease expired`);
-        throw error;
-      }
-    });
+    // A rejection handler rather than an async wrapper: one promise less on every write's path.
+    const leaseGone = (error: unknown): never => {
+      if (isLeaseNotFound(error)) throw new SessionGoneError('etcd', `${what}: the client's lease expired`);
+      throw error;
+    };
+    return this.conn.call(what, (o) => op(o).catch(leaseGone));
   }
 }
 

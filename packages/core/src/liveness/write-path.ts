@@ -76,7 +76,8 @@ export class WritePath<S, V> {
   private async flushPuts(session: LiveSession<S>): Promise<void> {
     const { driver, timers } = this.context;
     // Writes queued while this one waits its turn join its batch (they do not schedule a flush).
-    const leave = await this.turns.enter();
+    // Entered at once when there is room: the usual case, on the path of every registration.
+    const leave = this.turns.tryEnter() ?? (await this.turns.enter());
     const queued = session.pendingPuts;
     session.pendingPuts = [];
     // Released while waiting (a close() during a burst): not sent, nothing to undo.
