@@ -1,6 +1,7 @@
 import { BackendUnavailableError, type ServiceInstance } from '@rollcall/core';
 import {
   type ClaimRef,
+  groupBy,
   type Ownership,
   type PutOutcome,
   type SessionDriver,
@@ -178,15 +179,19 @@ export class ConsulRegistrationSessions implements SessionDriver<CheckSession, C
 
   /** One health read per service: whose is each id, and does it pass. */
   async inspect(refs: readonly ClaimRef<CheckSession>[], ours: ReadonlySet<string>): Promise<Ownership[]> {
-    const byService = new Map<string, string[]>();
-    for (const { session } of refs) {
-      const id = session.serviceId.slice(session.service.length + 1);
-      byService.set(session.service, [...(byService.get(session.service) ?? []), id]);
-    }
+    const idOf = (session: CheckSession) => session.serviceId.slice(session.service.length + 1);
     const answers = new Map<string, Map<string, Holder[]>>();
-    for (const [service, ids] of byService) answers.set(service, await this.holders(service, ids));
+    for (const [service, group] of groupBy(refs, (r) => r.session.service)) {
+      answers.set(
+        service,
+        await this.holders(
+          service,
+          group.map((r) => idOf(r.session)),
+        ),
+      );
+    }
     return refs.map(({ session }) => {
-      const id = session.serviceId.slice(session.service.length + 1);
+      const id = idOf(session);
       const holders = answers.get(session.service)?.get(id) ?? [];
       if (holders.some((h) => h.serviceId === session.serviceId && ours.has(h.owner))) return 'current';
       return holders.some((h) => !ours.has(h.owner) && h.passing) ? 'foreign' : 'absent';
@@ -217,7 +222,9 @@ export class ConsulRegistrationSessions implements SessionDriver<CheckSession, C
         passing: (raw.Checks ?? []).every((c) => c.Status === 'passing'),
         address: `${String(host)}:${String(raw.Service?.Port)}`,
       };
-      out.set(id, [...(out.get(id) ?? []), holder]);
+      const known = out.get(id);
+      if (known) known.push(holder);
+      else out.set(id, [holder]);
     }
     return out;
   }

@@ -28,6 +28,7 @@ export {
   sleep,
   throwIfAborted,
 } from './backoff.js';
+export { groupBy } from './collections.js';
 export { lockAcquireChannel, publish, traceLockAcquire } from './diagnostics.js';
 export {
   createServiceDiscovery,

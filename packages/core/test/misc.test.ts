@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { Backoff, diffInstances, retryForever, sleep } from '../src/driver.js';
+import { Backoff, diffInstances, groupBy, retryForever, sleep } from '../src/driver.js';
 import {
   type Backend,
   createHealthHandler,
@@ -349,5 +349,25 @@ describe('errors from another copy of @rollcall/core', () => {
     expect(new Error('plain')).not.toBeInstanceOf(here.RollcallError);
     expect({ code: 'ERR_CONFIG' }).not.toBeInstanceOf(here.ConfigError);
     expect(null).not.toBeInstanceOf(here.RollcallError);
+  });
+});
+
+describe('groupBy', () => {
+  it('groups in order, one array per group, appended to', () => {
+    const items = ['a1', 'b1', 'a2', 'c1', 'b2', 'a3'];
+    const groups = groupBy(items, (s) => s[0]);
+    expect([...groups.keys()]).toEqual(['a', 'b', 'c']);
+    expect(groups.get('a')).toEqual(['a1', 'a2', 'a3']);
+    expect(groups.get('b')).toEqual(['b1', 'b2']);
+    expect(groups.get('c')).toEqual(['c1']);
+    // Any iterable: the indices of an array, as the etcd driver groups refs by lease.
+    const leases = ['L1', 'L2', 'L1'];
+    expect(groupBy(leases.keys(), (i) => leases[i])).toEqual(
+      new Map([
+        ['L1', [0, 2]],
+        ['L2', [1]],
+      ]),
+    );
+    expect(groupBy([], (x: number) => x).size).toBe(0);
   });
 });

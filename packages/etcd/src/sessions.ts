@@ -1,6 +1,7 @@
 import { BackendUnavailableError, SessionGoneError } from '@rollcall/core';
 import {
   type ClaimRef,
+  groupBy,
   type Ownership,
   type PutOutcome,
   type SessionDriver,
@@ -204,12 +205,8 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
 
   async inspect(refs: readonly ClaimRef<string>[], ours: ReadonlySet<string>): Promise<Ownership[]> {
     const answers: Ownership[] = new Array(refs.length).fill('absent');
-    const byLease = new Map<string, number[]>();
-    refs.forEach((r, i) => {
-      byLease.set(r.session, [...(byLease.get(r.session) ?? []), i]);
-    });
     const unsure: number[] = [];
-    for (const [lease, indices] of byLease) {
+    for (const [lease, indices] of groupBy(refs.keys(), (i) => refs[i]!.session)) {
       const attached = await this.conn.call('list the keys of a lease', (o) =>
         this.conn.client.leaseClient.leaseTimeToLive({ ID: lease, keys: true }, o),
       );

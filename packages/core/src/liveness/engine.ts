@@ -1,4 +1,5 @@
 import { Backoff, type BackoffOptions } from '../backoff.js';
+import { groupBy } from '../collections.js';
 import {
   AbortedError,
   BackendUnavailableError,
@@ -482,10 +483,8 @@ export class LivenessEngine<S, V = string> {
       }
     };
     if (this.driver.scope === 'client') {
-      const byTtl = new Map<number, RegisteredKey<S, V>[]>();
-      for (const c of claims) byTtl.set(c.ttlSeconds, [...(byTtl.get(c.ttlSeconds) ?? []), c]);
       await Promise.all(
-        [...byTtl].map(async ([ttl, group]) => {
+        [...groupBy(claims, (c) => c.ttlSeconds)].map(async ([ttl, group]) => {
           let session: LiveSession<S>;
           try {
             session = await this.keeper.currentFor(ttl);
