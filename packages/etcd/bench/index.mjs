@@ -241,9 +241,87 @@ try {
       `registered ${INSTANCES} in ${round(registerMs, 0)} ms; leases ${owner.stats().leases} (server: +${leasesAfter - leasesBefore})`,
     );
 
+    // The keepalive window is also the idle cost of holding the registrations: renewals and the
+    // periodic reconcile (every 10 s by default) are all this process does meanwhile.
+    const k0 = owner.stats().keepalives;
+    const cpu0 = process.cpuUsage();
+    const tk = now();
+    await new Promise((r) => setTimeout(r, KEEPALIVE_WINDOW_MS));
+    const windowMs = now() - tk;
+    const keepalivesPerMinute = ((owner.stats().keepalives - k0) * 60_000) / windowMs;
+    const cpu = process.cpuUsage(cpu0);
+    const idleCpuPercent = (cpu.user + cpu.system) / 10 / windowMs;
+
+    // A fresh client syncs every service (one etcd watch per service), measured for time and heap.
+    gc();
+    gc();
+    const heapBefore = process.memoryUsage().heapUsed;
+    const fresh = createEtcdBackend({ endpoints: etcd.endpoints, cacheIdleMs: 3_600_000 });
+    const ts = now();
+    const snapshots = await Promise.all(
+      Array.from({ length: SERVICES }, (_, s) => fresh.discovery.getInstances(service(s))),
+    );
+    const syncMs = now() - ts;
+    const synced = snapshots.reduce((n, s) => n + s.instances.length, 0);
+    gc();
+    gc();
+    const heapAfter = process.memoryUsage().heapUsed;
+    const bytesPerInstance = (heapAfter - heapBefore) / synced;
+
+    results.scale = {
+      instances: INSTANCES,
+      services: SERVICES,
+      ttlSeconds: TTL,
+      registerAllMs: round(registerMs, 0),
+      registrationsPerSecond: round((INSTANCES * 1000) / registerMs, 0),
+      leasesClientSide: owner.stats().leases,
+      leasesServerSide: leasesAfter - leasesBefore,
+      keepaliveRequestsPerMinute: round(keepalivesPerMinute, 1),
+      idleCpuPercentOfOneCore: round(idleCpuPercent, 2),
+      freshClientSyncAllMs: round(syncMs, 0),
+      freshClientInstancesSynced: synced,
+      freshClientEtcdWatches: Object.keys(fresh.stats().serviceWatches).length,
+      heapBytesPerCachedInstance: round(bytesPerInstance, 0),
+    };
+    log('scale', JSON.stringify(results.scale));
+
+    // ---------------------------------------------------------------- 3. cached reads vs a raw range per call
+    const raw = new Etcd3({ hosts: etcd.endpoints });
+    let i = 0;
+    let cachedOps = 0;
+    const tc = now();
+    while (now() - tc < OPS_WINDOW_MS) {
+      for (let j = 0; j < 1000; j++) await fresh.discovery.getInstances(service(i++ % SERVICES));
+      cachedOps += 1000;
+    }
+    const cachedPerSecond = (cachedOps * 1000) / (now() - tc);
+    let rawOps = 0;
+    const tr = now();
+    while (now() - tr < OPS_WINDOW_MS) {
+      await raw
+        .getAll()
+        .prefix(`/rollcall/services/${service(i++ % SERVICES)}/`)
+        .strings();
+      rawOps += 1;
+    }
+    const rawPerSecond = (rawOps * 1000) / (now() - tr);
+    results.reads = {
+      cachedGetInstancesOpsPerSecond: round(cachedPerSecond, 0),
+      rawGetAllPrefixOpsPerSecond: round(rawPerSecond, 0),
+      speedup: round(cachedPerSecond / rawPerSecond, 0),
+    };
+    log('reads', JSON.stringify(results.reads));
+    raw.close();
+    await fresh.close();
+    const tclose = now();
+    await owner.close();
+    results.scale.closeMs = round(now() - tclose, 0);
+
     // The same 10,000 values written raw, in transactions of 128 leased puts (what the first wave's
     // code sent), and in transactions that put each key only if it is absent (the least a write
     // that must not overwrite another client's instance needs): Rollcall's bulk path against both.
+    // Measured after the fresh client's sync and the reads: deleting these 40,000 keys leaves etcd
+    // busy for a while (it slowed that sync 3-4x when measured before it).
     const rawBulk = new Etcd3({ hosts: etcd.endpoints });
     const bulkLease = await rawBulk.lease(TTL * 3).grant();
     const bulkWrite = async (prefix, ifAbsent) => {
@@ -307,83 +385,8 @@ try {
       `raw bulk: ${plainRuns.map((x) => round(x, 0))} ms plain, ${ifAbsentRuns.map((x) => round(x, 0))} ms if absent`,
     );
 
-    // The keepalive window is also the idle cost of holding the registrations: renewals and the
-    // periodic reconcile (every 10 s by default) are all this process does meanwhile.
-    const k0 = owner.stats().keepalives;
-    const cpu0 = process.cpuUsage();
-    const tk = now();
-    await new Promise((r) => setTimeout(r, KEEPALIVE_WINDOW_MS));
-    const windowMs = now() - tk;
-    const keepalivesPerMinute = ((owner.stats().keepalives - k0) * 60_000) / windowMs;
-    const cpu = process.cpuUsage(cpu0);
-    const idleCpuPercent = (cpu.user + cpu.system) / 10 / windowMs;
-
-    // A fresh client syncs every service (one etcd watch per service), measured for time and heap.
-    gc();
-    gc();
-    const heapBefore = process.memoryUsage().heapUsed;
-    const fresh = createEtcdBackend({ endpoints: etcd.endpoints, cacheIdleMs: 3_600_000 });
-    const ts = now();
-    const snapshots = await Promise.all(
-      Array.from({ length: SERVICES }, (_, s) => fresh.discovery.getInstances(service(s))),
-    );
-    const syncMs = now() - ts;
-    const synced = snapshots.reduce((n, s) => n + s.instances.length, 0);
-    gc();
-    gc();
-    const heapAfter = process.memoryUsage().heapUsed;
-    const bytesPerInstance = (heapAfter - heapBefore) / synced;
-
-    results.scale = {
-      instances: INSTANCES,
-      services: SERVICES,
-      ttlSeconds: TTL,
-      registerAllMs: round(registerMs, 0),
-      registrationsPerSecond: round((INSTANCES * 1000) / registerMs, 0),
-      rawBulkPutMs: round(rawPlainMs, 0),
-      rawBulkPutIfAbsentMs: round(rawIfAbsentMs, 0),
-      leasesClientSide: owner.stats().leases,
-      leasesServerSide: leasesAfter - leasesBefore,
-      keepaliveRequestsPerMinute: round(keepalivesPerMinute, 1),
-      idleCpuPercentOfOneCore: round(idleCpuPercent, 2),
-      freshClientSyncAllMs: round(syncMs, 0),
-      freshClientInstancesSynced: synced,
-      freshClientEtcdWatches: Object.keys(fresh.stats().serviceWatches).length,
-      heapBytesPerCachedInstance: round(bytesPerInstance, 0),
-    };
-    log('scale', JSON.stringify(results.scale));
-
-    // ---------------------------------------------------------------- 3. cached reads vs a raw range per call
-    const raw = new Etcd3({ hosts: etcd.endpoints });
-    let i = 0;
-    let cachedOps = 0;
-    const tc = now();
-    while (now() - tc < OPS_WINDOW_MS) {
-      for (let j = 0; j < 1000; j++) await fresh.discovery.getInstances(service(i++ % SERVICES));
-      cachedOps += 1000;
-    }
-    const cachedPerSecond = (cachedOps * 1000) / (now() - tc);
-    let rawOps = 0;
-    const tr = now();
-    while (now() - tr < OPS_WINDOW_MS) {
-      await raw
-        .getAll()
-        .prefix(`/rollcall/services/${service(i++ % SERVICES)}/`)
-        .strings();
-      rawOps += 1;
-    }
-    const rawPerSecond = (rawOps * 1000) / (now() - tr);
-    results.reads = {
-      cachedGetInstancesOpsPerSecond: round(cachedPerSecond, 0),
-      rawGetAllPrefixOpsPerSecond: round(rawPerSecond, 0),
-      speedup: round(cachedPerSecond / rawPerSecond, 0),
-    };
-    log('reads', JSON.stringify(results.reads));
-    raw.close();
-    await fresh.close();
-    const tclose = now();
-    await owner.close();
-    results.scale.closeMs = round(now() - tclose, 0);
+    results.scale.rawBulkPutMs = round(rawPlainMs, 0);
+    results.scale.rawBulkPutIfAbsentMs = round(rawIfAbsentMs, 0);
 
     // Bytes allocated per registration (V8's sampling heap profiler, every 512 B, objects collected
     // since included), against a raw leased put of the same value, both warmed up first. One at a
