@@ -182,13 +182,8 @@ export class ConsulRegistrationSessions implements SessionDriver<CheckSession, C
     const idOf = (session: CheckSession) => session.serviceId.slice(session.service.length + 1);
     const answers = new Map<string, Map<string, Holder[]>>();
     for (const [service, group] of groupBy(refs, (r) => r.session.service)) {
-      answers.set(
-        service,
-        await this.holders(
-          service,
-          group.map((r) => idOf(r.session)),
-        ),
-      );
+      const ids = group.map((r) => idOf(r.session));
+      answers.set(service, await this.holders(service, ids));
     }
     return refs.map(({ session }) => {
       const id = idOf(session);
