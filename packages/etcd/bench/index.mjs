@@ -218,21 +218,19 @@ try {
     const leasesBefore = JSON.parse(await etcd.etcdctl(['lease', 'list', '-w', 'json'])).leases?.length ?? 0;
     const owner = createEtcdBackend({ endpoints: etcd.endpoints });
     const service = (s) => `bench-svc-${s}`;
+    const scaleInstance = (i) => ({
+      id: `instance-${i}`,
+      service: service(i % SERVICES),
+      host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+      port: 8080,
+      version: '1.4.2',
+      tags: ['blue'],
+      metadata: { zone: `zone-${i % 3}` },
+    });
     const t0 = now();
     await Promise.all(
       Array.from({ length: INSTANCES }, (_, i) =>
-        owner.discovery.register(
-          {
-            id: `instance-${i}`,
-            service: service(i % SERVICES),
-            host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
-            port: 8080,
-            version: '1.4.2',
-            tags: ['blue'],
-            metadata: { zone: `zone-${i % 3}` },
-          },
-          { ttlSeconds: TTL },
-        ),
+        owner.discovery.register(scaleInstance(i), { ttlSeconds: TTL }),
       ),
     );
     const registerMs = now() - t0;
@@ -331,18 +329,8 @@ try {
         const writes = [];
         for (let i = s; i < Math.min(INSTANCES, s + 128); i++) {
           const key = Buffer.from(`${prefix}${service(i % SERVICES)}/instance-${i}`);
-          // The value Rollcall stores for the same instance.
-          const value = Buffer.from(
-            JSON.stringify({
-              id: `instance-${i}`,
-              service: service(i % SERVICES),
-              host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
-              port: 8080,
-              version: '1.4.2',
-              tags: ['blue'],
-              metadata: { zone: `zone-${i % 3}` },
-            }),
-          );
+          // The value Rollcall stores for the same instance (its fields in the order Rollcall writes them).
+          const value = Buffer.from(JSON.stringify(scaleInstance(i)));
           writes.push({ key, value });
         }
         const success = writes.map(({ key, value }) => ({ request_put: { key, value, lease: bulkLease } }));
