@@ -100,6 +100,26 @@ describe('etcd liveness (issue 9)', () => {
     expect(a.stats().registrationsRestored).toBe(1);
   });
 
+  it('item 2: among 70 registrations (checked through the key list of their lease), the one deleted is put back, the others untouched', async () => {
+    const a = client();
+    const service = uniqueService('many');
+    const registrations = await Promise.all(
+      Array.from({ length: 70 }, (_, i) =>
+        a.discovery.register(instance(service, `i${i}`), { ttlSeconds: 10 }),
+      ),
+    );
+    const seen = registrations.map(events);
+    await etcd.etcdctl(['del', key(service, 'i5')]);
+    await waitFor(async () => (await stored(service, 'i5')) !== '', {
+      timeoutMs: 3000,
+      message: 'the deleted registration was not put back',
+    });
+    await eventually(() => seen[5]!.includes('restored'), { timeoutMs: 3000 });
+    expect(seen[5]).toEqual(['lost:BackendUnavailableError', 'restored']);
+    expect(seen.filter((s, i) => i !== 5 && s.length > 0)).toEqual([]);
+    expect(a.stats().registrationsRestored).toBe(1);
+  });
+
   it('item 2: with a watch of its own service, a deleted registration is put back at once', async () => {
     const a = client({ reconcileIntervalMs: 60_000 });
     const service = uniqueService('watched');
