@@ -129,11 +129,6 @@ export class EtcdSessionDriver implements SessionDriver<string, string> {
     ours: ReadonlySet<string>,
   ): Promise<PutOutcome[]> {
     const outcomes: PutOutcome[] = new Array(writes.length).fill('written');
-    // One write (a registration on its own, the usual case): one transaction, nothing to split.
-    if (writes.length === 1) {
-      await this.putChunk(lease, writes, 0, ours, outcomes);
-      return outcomes;
-    }
     // etcd refuses a transaction naming one key twice; the engine never sends one key twice at once.
     let first = 0;
     const chunks = chunked(writes, (w) => w.key.length + Buffer.byteLength(w.value));
