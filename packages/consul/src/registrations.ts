@@ -33,6 +33,8 @@ interface RawEntry {
 
 /** What the agent tells about one instance id of a service: who registered it, where, and whether it passes. */
 interface Holder {
+  /** The instance id it registers. */
+  id: string;
   serviceId: string;
   owner: string;
   passing: boolean;
@@ -204,24 +206,22 @@ export class ConsulRegistrationSessions implements SessionDriver<CheckSession, C
     const filter =
       ids.length === 1 ? `Service.Meta.${META_ID} == "${ids[0]}" or Service.ID == "${ids[0]}"` : undefined;
     const answer = await this.api.healthService(service, { passing: false, ...(filter ? { filter } : {}) });
-    const out = new Map<string, Holder[]>();
+    const found: Holder[] = [];
     for (const raw of answer.data as RawEntry[]) {
       const meta = raw.Service?.Meta ?? {};
       const id =
         typeof meta[META_ID] === 'string' ? (meta[META_ID] as string) : String(raw.Service?.ID ?? '');
       if (!wanted.has(id)) continue;
       const host = raw.Service?.Address || raw.Node?.Address;
-      const holder: Holder = {
+      found.push({
+        id,
         serviceId: String(raw.Service?.ID ?? ''),
         owner: typeof meta[META_OWNER] === 'string' ? (meta[META_OWNER] as string) : '',
         passing: (raw.Checks ?? []).every((c) => c.Status === 'passing'),
         address: `${String(host)}:${String(raw.Service?.Port)}`,
-      };
-      const known = out.get(id);
-      if (known) known.push(holder);
-      else out.set(id, [holder]);
+      });
     }
-    return out;
+    return groupBy(found, (h) => h.id);
   }
 
   private async deregister(serviceId: string): Promise<void> {
