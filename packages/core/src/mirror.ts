@@ -320,6 +320,8 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
   /**
    * Entries missing from the list since a re-sync, kept until the monotonic time given. Made only
    * while some are held: a client caching thousands of services pays nothing for it otherwise.
+   * Deadlines are set once per key, at `now + graceMs`, so the map is in deadline order: the first
+   * entry is always the next due.
    */
   private held: Map<string, number> | undefined;
   private graceTimer: TimerHandle | undefined;
@@ -488,7 +490,7 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
     this.graceTimer = undefined;
     if (this.held?.size === 0) this.held = undefined;
     if (this.held === undefined || this.closed) return;
-    const first = Math.min(...this.held.values());
+    const first = this.held.values().next().value as number;
     this.graceTimer = this.timers.setTimeout(() => this.endGrace(), Math.max(0, first - this.timers.now()));
   }
 
@@ -498,11 +500,13 @@ export class Mirror<V, E> extends PublishedCollection<V, E> implements MirrorFee
     if (this.closed) return;
     // While unreachable nothing is removed (an outage never empties a list); the next re-sync decides.
     if (this.isStale) return;
+    const held = this.held;
+    if (held === undefined) return;
     const now = this.timers.now();
     const removed: [string, V][] = [];
-    for (const [key, until] of this.held ?? []) {
-      if (until > now) continue;
-      this.held?.delete(key);
+    for (const [key, until] of held) {
+      if (until > now) break; // in deadline order: the rest are not due either
+      held.delete(key);
       const value = this.entries.get(key);
       if (value === undefined) continue;
       this.entries.delete(key);

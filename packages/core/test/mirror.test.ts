@@ -2,6 +2,7 @@ import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { Mirror, type MirrorView } from '../src/driver.js';
 import { BackendUnavailableError, ClosedError } from '../src/index.js';
+import { FakeTimers } from './fake-timers.js';
 
 type Ev = { type: string; keys: string[]; detail?: string };
 const view: MirrorView<string, Ev> = {
@@ -188,5 +189,62 @@ describe('snapshots and confirmations', () => {
     expect(stale.stale).toBe(true);
     expect(stale.instances).toBe(before.instances);
     await discovery.close();
+  });
+});
+
+describe('the grace window after a re-sync (resyncGraceMs)', () => {
+  const graceMirror = (timers: FakeTimers) =>
+    new Mirror<string, Ev>(view, { backend: 'test', subject: 'thing', resyncGraceMs: 1000, timers });
+
+  it('keeps what a re-sync misses for the window; what comes back leaves it; the rest goes when it ends', async () => {
+    const timers = new FakeTimers();
+    const m = graceMirror(timers);
+    const q = m.subscribe();
+    m.replace([
+      ['a', '1'],
+      ['b', '1'],
+      ['c', '1'],
+    ]);
+    await timers.advance(100);
+    m.replace([['a', '1']], { resynced: true });
+    expect(m.heldBack).toBe(2);
+    expect([...m.state.entries.keys()].sort()).toEqual(['a', 'b', 'c']);
+    // Listed again by a later re-sync: b leaves the window; c keeps its deadline (t = 1100).
+    await timers.advance(400);
+    m.replace(
+      [
+        ['a', '1'],
+        ['b', '1'],
+      ],
+      { resynced: true },
+    );
+    m.apply([['b', '2']], []);
+    expect(m.heldBack).toBe(1);
+    await timers.advance(599);
+    expect(m.heldBack).toBe(1);
+    await timers.advance(1);
+    expect(m.heldBack).toBe(0);
+    expect(await take(q, 3)).toEqual([
+      { type: 'sync', keys: ['a', 'b', 'c'] },
+      { type: 'change', keys: ['a', 'b', 'c'], detail: '~b' },
+      { type: 'change', keys: ['a', 'b'], detail: '-c' },
+    ]);
+    expect(q.backlog).toBe(0);
+  });
+
+  it('a service of 200,000 instances all missing from a re-sync is held back and then removed, without a throw', async () => {
+    const timers = new FakeTimers();
+    const m = graceMirror(timers);
+    const q = m.subscribe();
+    m.replace(Array.from({ length: 200_000 }, (_, i): [string, string] => [`k${i}`, '1']));
+    m.replace([], { resynced: true });
+    expect(m.heldBack).toBe(200_000);
+    expect(m.state.entries.size).toBe(200_000);
+    await timers.advance(1000);
+    expect(m.heldBack).toBe(0);
+    expect(m.state.entries.size).toBe(0);
+    const [, removal] = await take(q, 2);
+    expect(removal!.type).toBe('change');
+    expect(removal!.keys).toEqual([]);
   });
 });
