@@ -21,6 +21,8 @@ export interface EtcdBackendStats {
   leaseLosses: number;
   /** Registrations put back after a loss (lease lost, key deleted by someone else). */
   registrationsRestored: number;
+  /** Checks of this client's registrations and lock keys against etcd (periodic, and when a watch showed one touched). */
+  reconciles: number;
   /** Registrations found held by another live client. */
   conflicts: number;
   /** etcd watches held now, by watched service. */
@@ -119,6 +121,7 @@ export function createEtcdBackend(options: EtcdOptions = {}): EtcdBackend {
           keepaliveAcks: sessions.counters.keepaliveAcks,
           leaseLosses: engine.sessionsLost,
           registrationsRestored: engine.keysRestored,
+          reconciles: engine.reconciles,
           conflicts: engine.conflicts,
           serviceWatches: discoveryDriver.watches.toRecord(),
           kvWatches: kvDriver.watches.toRecord(),

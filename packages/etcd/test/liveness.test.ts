@@ -120,6 +120,29 @@ describe('etcd liveness (issue 9)', () => {
     expect(a.stats().registrationsRestored).toBe(1);
   });
 
+  it('registrations left alone stay put through the checks: no lost, no rewrite (a few keys read directly, 70 through the lease)', async () => {
+    const few = client();
+    const many = client();
+    const service = uniqueService('alone');
+    const registrations = [
+      await few.discovery.register(instance(service, 'one'), { ttlSeconds: 10 }),
+      ...(await Promise.all(
+        Array.from({ length: 70 }, (_, i) =>
+          many.discovery.register(instance(service, `i${i}`), { ttlSeconds: 10 }),
+        ),
+      )),
+    ];
+    const seen = registrations.map(events);
+    const checked = (c: EtcdBackend, from: number) => c.stats().reconciles >= from + 3;
+    const [fewBefore, manyBefore] = [few.stats().reconciles, many.stats().reconciles];
+    await waitFor(() => checked(few, fewBefore) && checked(many, manyBefore), {
+      timeoutMs: 8000,
+      message: 'the periodic checks did not run',
+    });
+    expect(seen.flat()).toEqual([]);
+    expect(few.stats().registrationsRestored + many.stats().registrationsRestored).toBe(0);
+  });
+
   it('item 2: with a watch of its own service, a deleted registration is put back at once', async () => {
     const a = client({ reconcileIntervalMs: 60_000 });
     const service = uniqueService('watched');
