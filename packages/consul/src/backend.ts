@@ -25,6 +25,8 @@ export interface ConsulBackend extends AssembledBackend {
   kvWatchCount(prefix: string): number;
   /** Number of Consul sessions this client keeps for its locks: one per distinct TTL in use (diagnostics, tests). */
   lockSessionCount(): number;
+  /** Checks of this client's registrations against the agent so far (periodic, and when a watch showed one touched; diagnostics, tests). */
+  reconcileCount(): number;
 }
 
 const drivers = new WeakMap<ConsulBackend, { discovery: ConsulDiscoveryDriver; locks: ConsulLockDriver }>();
@@ -108,6 +110,7 @@ export function createConsulBackend(options: ConsulOptions = {}): ConsulBackend 
       pollerCount: (service: string) => driver.pollerCount(service),
       kvWatchCount: (prefix: string) => kvDriver.watchCount(prefix),
       lockSessionCount: () => lockDriver.sessionCount(),
+      reconcileCount: () => registrations.snapshot().reconciles,
     },
   );
   drivers.set(backend, { discovery: driver, locks: lockDriver });

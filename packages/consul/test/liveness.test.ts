@@ -159,6 +159,27 @@ describe('consul liveness (issue 9)', () => {
     }
   });
 
+  it('registrations left alone stay put through the checks: no lost (several ids of one service in one read, one id alone)', async () => {
+    const a = client({ reconcileIntervalMs: 300 });
+    const shared = uniqueService('alone');
+    const registrations = await Promise.all([
+      ...['i1', 'i2', 'i3'].map((id) => a.discovery.register(instance(shared, id), { ttlSeconds: 10 })),
+      a.discovery.register(instance(uniqueService('single'), 'j1'), { ttlSeconds: 10 }),
+    ]);
+    const seen: string[] = [];
+    for (const r of registrations) {
+      r.on('lost', (e) => seen.push(`${r.instance.id} lost: ${e?.message}`));
+      r.on('restored', () => seen.push(`${r.instance.id} restored`));
+    }
+    const before = a.reconcileCount();
+    await waitFor(() => a.reconcileCount() >= before + 3, {
+      timeoutMs: 8000,
+      message: 'the checks did not run',
+    });
+    expect(seen).toEqual([]);
+    expect(registrations.map((r) => r.state)).toEqual(['active', 'active', 'active', 'active']);
+  });
+
   it('a deregistered instance never comes back from a heartbeat in flight', async () => {
     const a = client();
     const service = uniqueService('late-pass');
